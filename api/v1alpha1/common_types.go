@@ -1,0 +1,84 @@
+package v1alpha1
+
+// Condition types shared by every kind.
+const (
+	// ConditionReady says whether the object does its job now: a Credential's Secret holds a valid
+	// token, an Issuer's configuration is usable, a TokenValidator has keys to verify with.
+	ConditionReady = "Ready"
+	// ConditionIssuing is True while a Credential is logging in or refreshing.
+	ConditionIssuing = "Issuing"
+)
+
+// Condition reasons. They are part of the API: alerts and scripts match on them.
+const (
+	ReasonIssued             = "Issued"
+	ReasonRefreshed          = "Refreshed"
+	ReasonRenewing           = "Renewing"
+	ReasonIdle               = "Idle"
+	ReasonInvalidCredentials = "InvalidCredentials"
+	ReasonIssuerUnavailable  = "IssuerUnavailable"
+	ReasonRateLimited        = "RateLimited"
+	ReasonMalformedResponse  = "MalformedResponse"
+	ReasonIssuerNotFound     = "IssuerNotFound"
+	ReasonIssuerNotReady     = "IssuerNotReady"
+	ReasonSecretNotFound     = "SecretNotFound"
+	ReasonInvalidConfig      = "InvalidConfiguration"
+	ReasonPolicyViolation    = "PolicyViolation"
+	ReasonValid              = "Valid"
+	ReasonKeysLoaded         = "KeysLoaded"
+	ReasonKeysUnavailable    = "KeysUnavailable"
+)
+
+// SecretKeySelector selects one key of a Secret.
+type SecretKeySelector struct {
+	// name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// key in the Secret's data.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key"`
+
+	// namespace of the Secret. Only a ClusterIssuer may set it; it defaults to the namespace the
+	// manager runs in. An Issuer's and a Credential's references stay in their own namespace.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// LocalSecretReference names a Secret in the referring object's own namespace.
+type LocalSecretReference struct {
+	// name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// IssuerKind is the kind of an issuer reference.
+// +kubebuilder:validation:Enum=Issuer;ClusterIssuer
+type IssuerKind string
+
+const (
+	IssuerKindNamespaced IssuerKind = "Issuer"
+	IssuerKindCluster    IssuerKind = "ClusterIssuer"
+)
+
+// IssuerReference points at an Issuer in the same namespace or at a ClusterIssuer.
+type IssuerReference struct {
+	// kind of the issuer: Issuer (same namespace) or ClusterIssuer.
+	// +optional
+	// +kubebuilder:default=Issuer
+	Kind IssuerKind `json:"kind,omitempty"`
+
+	// name of the issuer.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}

@@ -1,0 +1,286 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// CredentialSpec declares one identity at one issuer and the Secret its token is kept in.
+// +kubebuilder:validation:XValidation:rule="[has(self.password), has(self.apiKey), has(self.clientCredentials), has(self.refreshToken)].filter(x, x).size() == 1",message="set exactly one login: password, apiKey, clientCredentials or refreshToken"
+// +kubebuilder:validation:XValidation:rule="!has(self.renewal) || !has(self.renewal.renewBefore) || !has(self.sessionDuration) || duration(self.renewal.renewBefore) < duration(self.sessionDuration)",message="renewal.renewBefore must be shorter than sessionDuration",fieldPath=".renewal.renewBefore"
+type CredentialSpec struct {
+	// issuerRef is the Issuer (same namespace) or ClusterIssuer to log in at.
+	// +required
+	IssuerRef IssuerReference `json:"issuerRef"`
+
+	// password logs in with a username and password (JSON login or the OAuth2 password grant).
+	// +optional
+	Password *PasswordLogin `json:"password,omitempty"`
+
+	// apiKey logs in with an API key and secret.
+	// +optional
+	APIKey *APIKeyLogin `json:"apiKey,omitempty"`
+
+	// clientCredentials logs in as an OAuth2 client (client_credentials grant).
+	// +optional
+	ClientCredentials *ClientCredentialsLogin `json:"clientCredentials,omitempty"`
+
+	// refreshToken starts from a refresh token obtained elsewhere and keeps refreshing it.
+	// +optional
+	RefreshToken *RefreshTokenLogin `json:"refreshToken,omitempty"`
+
+	// sessionDuration is the session length asked of the issuer where it supports one, and the
+	// lifetime assumed when it says nothing. Capped by TokenPolicy.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s') && duration(self) <= duration('8760h')",message="sessionDuration must be between 10s and 8760h"
+	SessionDuration *metav1.Duration `json:"sessionDuration,omitempty"`
+
+	// scopes requested in addition to the issuer's (OAuth2).
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=256
+	Scopes []string `json:"scopes,omitempty"`
+
+	// renewal says when the token is renewed. Defaults come from TokenPolicy, else a third of
+	// the lifetime before expiry, at least 2 minutes ahead.
+	// +optional
+	Renewal *Renewal `json:"renewal,omitempty"`
+
+	// secretName is the Secret the token is written to, in the Credential's namespace. Keys:
+	// token, authorization, token-type, expires-at. It is owned by the Credential.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	SecretName string `json:"secretName"`
+
+	// secretTemplate adds labels, annotations and extra keys to the target Secret.
+	// +optional
+	SecretTemplate *SecretTemplate `json:"secretTemplate,omitempty"`
+
+	// rolloutRestart names workloads restarted when the token rotates, for applications that read
+	// the token only at start.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	RolloutRestart []WorkloadReference `json:"rolloutRestart,omitempty"`
+
+	// revokeOnDelete revokes the session at the issuer when the Credential is deleted, where the
+	// issuer has a revoke endpoint. Defaults to the TokenPolicy's choice, else true.
+	// +optional
+	RevokeOnDelete *bool `json:"revokeOnDelete,omitempty"`
+}
+
+// PasswordLogin reads a username and password from a Secret.
+type PasswordLogin struct {
+	// secretRef is the Secret, in the Credential's namespace, holding the inputs. Every key is
+	// available to the issuer's body template.
+	// +required
+	SecretRef LocalSecretReference `json:"secretRef"`
+	// usernameKey is the key of the username. Defaults to username.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	UsernameKey string `json:"usernameKey,omitempty"`
+	// passwordKey is the key of the password. Defaults to password.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	PasswordKey string `json:"passwordKey,omitempty"`
+}
+
+// APIKeyLogin reads an API key and secret from a Secret.
+type APIKeyLogin struct {
+	// secretRef is the Secret, in the Credential's namespace, holding the inputs.
+	// +required
+	SecretRef LocalSecretReference `json:"secretRef"`
+	// keyKey is the key of the API key. Defaults to key.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	KeyKey string `json:"keyKey,omitempty"`
+	// secretKey is the key of the API secret. Defaults to secret.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	SecretKey string `json:"secretKey,omitempty"`
+}
+
+// ClientCredentialsLogin reads an OAuth2 client ID and secret from a Secret.
+type ClientCredentialsLogin struct {
+	// secretRef is the Secret, in the Credential's namespace, holding the inputs.
+	// +required
+	SecretRef LocalSecretReference `json:"secretRef"`
+	// clientIDKey is the key of the client ID. Defaults to client_id.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ClientIDKey string `json:"clientIDKey,omitempty"`
+	// clientSecretKey is the key of the client secret. Defaults to client_secret.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ClientSecretKey string `json:"clientSecretKey,omitempty"`
+}
+
+// RefreshTokenLogin reads an initial refresh token from a Secret.
+type RefreshTokenLogin struct {
+	// secretRef is the Secret, in the Credential's namespace, holding the refresh token (and
+	// client_id / client_secret for OAuth2 where needed).
+	// +required
+	SecretRef LocalSecretReference `json:"secretRef"`
+	// key is the key of the refresh token. Defaults to refresh_token.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key,omitempty"`
+}
+
+// Renewal says when a token is renewed, as a fixed lead or a share of its lifetime.
+// +kubebuilder:validation:XValidation:rule="!(has(self.renewBefore) && has(self.beforeExpiryPercent))",message="set at most one of renewBefore or beforeExpiryPercent"
+type Renewal struct {
+	// renewBefore renews this long before expiry.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="renewBefore must be positive"
+	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
+
+	// beforeExpiryPercent renews when this share of the lifetime is left.
+	// +optional
+	// +kubebuilder:validation:Minimum=5
+	// +kubebuilder:validation:Maximum=90
+	BeforeExpiryPercent *int32 `json:"beforeExpiryPercent,omitempty"`
+}
+
+// SecretTemplate shapes the target Secret.
+type SecretTemplate struct {
+	// labels added to the Secret.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=32
+	Labels map[string]string `json:"labels,omitempty"`
+	// annotations added to the Secret.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=32
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// data adds keys rendered by Go text/template from .token, .tokenType, .authorization and
+	// .expiresAt, for applications that want another file format.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=16
+	Data map[string]BodyTemplate `json:"data,omitempty"`
+}
+
+// WorkloadKind is a kind of workload that can be restarted.
+// +kubebuilder:validation:Enum=Deployment;StatefulSet;DaemonSet
+type WorkloadKind string
+
+// WorkloadReference names a workload in the Credential's namespace.
+type WorkloadReference struct {
+	// kind of the workload.
+	// +required
+	Kind WorkloadKind `json:"kind"`
+	// name of the workload.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// CredentialStatus is the observed state of a Credential. It never holds a secret.
+type CredentialStatus struct {
+	// observedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready (the Secret holds a valid token) and Issuing (a login is under way).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// expiresAt is when the current token expires.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+
+	// renewalTime is when the token will be renewed.
+	// +optional
+	RenewalTime *metav1.Time `json:"renewalTime,omitempty"`
+
+	// lastRotationTime is when the Secret last received a new token.
+	// +optional
+	LastRotationTime *metav1.Time `json:"lastRotationTime,omitempty"`
+
+	// sessionStartTime is when the current session began with a full login.
+	// +optional
+	SessionStartTime *metav1.Time `json:"sessionStartTime,omitempty"`
+
+	// failedAttempts counts failures since the last success.
+	// +optional
+	FailedAttempts int32 `json:"failedAttempts,omitempty"`
+
+	// lastFailureReason is the reason of the last failure, one of the condition reasons.
+	// +optional
+	LastFailureReason string `json:"lastFailureReason,omitempty"`
+
+	// lastFailureTime is when the last failure happened.
+	// +optional
+	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
+
+	// tokenFingerprint is the first 16 hex digits of the SHA-256 of the token, to tell tokens
+	// apart without revealing them.
+	// +optional
+	TokenFingerprint string `json:"tokenFingerprint,omitempty"`
+
+	// effectivePolicy is what the TokenPolicies in force resolved to for this Credential.
+	// +optional
+	EffectivePolicy *EffectivePolicy `json:"effectivePolicy,omitempty"`
+}
+
+// EffectivePolicy is the result of combining the TokenPolicies that select a namespace.
+type EffectivePolicy struct {
+	// policies that applied, by name; empty when built-in defaults apply.
+	// +optional
+	Policies []string `json:"policies,omitempty"`
+	// sessionDuration asked of the issuer.
+	// +optional
+	SessionDuration *metav1.Duration `json:"sessionDuration,omitempty"`
+	// maxSessionDuration caps a token's lifetime.
+	// +optional
+	MaxSessionDuration *metav1.Duration `json:"maxSessionDuration,omitempty"`
+	// beforeExpiryPercent is the share of the lifetime left when renewing.
+	// +optional
+	BeforeExpiryPercent int32 `json:"beforeExpiryPercent,omitempty"`
+	// renewBefore is the fixed renewal lead, when set.
+	// +optional
+	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
+	// minimumLead is the least time before expiry a renewal happens.
+	// +optional
+	MinimumLead *metav1.Duration `json:"minimumLead,omitempty"`
+	// maxSessionAge is how long refreshing may go on before a fresh login.
+	// +optional
+	MaxSessionAge *metav1.Duration `json:"maxSessionAge,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=cred;creds,categories=tokenkeeper
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Issuer",type=string,JSONPath=`.spec.issuerRef.name`
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Renews",type=string,JSONPath=`.status.renewalTime`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// Credential is one identity at one issuer; tokenkeeper keeps its token fresh in a Secret.
+type Credential struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec CredentialSpec `json:"spec"`
+	// +optional
+	Status CredentialStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// CredentialList is a list of Credentials.
+type CredentialList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Credential `json:"items"`
+}
+
+func init() {
+	register(&Credential{}, &CredentialList{})
+}
