@@ -6,7 +6,7 @@ fuzztime=${1:-5s}
 cd "$(dirname "$0")/.."
 found=0
 while IFS=: read -r file name; do
-  pkg=./$(dirname "$file")
+  pkg=$(dirname "$file")
   echo "fuzz: $pkg $name ($fuzztime)"
   go test -run='^$' -fuzz="^${name}\$" -fuzztime="$fuzztime" "$pkg"
   found=$((found + 1))

@@ -1,0 +1,416 @@
+// Package issuer talks to token services: it logs in, refreshes, revokes and inspects tokens for
+// JSON-login APIs and OAuth2 servers, classifying every failure so a controller knows what to do.
+// It needs no Kubernetes: callers pass an IssuerSpec and the inputs read from a Secret.
+package issuer
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/utils/clock"
+
+	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+)
+
+const (
+	// DefaultTimeout bounds each request when the issuer does not set one.
+	DefaultTimeout = 10 * time.Second
+	// MaxBodySize caps every response body read from an issuer.
+	MaxBodySize = 1 << 20
+	// maxRetryAfter caps how long a Retry-After can defer us.
+	maxRetryAfter = time.Hour
+	userAgent     = "tokenkeeper"
+)
+
+// LoginKind is how a Credential logs in.
+type LoginKind string
+
+const (
+	LoginPassword          LoginKind = "password"
+	LoginAPIKey            LoginKind = "apiKey"
+	LoginClientCredentials LoginKind = "clientCredentials"
+	LoginRefreshToken      LoginKind = "refreshToken"
+)
+
+// Canonical input names. The controller copies the configured Secret keys to these names; every
+// other key of the input Secret is passed through for body templates.
+const (
+	InputUsername     = "username"
+	InputPassword     = "password"
+	InputKey          = "key"
+	InputSecret       = "secret"
+	InputClientID     = "client_id"
+	InputClientSecret = "client_secret"
+	InputRefreshToken = "refresh_token"
+)
+
+// Request is what one Credential asks of its issuer.
+type Request struct {
+	Kind LoginKind
+	// Inputs are the input Secret's keys plus the canonical names above.
+	Inputs map[string]string
+	// SessionDuration is asked of the issuer where it supports it, and assumed when the response
+	// says nothing.
+	SessionDuration time.Duration
+	// Scopes are added to the issuer's scopes (OAuth2).
+	Scopes []string
+}
+
+// Config builds a Client.
+type Config struct {
+	Spec v1alpha1.IssuerSpec
+	// Headers are the extra headers with their values resolved from Secrets.
+	Headers map[string]string
+	// CheckURL vets every URL before a request (policy: allowed issuers). Optional.
+	CheckURL func(*url.URL) error
+	// Clock defaults to the real clock.
+	Clock clock.PassiveClock
+	// Transport replaces the HTTP transport, for tests. Optional.
+	Transport http.RoundTripper
+}
+
+// Client talks to one issuer. It is safe for concurrent use.
+type Client struct {
+	spec     v1alpha1.IssuerSpec
+	headers  map[string]string
+	checkURL func(*url.URL) error
+	clock    clock.PassiveClock
+	http     *http.Client
+
+	mu        sync.Mutex
+	discovery *Discovery
+	fetchedAt time.Time
+}
+
+// New returns a Client for an issuer. It fails only on configuration that can never work.
+func New(cfg Config) (*Client, error) {
+	c := &Client{spec: cfg.Spec, headers: cfg.Headers, checkURL: cfg.CheckURL, clock: cfg.Clock}
+	if c.clock == nil {
+		c.clock = clock.RealClock{}
+	}
+	timeout := DefaultTimeout
+	if cfg.Spec.Timeout != nil && cfg.Spec.Timeout.Duration > 0 {
+		timeout = cfg.Spec.Timeout.Duration
+	}
+	rt := cfg.Transport
+	if rt == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		if cfg.Spec.CABundle != "" {
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM([]byte(cfg.Spec.CABundle)) {
+				return nil, &Error{Class: ClassConfig, Op: "configure", Reason: "caBundle holds no PEM certificate"}
+			}
+			t.TLSClientConfig.RootCAs = pool
+		}
+		rt = t
+	}
+	c.http = &http.Client{
+		Transport: rt,
+		Timeout:   timeout,
+		// Redirects are never followed: a login must not be replayed to another scheme or host.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return c, nil
+}
+
+// Login starts a session.
+func (c *Client) Login(ctx context.Context, req Request) (*Token, error) {
+	if req.Kind == LoginRefreshToken {
+		rt := req.Inputs[InputRefreshToken]
+		if rt == "" {
+			return nil, &Error{Class: ClassConfig, Op: "login", Reason: "the input Secret has no refresh token"}
+		}
+		return c.Refresh(ctx, req, &Token{RefreshToken: rt})
+	}
+	if c.spec.OAuth2 != nil {
+		return c.oauth2Login(ctx, req)
+	}
+	return c.jsonLogin(ctx, req)
+}
+
+// Refresh trades prev's refresh token for a new token. A response without a new refresh token
+// keeps prev's. ErrUnsupported means the issuer has no refresh endpoint: log in instead.
+func (c *Client) Refresh(ctx context.Context, req Request, prev *Token) (*Token, error) {
+	if prev == nil || prev.RefreshToken == "" {
+		return nil, ErrUnsupported
+	}
+	var (
+		tok *Token
+		err error
+	)
+	if c.spec.OAuth2 != nil {
+		tok, err = c.oauth2Refresh(ctx, req, prev)
+	} else {
+		tok, err = c.jsonRefresh(ctx, req, prev)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if tok.RefreshToken == "" {
+		tok.RefreshToken, tok.RefreshField, tok.RefreshExpiresAt = prev.RefreshToken, prev.RefreshField, prev.RefreshExpiresAt
+	}
+	return tok, nil
+}
+
+// Revoke ends the session of tok at the issuer. ErrUnsupported means there is no endpoint.
+func (c *Client) Revoke(ctx context.Context, req Request, tok *Token) error {
+	if c.spec.OAuth2 != nil {
+		return c.oauth2Revoke(ctx, req, tok)
+	}
+	return c.jsonRevoke(ctx, req, tok)
+}
+
+// Introspection is what an issuer says of a token.
+type Introspection struct {
+	Active    bool
+	Subject   string
+	Scope     string
+	ExpiresAt time.Time
+	// Claims holds the whole answer, for validators.
+	Claims map[string]any
+}
+
+// Inspect asks the issuer whether accessToken is valid (RFC 7662 introspection or a token-info
+// endpoint). An invalid token is an inactive Introspection, not an error.
+func (c *Client) Inspect(ctx context.Context, req Request, accessToken string) (*Introspection, error) {
+	if c.spec.OAuth2 != nil {
+		return c.oauth2Inspect(ctx, req, accessToken)
+	}
+	return c.jsonInspect(ctx, req, accessToken)
+}
+
+// ---- transport ----------------------------------------------------------------------------
+
+type call struct {
+	op          string
+	method      string
+	url         string
+	contentType string
+	body        []byte
+	header      http.Header
+	secrets     redactor
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// send performs one request under every transport rule: https unless allowed, the policy check,
+// no redirects, a timeout and a capped body. Errors are classified; 4xx/5xx are left to the caller.
+func (c *Client) send(ctx context.Context, in call) (*response, error) {
+	u, err := url.Parse(in.url)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return nil, &Error{Class: ClassConfig, Op: in.op, Reason: "endpoint is not an absolute http(s) URL"}
+	}
+	if u.Scheme == "http" && !c.spec.AllowInsecureHTTP {
+		return nil, &Error{Class: ClassConfig, Op: in.op, Reason: fmt.Sprintf("%s uses plain http; use https or set allowInsecureHTTP", hostPath(u))}
+	}
+	if c.checkURL != nil {
+		if err := c.checkURL(u); err != nil {
+			return nil, &Error{Class: ClassConfig, Op: in.op, Reason: in.secrets.sanitize(err.Error())}
+		}
+	}
+	var body io.Reader
+	if in.body != nil {
+		body = bytes.NewReader(in.body)
+	}
+	hreq, err := http.NewRequestWithContext(ctx, in.method, u.String(), body)
+	if err != nil {
+		return nil, &Error{Class: ClassConfig, Op: in.op, Reason: "building request failed"}
+	}
+	for name, value := range c.headers {
+		hreq.Header.Set(name, value)
+	}
+	for name, values := range in.header {
+		hreq.Header[name] = values
+		in.secrets = in.secrets.with(values...)
+	}
+	hreq.Header.Set("Accept", "application/json")
+	hreq.Header.Set("User-Agent", userAgent)
+	if in.contentType != "" {
+		hreq.Header.Set("Content-Type", in.contentType)
+	}
+	resp, err := c.http.Do(hreq)
+	if err != nil {
+		return nil, &Error{Class: ClassUnavailable, Op: in.op, Reason: in.secrets.sanitize(transportReason(err, u))}
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return nil, redirectError(in.op, u, resp)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodySize+1))
+	if err != nil {
+		return nil, &Error{Class: ClassUnavailable, Op: in.op, StatusCode: resp.StatusCode, Reason: "reading the response failed: " + in.secrets.sanitize(transportReason(err, u))}
+	}
+	if len(data) > MaxBodySize {
+		return nil, &Error{Class: ClassMalformedResponse, Op: in.op, StatusCode: resp.StatusCode, Reason: "response body is larger than 1 MiB"}
+	}
+	return &response{status: resp.StatusCode, header: resp.Header, body: data}, nil
+}
+
+func hostPath(u *url.URL) string { return u.Scheme + "://" + u.Host + u.Path }
+
+func transportReason(err error, u *url.URL) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "no answer from " + u.Host + " in time"
+	case errors.Is(err, context.Canceled):
+		return "request canceled"
+	}
+	// url.Error repeats the method and URL; keep only the innermost cause.
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return "cannot reach " + u.Host + ": " + err.Error()
+}
+
+func redirectError(op string, from *url.URL, resp *http.Response) error {
+	loc, _ := from.Parse(resp.Header.Get("Location"))
+	e := &Error{Class: ClassConfig, Op: op, StatusCode: resp.StatusCode}
+	switch {
+	case loc == nil:
+		e.Reason = "issuer answered with a redirect; redirects are not followed"
+	case from.Scheme == "http" && loc.Scheme == "https" && loc.Hostname() == from.Hostname():
+		e.Reason = fmt.Sprintf("issuer redirects plain http to %s: use https in the issuer URL", hostPath(loc))
+	default:
+		e.Reason = fmt.Sprintf("issuer redirects to %s; redirects are not followed: use that URL in the issuer if it is trusted", hostPath(loc))
+	}
+	return e
+}
+
+// classify turns a non-2xx response into an Error. rejected is the class of 400/401/403 for this
+// operation (InvalidCredentials on login, RefreshRejected on refresh).
+func (c *Client) classify(op string, resp *response, rejected Class, secrets redactor) error {
+	e := &Error{Op: op, StatusCode: resp.status, Reason: secrets.sanitize(issuerReason(resp.body))}
+	code := oauthErrorCode(resp.body)
+	switch {
+	case resp.status == http.StatusTooManyRequests:
+		e.Class, e.RetryAfter = ClassRateLimited, c.retryAfter(resp.header)
+	case resp.status >= 500, resp.status == http.StatusRequestTimeout:
+		e.Class, e.RetryAfter = ClassUnavailable, c.retryAfter(resp.header)
+	case code == "invalid_client" || code == "unauthorized_client":
+		e.Class = ClassInvalidCredentials
+	case code == "invalid_grant":
+		e.Class = rejected
+	case resp.status == http.StatusNotFound, resp.status == http.StatusMethodNotAllowed, resp.status == http.StatusUnsupportedMediaType:
+		e.Class = ClassConfig
+		if e.Reason == "" {
+			e.Reason = "endpoint not found or method not allowed: check the issuer URL"
+		}
+	default:
+		e.Class = rejected
+	}
+	return e
+}
+
+// retryAfter reads Retry-After as seconds or an HTTP date, capped at an hour.
+func (c *Client) retryAfter(h http.Header) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if secs, err := strconv.Atoi(v); err == nil {
+		d = time.Duration(secs) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(c.clock.Now())
+	}
+	return min(max(d, 0), maxRetryAfter)
+}
+
+// issuerReason extracts a human reason from an error body.
+func issuerReason(body []byte) string {
+	var doc map[string]any
+	if json.Unmarshal(body, &doc) != nil {
+		if len(bytes.TrimSpace(body)) == 0 || bytes.HasPrefix(bytes.TrimSpace(body), []byte("<")) {
+			return "" // empty or an HTML error page: nothing useful
+		}
+		return string(body)
+	}
+	var parts []string
+	for _, k := range []string{"error", "error_description", "message", "detail", "msg", "title"} {
+		if s, ok := doc[k].(string); ok && s != "" {
+			parts = append(parts, s)
+		}
+	}
+	if errs, ok := doc["errors"].([]any); ok && len(errs) > 0 {
+		switch e := errs[0].(type) {
+		case string:
+			parts = append(parts, e)
+		case map[string]any:
+			if s, ok := e["message"].(string); ok {
+				parts = append(parts, s)
+			}
+		}
+	}
+	return strings.Join(parts, ": ")
+}
+
+func oauthErrorCode(body []byte) string {
+	var doc struct {
+		Error string `json:"error"`
+	}
+	_ = json.Unmarshal(body, &doc)
+	return doc.Error
+}
+
+// secretsOf lists every value that must never appear in an error: all inputs, the extra header
+// values and any tokens at hand.
+func (c *Client) secretsOf(req Request, tokens ...string) redactor {
+	r := make(redactor, 0, 4*(len(req.Inputs)+len(c.headers)+len(tokens)))
+	for _, v := range req.Inputs {
+		r = r.with(v)
+	}
+	for _, v := range c.headers {
+		r = r.with(v)
+	}
+	return r.with(tokens...)
+}
+
+func (c *Client) parse(op string, resp *response, req Request, sentDuration bool, secrets redactor) (*Token, error) {
+	opts := ParseOptions{Now: c.clock.Now(), AssumedLifetime: req.SessionDuration}
+	if c.spec.JSON != nil && c.spec.JSON.Response != nil {
+		opts.Mapping = *c.spec.JSON.Response
+	}
+	if c.spec.DefaultLifetime != nil {
+		opts.DefaultLifetime = c.spec.DefaultLifetime.Duration
+	}
+	if sentDuration {
+		// The issuer was asked for this session; it is the better guess than a fixed default.
+		opts.DefaultLifetime = req.SessionDuration
+	}
+	tok, err := ParseResponse(resp.body, opts)
+	if err != nil {
+		return nil, &Error{Class: ClassMalformedResponse, Op: op, StatusCode: resp.status, Reason: secrets.sanitize(err.Error())}
+	}
+	if c.spec.TokenType != "" {
+		tok.Scheme = c.spec.TokenType
+	}
+	return tok, nil
+}
+
+func bearer(tok *Token, fallback string) http.Header {
+	scheme := fallback
+	if tok.Scheme != "" {
+		scheme = tok.Scheme
+	}
+	return http.Header{"Authorization": {scheme + " " + tok.AccessToken}}
+}

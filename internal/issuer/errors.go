@@ -1,0 +1,169 @@
+package issuer
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// Class tells the controller what to do about a failure.
+type Class string
+
+const (
+	// ClassInvalidCredentials: the issuer refused the login (400/401/403, invalid_grant). Retrying
+	// will not help until someone fixes the inputs.
+	ClassInvalidCredentials Class = "InvalidCredentials"
+	// ClassRefreshRejected: the refresh token is expired, revoked or reused; log in again.
+	ClassRefreshRejected Class = "RefreshRejected"
+	// ClassRateLimited: 429; retry after RetryAfter.
+	ClassRateLimited Class = "RateLimited"
+	// ClassUnavailable: 5xx, timeouts and connection errors; retry with backoff.
+	ClassUnavailable Class = "Unavailable"
+	// ClassMalformedResponse: the issuer answered something that is not a usable token.
+	ClassMalformedResponse Class = "MalformedResponse"
+	// ClassConfig: the issuer configuration cannot work (plain http, a redirect, a bad template).
+	ClassConfig Class = "InvalidConfiguration"
+)
+
+// Sentinel errors, one per class, for errors.Is.
+var (
+	ErrInvalidCredentials = errors.New("invalid credentials")
+	ErrRefreshRejected    = errors.New("refresh rejected")
+	ErrRateLimited        = errors.New("rate limited")
+	ErrUnavailable        = errors.New("issuer unavailable")
+	ErrMalformedResponse  = errors.New("malformed response")
+	ErrConfig             = errors.New("invalid issuer configuration")
+	// ErrUnsupported is returned when the issuer has no endpoint for an operation.
+	ErrUnsupported = errors.New("operation not supported by issuer")
+)
+
+var sentinels = map[Class]error{
+	ClassInvalidCredentials: ErrInvalidCredentials,
+	ClassRefreshRejected:    ErrRefreshRejected,
+	ClassRateLimited:        ErrRateLimited,
+	ClassUnavailable:        ErrUnavailable,
+	ClassMalformedResponse:  ErrMalformedResponse,
+	ClassConfig:             ErrConfig,
+}
+
+// Error is a classified failure of one operation. Its message holds the issuer's own reason,
+// truncated and with every submitted or returned secret removed.
+type Error struct {
+	Class Class
+	// Op is the operation: login, refresh, revoke, inspect or discovery.
+	Op string
+	// StatusCode is the HTTP status, 0 when no response arrived.
+	StatusCode int
+	// RetryAfter is the issuer's Retry-After, when it sent one.
+	RetryAfter time.Duration
+	// Reason is the issuer's explanation, safe to show.
+	Reason string
+	// Err is the underlying cause, safe to show.
+	Err error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Op)
+	b.WriteString(": ")
+	b.WriteString(sentinels[e.Class].Error())
+	if e.StatusCode != 0 {
+		fmt.Fprintf(&b, " (HTTP %d)", e.StatusCode)
+	}
+	if e.Reason != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Reason)
+	}
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	if e.RetryAfter > 0 {
+		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
+	}
+	return b.String()
+}
+
+// Is matches the class sentinel.
+func (e *Error) Is(target error) bool { return sentinels[e.Class] == target }
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// ClassOf returns the class of err, or "" when err is not an issuer error.
+func ClassOf(err error) Class {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Class
+	}
+	return ""
+}
+
+// RetryAfterOf returns the Retry-After carried by err, or 0.
+func RetryAfterOf(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
+}
+
+const maxReasonLen = 200
+
+// redactor removes secret values from text that may echo them: issuer error bodies, template
+// errors, URL errors. It holds every secret in each encoding it is sent in.
+type redactor []string
+
+// with adds values and the encodings they travel in: URL-encoded (forms, Basic credentials),
+// JSON-escaped and, for Authorization header values, the credentials after the scheme.
+func (r redactor) with(values ...string) redactor {
+	for _, v := range values {
+		if v == "" {
+			continue
+		}
+		r = append(r, v, url.QueryEscape(v), url.PathEscape(v))
+		if b, err := json.Marshal(v); err == nil {
+			r = append(r, string(b[1:len(b)-1]))
+		}
+		if _, cred, ok := strings.Cut(v, " "); ok {
+			r = append(r, cred)
+		}
+	}
+	return r
+}
+
+func (r redactor) redact(s string) string {
+	for _, v := range r {
+		if len(v) >= 3 {
+			s = strings.ReplaceAll(s, v, "[redacted]")
+		}
+	}
+	return s
+}
+
+// sanitize makes issuer-provided text safe to show: secrets removed, control characters dropped,
+// length capped.
+func (r redactor) sanitize(s string) string {
+	s = r.redact(s)
+	s = strings.Map(func(c rune) rune {
+		if unicode.IsControl(c) {
+			return ' '
+		}
+		return c
+	}, s)
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > maxReasonLen {
+		cut := maxReasonLen
+		for cut > 0 && !utf8Start(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+func utf8Start(b byte) bool { return b&0xC0 != 0x80 }

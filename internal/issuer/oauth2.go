@@ -1,0 +1,232 @@
+package issuer
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+)
+
+const (
+	contentForm = "application/x-www-form-urlencoded"
+	// discoveryTTL is how long an OIDC discovery document is reused.
+	discoveryTTL = time.Hour
+)
+
+// Discovery is the part of an OIDC / RFC 8414 discovery document tokenkeeper uses.
+type Discovery struct {
+	Issuer                string `json:"issuer"`
+	TokenEndpoint         string `json:"token_endpoint"`
+	RevocationEndpoint    string `json:"revocation_endpoint"`
+	IntrospectionEndpoint string `json:"introspection_endpoint"`
+	JWKSURI               string `json:"jwks_uri"`
+}
+
+// Discover reads (and caches for an hour) the issuer's discovery document. It tries OIDC's
+// /.well-known/openid-configuration, then RFC 8414's /.well-known/oauth-authorization-server, and
+// insists that the document names the configured issuer.
+func (c *Client) Discover(ctx context.Context) (*Discovery, error) {
+	if c.spec.OAuth2 == nil || c.spec.OAuth2.IssuerURL == "" {
+		return nil, ErrUnsupported
+	}
+	c.mu.Lock()
+	if c.discovery != nil && c.clock.Since(c.fetchedAt) < discoveryTTL {
+		d := c.discovery
+		c.mu.Unlock()
+		return d, nil
+	}
+	c.mu.Unlock()
+
+	issuerURL := strings.TrimSuffix(string(c.spec.OAuth2.IssuerURL), "/")
+	var lastErr error
+	for _, suffix := range []string{"/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"} {
+		resp, err := c.send(ctx, call{op: "discovery", method: http.MethodGet, url: issuerURL + suffix})
+		if err != nil {
+			return nil, err
+		}
+		if resp.status == http.StatusNotFound {
+			lastErr = &Error{Class: ClassConfig, Op: "discovery", StatusCode: resp.status, Reason: "no discovery document at " + issuerURL}
+			continue
+		}
+		if resp.status/100 != 2 {
+			return nil, c.classify("discovery", resp, ClassConfig, nil)
+		}
+		d := &Discovery{}
+		if err := json.Unmarshal(resp.body, d); err != nil {
+			return nil, &Error{Class: ClassMalformedResponse, Op: "discovery", Reason: "discovery document is not JSON"}
+		}
+		if strings.TrimSuffix(d.Issuer, "/") != issuerURL {
+			return nil, &Error{Class: ClassConfig, Op: "discovery", Reason: "discovery document names issuer " + redactor(nil).sanitize(d.Issuer) + ", not " + issuerURL}
+		}
+		if d.TokenEndpoint == "" {
+			return nil, &Error{Class: ClassMalformedResponse, Op: "discovery", Reason: "discovery document has no token_endpoint"}
+		}
+		c.mu.Lock()
+		c.discovery, c.fetchedAt = d, c.clock.Now()
+		c.mu.Unlock()
+		return d, nil
+	}
+	return nil, lastErr
+}
+
+// endpoint returns an explicit endpoint, else the one discovery names (which may be empty).
+func (c *Client) endpoint(ctx context.Context, explicit *v1alpha1.Endpoint, pick func(*Discovery) string) (string, error) {
+	if explicit != nil {
+		return string(explicit.URL), nil
+	}
+	if c.spec.OAuth2.IssuerURL == "" {
+		return "", nil
+	}
+	d, err := c.Discover(ctx)
+	if err != nil {
+		return "", err
+	}
+	return pick(d), nil
+}
+
+func (c *Client) tokenEndpoint(ctx context.Context) (string, error) {
+	if c.spec.URL != "" {
+		return string(c.spec.URL), nil
+	}
+	return c.endpoint(ctx, nil, func(d *Discovery) string { return d.TokenEndpoint })
+}
+
+func (c *Client) oauth2Login(ctx context.Context, req Request) (*Token, error) {
+	form := url.Values{}
+	switch req.Kind {
+	case LoginClientCredentials:
+		form.Set("grant_type", "client_credentials")
+	case LoginPassword:
+		form.Set("grant_type", "password")
+		form.Set("username", req.Inputs[InputUsername])
+		form.Set("password", req.Inputs[InputPassword])
+	default:
+		return nil, &Error{Class: ClassConfig, Op: "login", Reason: "oauth2 issuers take clientCredentials, password or refreshToken logins, not " + string(req.Kind)}
+	}
+	c.addTokenParams(form, req)
+	endpoint, err := c.tokenEndpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.tokenRequest(ctx, "login", endpoint, form, req, ClassInvalidCredentials, nil)
+}
+
+func (c *Client) oauth2Refresh(ctx context.Context, req Request, prev *Token) (*Token, error) {
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {prev.RefreshToken}}
+	endpoint, err := c.endpoint(ctx, c.spec.Refresh, func(*Discovery) string { return "" })
+	if err == nil && endpoint == "" {
+		endpoint, err = c.tokenEndpoint(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c.tokenRequest(ctx, "refresh", endpoint, form, req, ClassRefreshRejected, []string{prev.RefreshToken, prev.AccessToken})
+}
+
+func (c *Client) addTokenParams(form url.Values, req Request) {
+	o := c.spec.OAuth2
+	if scopes := append(append([]string{}, o.Scopes...), req.Scopes...); len(scopes) > 0 {
+		form.Set("scope", strings.Join(scopes, " "))
+	}
+	if o.Audience != "" {
+		form.Set("audience", o.Audience)
+	}
+	if o.Resource != "" {
+		form.Set("resource", o.Resource)
+	}
+}
+
+// clientAuth adds client authentication (RFC 6749 §2.3.1): HTTP Basic with form-encoded parts,
+// or body parameters. A client without a secret (public client) sends only client_id.
+func (c *Client) clientAuth(form url.Values, req Request) http.Header {
+	id, secret := req.Inputs[InputClientID], req.Inputs[InputClientSecret]
+	if id == "" {
+		return nil
+	}
+	if secret == "" || c.spec.OAuth2.ClientAuthentication == v1alpha1.ClientAuthBody {
+		form.Set("client_id", id)
+		if secret != "" {
+			form.Set("client_secret", secret)
+		}
+		return nil
+	}
+	r, _ := http.NewRequest(http.MethodPost, "/", nil)
+	r.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+	return http.Header{"Authorization": r.Header["Authorization"]}
+}
+
+func (c *Client) tokenRequest(ctx context.Context, op, endpoint string, form url.Values, req Request, rejected Class, tokens []string) (*Token, error) {
+	secrets := c.secretsOf(req, tokens...)
+	header := c.clientAuth(form, req)
+	resp, err := c.send(ctx, call{op: op, method: http.MethodPost, url: endpoint, contentType: contentForm, body: []byte(form.Encode()), header: header, secrets: secrets})
+	if err != nil {
+		return nil, err
+	}
+	if resp.status/100 != 2 {
+		return nil, c.classify(op, resp, rejected, secrets)
+	}
+	return c.parse(op, resp, req, false, secrets)
+}
+
+// oauth2Revoke revokes per RFC 7009: the refresh token when there is one (which ends the whole
+// session at most servers), else the access token.
+func (c *Client) oauth2Revoke(ctx context.Context, req Request, tok *Token) error {
+	endpoint, err := c.endpoint(ctx, c.spec.Revoke, func(d *Discovery) string { return d.RevocationEndpoint })
+	if err != nil {
+		return err
+	}
+	if endpoint == "" {
+		return ErrUnsupported
+	}
+	form := url.Values{"token": {tok.AccessToken}, "token_type_hint": {"access_token"}}
+	if tok.RefreshToken != "" {
+		form = url.Values{"token": {tok.RefreshToken}, "token_type_hint": {"refresh_token"}}
+	}
+	secrets := c.secretsOf(req, tok.AccessToken, tok.RefreshToken)
+	header := c.clientAuth(form, req)
+	resp, err := c.send(ctx, call{op: "revoke", method: http.MethodPost, url: endpoint, contentType: contentForm, body: []byte(form.Encode()), header: header, secrets: secrets})
+	if err != nil {
+		return err
+	}
+	if resp.status/100 != 2 {
+		return c.classify("revoke", resp, ClassInvalidCredentials, secrets)
+	}
+	return nil
+}
+
+// oauth2Inspect introspects per RFC 7662.
+func (c *Client) oauth2Inspect(ctx context.Context, req Request, accessToken string) (*Introspection, error) {
+	endpoint, err := c.endpoint(ctx, c.spec.TokenInfo, func(d *Discovery) string { return d.IntrospectionEndpoint })
+	if err != nil {
+		return nil, err
+	}
+	if endpoint == "" {
+		return nil, ErrUnsupported
+	}
+	form := url.Values{"token": {accessToken}, "token_type_hint": {"access_token"}}
+	secrets := c.secretsOf(req, accessToken)
+	header := c.clientAuth(form, req)
+	resp, err := c.send(ctx, call{op: "inspect", method: http.MethodPost, url: endpoint, contentType: contentForm, body: []byte(form.Encode()), header: header, secrets: secrets})
+	if err != nil {
+		return nil, err
+	}
+	if resp.status/100 != 2 {
+		return nil, c.classify("inspect", resp, ClassInvalidCredentials, secrets)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(resp.body, &claims); err != nil {
+		return nil, &Error{Class: ClassMalformedResponse, Op: "inspect", StatusCode: resp.status, Reason: "introspection response is not a JSON object"}
+	}
+	in := &Introspection{Claims: claims}
+	in.Active, _ = claims["active"].(bool)
+	in.Subject, _ = claims["sub"].(string)
+	in.Scope, _ = claims["scope"].(string)
+	if v, ok := claims["exp"]; ok {
+		in.ExpiresAt, _ = ParseTime(v)
+	}
+	return in, nil
+}

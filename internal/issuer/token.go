@@ -1,0 +1,443 @@
+package issuer
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+)
+
+// ExpirySource says where a token's expiry came from.
+type ExpirySource string
+
+const (
+	ExpiryFromResponse ExpirySource = "Response"         // expires_at / tokenExpiration
+	ExpiryFromLifetime ExpirySource = "ResponseLifetime" // expires_in / tokenLifetime
+	ExpiryFromJWT      ExpirySource = "JWT"              // the access token's exp claim
+	ExpiryFromDefault  ExpirySource = "DefaultLifetime"  // the issuer's defaultLifetime
+	ExpiryAssumed      ExpirySource = "Assumed"          // the requested session duration
+)
+
+// Token is the result of a login or refresh. Its String and GoString never show a secret, so a
+// Token that reaches a log line by mistake reveals nothing.
+type Token struct {
+	// AccessToken is the token sent to the API.
+	AccessToken string
+	// Scheme is the Authorization scheme: Bearer, Token, …
+	Scheme string
+	// RefreshToken trades for a new access token, when the issuer returned one.
+	RefreshToken string
+	// RefreshField is the response field the refresh token came in (refresh_token, refreshToken),
+	// used as the field name of the default refresh request.
+	RefreshField string
+	// IssuedAt is when the token was received (or its iat).
+	IssuedAt time.Time
+	// ExpiresAt is when the access token expires.
+	ExpiresAt time.Time
+	// ExpirySource says where ExpiresAt came from.
+	ExpirySource ExpirySource
+	// RefreshExpiresAt is when the refresh token expires; zero when unknown.
+	RefreshExpiresAt time.Time
+	// Extra holds non-secret identifiers the issuer returned, such as guid.
+	Extra map[string]string
+}
+
+// Authorization is the whole Authorization header value.
+func (t *Token) Authorization() string { return t.Scheme + " " + t.AccessToken }
+
+// Fingerprint is the first 16 hex digits of the SHA-256 of the access token.
+func (t *Token) Fingerprint() string { return Fingerprint(t.AccessToken) }
+
+// Fingerprint is the first 16 hex digits of the SHA-256 of a token: enough to tell tokens apart,
+// nothing to reuse.
+func Fingerprint(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:8])
+}
+
+func (t *Token) String() string {
+	if t == nil {
+		return "Token(nil)"
+	}
+	return fmt.Sprintf("Token(scheme=%s fingerprint=%s expiresAt=%s refresh=%t)",
+		t.Scheme, t.Fingerprint(), t.ExpiresAt.UTC().Format(time.RFC3339), t.RefreshToken != "")
+}
+
+// GoString hides secrets from %#v.
+func (t *Token) GoString() string { return t.String() }
+
+const (
+	// MaxTokenLength caps access and refresh tokens.
+	MaxTokenLength = 16 << 10
+	// maxLifetime rejects absurd expiries.
+	maxLifetime = 10 * 365 * 24 * time.Hour
+	// clockSkew tolerated for expiries slightly in the past.
+	clockSkew = 30 * time.Second
+)
+
+// Auto-detected response field names, in order of preference.
+var (
+	tokenNames        = []string{"access_token", "accessToken", "token", "auth_token", "authToken", "jwt"}
+	refreshNames      = []string{"refresh_token", "refreshToken"}
+	typeNames         = []string{"token_type", "tokenType"}
+	expiresInNames    = []string{"expires_in", "expiresIn", "tokenLifetime", "token_lifetime"}
+	expiresAtNames    = []string{"expires_at", "expiresAt", "tokenExpiration", "token_expiration", "expiration", "expiry"}
+	refreshExpAtNames = []string{"refreshTokenExpiration", "refresh_token_expires_at", "refreshTokenExpiresAt", "refresh_expires_at"}
+	refreshExpInNames = []string{"refresh_expires_in", "refresh_token_expires_in", "refreshTokenLifetime"}
+	// Objects that commonly wrap the fields.
+	wrapperNames = []string{"data", "result", "session"}
+	// Identifiers worth keeping; never anything that looks like a secret.
+	extraNames = []string{"guid", "id", "session_id", "sessionId", "user_id", "userId", "scope"}
+)
+
+// ParseOptions tunes ParseResponse.
+type ParseOptions struct {
+	// Mapping holds explicit paths; unset ones are auto-detected.
+	Mapping v1alpha1.ResponseMapping
+	// Now is the time the response arrived.
+	Now time.Time
+	// DefaultLifetime applies when neither the response nor the token gives an expiry.
+	DefaultLifetime time.Duration
+	// AssumedLifetime applies after DefaultLifetime: the session duration asked for.
+	AssumedLifetime time.Duration
+}
+
+// ParseResponse reads a token response. It trusts nothing: every field is type- and range-checked,
+// and a JWT access token is decoded only to read exp and iat, never to trust it.
+func ParseResponse(body []byte, opts ParseOptions) (*Token, error) {
+	var doc any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, errors.New("response is not JSON")
+	}
+	if dec.More() {
+		return nil, errors.New("response holds trailing data after the JSON document")
+	}
+	root, ok := doc.(map[string]any)
+	if !ok {
+		return nil, errors.New("response is not a JSON object")
+	}
+	m := opts.Mapping
+	tok := &Token{IssuedAt: opts.Now}
+
+	access, _, err := pickString(root, m.Token, tokenNames)
+	if err != nil {
+		return nil, fmt.Errorf("token: %w", err)
+	}
+	if access == "" {
+		return nil, errors.New("response has no access token (looked for " + describe(m.Token, tokenNames) + ")")
+	}
+	if err := CheckTokenSyntax(access); err != nil {
+		return nil, fmt.Errorf("access token: %w", err)
+	}
+	tok.AccessToken = access
+
+	refresh, field, err := pickString(root, m.RefreshToken, refreshNames)
+	if err != nil {
+		return nil, fmt.Errorf("refresh token: %w", err)
+	}
+	if refresh != "" {
+		if err := CheckTokenSyntax(refresh); err != nil {
+			return nil, fmt.Errorf("refresh token: %w", err)
+		}
+		tok.RefreshToken, tok.RefreshField = refresh, lastSegment(field)
+	}
+
+	typ, _, err := pickString(root, m.TokenType, typeNames)
+	if err != nil {
+		return nil, fmt.Errorf("token type: %w", err)
+	}
+	tok.Scheme = NormalizeScheme(typ)
+
+	if err := readExpiry(root, m, opts, tok); err != nil {
+		return nil, err
+	}
+	if err := readRefreshExpiry(root, m, opts, tok); err != nil {
+		return nil, err
+	}
+	tok.Extra = readExtra(root)
+	return tok, nil
+}
+
+func readExpiry(root map[string]any, m v1alpha1.ResponseMapping, opts ParseOptions, tok *Token) error {
+	if v, _, ok := pick(root, m.ExpiresAt, expiresAtNames); ok {
+		t, err := parseTime(v)
+		if err != nil {
+			return fmt.Errorf("expiry: %w", err)
+		}
+		tok.ExpiresAt, tok.ExpirySource = t, ExpiryFromResponse
+	} else if v, _, ok := pick(root, m.ExpiresIn, expiresInNames); ok {
+		d, err := parseSeconds(v)
+		if err != nil {
+			return fmt.Errorf("lifetime: %w", err)
+		}
+		tok.ExpiresAt, tok.ExpirySource = opts.Now.Add(d), ExpiryFromLifetime
+	} else if exp, iat, ok := jwtTimes(tok.AccessToken); ok {
+		tok.ExpiresAt, tok.ExpirySource = exp, ExpiryFromJWT
+		if !iat.IsZero() && !iat.After(opts.Now.Add(clockSkew)) {
+			tok.IssuedAt = iat
+		}
+	} else if opts.DefaultLifetime > 0 {
+		tok.ExpiresAt, tok.ExpirySource = opts.Now.Add(opts.DefaultLifetime), ExpiryFromDefault
+	} else if opts.AssumedLifetime > 0 {
+		tok.ExpiresAt, tok.ExpirySource = opts.Now.Add(opts.AssumedLifetime), ExpiryAssumed
+	} else {
+		return errors.New("response gives no expiry and the token is not a JWT with exp: set defaultLifetime on the issuer")
+	}
+	if !tok.ExpiresAt.After(opts.Now.Add(-clockSkew)) {
+		return fmt.Errorf("token already expired at %s", tok.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	if tok.ExpiresAt.Sub(opts.Now) > maxLifetime {
+		return fmt.Errorf("token expiry %s is more than 10 years away", tok.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+func readRefreshExpiry(root map[string]any, m v1alpha1.ResponseMapping, opts ParseOptions, tok *Token) error {
+	if tok.RefreshToken == "" {
+		return nil
+	}
+	if v, _, ok := pick(root, m.RefreshTokenExpiresAt, refreshExpAtNames); ok {
+		t, err := parseTime(v)
+		if err != nil {
+			return fmt.Errorf("refresh token expiry: %w", err)
+		}
+		tok.RefreshExpiresAt = t
+	} else if v, _, ok := pick(root, "", refreshExpInNames); ok {
+		d, err := parseSeconds(v)
+		if err != nil {
+			return fmt.Errorf("refresh token lifetime: %w", err)
+		}
+		if d > 0 { // Keycloak sends 0 for "does not expire"
+			tok.RefreshExpiresAt = opts.Now.Add(d)
+		}
+	}
+	return nil
+}
+
+func readExtra(root map[string]any) map[string]string {
+	var extra map[string]string
+	for _, name := range extraNames {
+		v, ok := root[name]
+		if !ok {
+			continue
+		}
+		var s string
+		switch x := v.(type) {
+		case string:
+			s = x
+		case json.Number:
+			s = x.String()
+		default:
+			continue
+		}
+		if len(s) == 0 || len(s) > 256 {
+			continue
+		}
+		if extra == nil {
+			extra = map[string]string{}
+		}
+		extra[name] = s
+	}
+	return extra
+}
+
+// NormalizeScheme maps a token_type to its Authorization scheme: bearer → Bearer; empty → Bearer.
+func NormalizeScheme(typ string) string {
+	switch strings.ToLower(typ) {
+	case "", "bearer":
+		return "Bearer"
+	case "token":
+		return "Token"
+	}
+	for _, c := range typ {
+		if (c < 'A' || c > 'Z') && (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_' {
+			return "Bearer"
+		}
+	}
+	if len(typ) > 32 {
+		return "Bearer"
+	}
+	return typ
+}
+
+// CheckTokenSyntax accepts RFC 6750 b64token values (ALPHA DIGIT - . _ ~ + / then optional =)
+// of at most MaxTokenLength bytes. It never echoes the token.
+func CheckTokenSyntax(tok string) error {
+	if len(tok) > MaxTokenLength {
+		return fmt.Errorf("longer than %d bytes", MaxTokenLength)
+	}
+	padding := false
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
+		switch {
+		case c == '=':
+			padding = true
+		case padding:
+			return fmt.Errorf("character after '=' padding at offset %d", i)
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9',
+			c == '-', c == '.', c == '_', c == '~', c == '+', c == '/':
+		default:
+			return fmt.Errorf("illegal character at offset %d (RFC 6750 b64token)", i)
+		}
+	}
+	if tok == "" || tok[0] == '=' {
+		return errors.New("empty")
+	}
+	return nil
+}
+
+// jwtTimes reads exp and iat from a JWT without verifying it: only to learn when it expires.
+func jwtTimes(tok string) (exp, iat time.Time, ok bool) {
+	if strings.Count(tok, ".") != 2 {
+		return time.Time{}, time.Time{}, false
+	}
+	claims := jwt.MapClaims{}
+	if _, _, err := jwt.NewParser().ParseUnverified(tok, claims); err != nil {
+		return time.Time{}, time.Time{}, false
+	}
+	e, err := claims.GetExpirationTime()
+	if err != nil || e == nil {
+		return time.Time{}, time.Time{}, false
+	}
+	if i, err := claims.GetIssuedAt(); err == nil && i != nil {
+		iat = i.Time
+	}
+	return e.Time, iat, true
+}
+
+// pick finds a value by explicit path, else by the first common name present at the top level
+// or inside a common wrapper object.
+func pick(root map[string]any, path v1alpha1.JSONPath, names []string) (any, string, bool) {
+	if path != "" {
+		v, ok := lookup(root, string(path))
+		return v, string(path), ok && v != nil
+	}
+	for _, scope := range append([]string{""}, wrapperNames...) {
+		obj := root
+		if scope != "" {
+			o, ok := root[scope].(map[string]any)
+			if !ok {
+				continue
+			}
+			obj = o
+		}
+		for _, n := range names {
+			if v, ok := obj[n]; ok && v != nil {
+				if scope != "" {
+					return v, scope + "." + n, true
+				}
+				return v, n, true
+			}
+		}
+	}
+	return nil, "", false
+}
+
+func pickString(root map[string]any, path v1alpha1.JSONPath, names []string) (string, string, error) {
+	v, field, ok := pick(root, path, names)
+	if !ok {
+		return "", "", nil
+	}
+	s, isString := v.(string)
+	if !isString {
+		return "", "", fmt.Errorf("field %q is not a string", field)
+	}
+	return s, field, nil
+}
+
+func lookup(root map[string]any, path string) (any, bool) {
+	var cur any = root
+	for _, seg := range strings.Split(path, ".") {
+		obj, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = obj[seg]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+func lastSegment(path string) string {
+	if i := strings.LastIndexByte(path, '.'); i >= 0 {
+		return path[i+1:]
+	}
+	return path
+}
+
+func describe(path v1alpha1.JSONPath, names []string) string {
+	if path != "" {
+		return string(path)
+	}
+	return strings.Join(names, ", ")
+}
+
+// parseSeconds reads a lifetime in seconds from a JSON number or numeric string.
+func parseSeconds(v any) (time.Duration, error) {
+	f, err := number(v)
+	if err != nil {
+		return 0, err
+	}
+	if f <= 0 || f > maxLifetime.Seconds() || math.IsNaN(f) {
+		return 0, fmt.Errorf("%v seconds is out of range", f)
+	}
+	return time.Duration(f * float64(time.Second)), nil
+}
+
+// ParseTime reads an expiry: RFC 3339 (with or without zone), or epoch seconds or milliseconds
+// as a number or numeric string.
+func ParseTime(v any) (time.Time, error) { return parseTime(v) }
+
+func parseTime(v any) (time.Time, error) {
+	if s, ok := v.(string); ok {
+		for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05Z07:00", "2006-01-02 15:04:05"} {
+			if t, err := time.Parse(layout, s); err == nil {
+				return t, nil
+			}
+		}
+	}
+	f, err := number(v)
+	if err != nil {
+		return time.Time{}, errors.New("not an RFC 3339 time or epoch number")
+	}
+	switch {
+	case f >= 1e12 && f < 1e14: // milliseconds
+		return time.UnixMilli(int64(f)), nil
+	case f >= 1e8 && f < 1e11: // seconds (1973 … 5138)
+		sec, frac := math.Modf(f)
+		return time.Unix(int64(sec), int64(frac*1e9)), nil
+	}
+	return time.Time{}, fmt.Errorf("epoch %v is out of range", f)
+}
+
+func number(v any) (float64, error) {
+	var s string
+	switch x := v.(type) {
+	case json.Number:
+		s = x.String()
+	case string:
+		s = strings.TrimSpace(x)
+	case float64:
+		return x, nil
+	default:
+		return 0, errors.New("not a number")
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		return 0, errors.New("not a number")
+	}
+	return f, nil
+}
