@@ -216,6 +216,10 @@ type CredentialStatus struct {
 	// +optional
 	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
 
+	// nextRetryTime is when a failed renewal is tried again, unless the inputs change first.
+	// +optional
+	NextRetryTime *metav1.Time `json:"nextRetryTime,omitempty"`
+
 	// tokenFingerprint is the first 16 hex digits of the SHA-256 of the token, to tell tokens
 	// apart without revealing them.
 	// +optional

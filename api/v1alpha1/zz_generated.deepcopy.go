@@ -271,6 +271,10 @@ func (in *CredentialStatus) DeepCopyInto(out *CredentialStatus) {
 		in, out := &in.LastFailureTime, &out.LastFailureTime
 		*out = (*in).DeepCopy()
 	}
+	if in.NextRetryTime != nil {
+		in, out := &in.NextRetryTime, &out.NextRetryTime
+		*out = (*in).DeepCopy()
+	}
 	if in.EffectivePolicy != nil {
 		in, out := &in.EffectivePolicy, &out.EffectivePolicy
 		*out = new(EffectivePolicy)

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"text/template"
 	"time"
 
 	"k8s.io/utils/clock"
@@ -413,4 +414,41 @@ func bearer(tok *Token, fallback string) http.Header {
 		scheme = tok.Scheme
 	}
 	return http.Header{"Authorization": {scheme + " " + tok.AccessToken}}
+}
+
+// Close releases idle connections.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
+// CanRefresh reports whether the issuer has a way to refresh tokens.
+func (c *Client) CanRefresh() bool { return c.spec.OAuth2 != nil || c.spec.Refresh != nil }
+
+// CanRevoke reports whether the issuer may have a way to revoke tokens (OAuth2 finds out by
+// discovery).
+func (c *Client) CanRevoke() bool { return c.spec.Revoke != nil || c.spec.OAuth2 != nil }
+
+// Validate checks what can be checked of an issuer spec without calling it: body templates
+// parse and the CA bundle holds certificates.
+func Validate(spec *v1alpha1.IssuerSpec) error {
+	check := func(field string, body v1alpha1.BodyTemplate) error {
+		if body == "" {
+			return nil
+		}
+		if _, err := template.New(field).Funcs(templateFuncs).Parse(string(body)); err != nil {
+			return fmt.Errorf("%s: %w", field, err)
+		}
+		return nil
+	}
+	var errs []error
+	if spec.JSON != nil {
+		errs = append(errs, check("json.body", spec.JSON.Body))
+	}
+	for field, ep := range map[string]*v1alpha1.Endpoint{"refresh.body": spec.Refresh, "revoke.body": spec.Revoke, "tokenInfo.body": spec.TokenInfo} {
+		if ep != nil {
+			errs = append(errs, check(field, ep.Body))
+		}
+	}
+	if spec.CABundle != "" && !x509.NewCertPool().AppendCertsFromPEM([]byte(spec.CABundle)) {
+		errs = append(errs, errors.New("caBundle holds no PEM certificate"))
+	}
+	return errors.Join(errs...)
 }

@@ -5,55 +5,15 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer/issuertest"
 )
 
-// seedSpec is the IssuerSpec a user writes for each conformance server (as in config/samples).
-func seedSpec(s *issuertest.Server) v1alpha1.IssuerSpec {
-	u := s.URL()
-	ep := func(path string) *v1alpha1.Endpoint { return &v1alpha1.Endpoint{URL: v1alpha1.EndpointURL(u + path)} }
-	spec := v1alpha1.IssuerSpec{CABundle: s.CABundle()}
-	switch s.Flavor {
-	case issuertest.Seed000:
-		spec.URL = v1alpha1.EndpointURL(u + "/3/auth/login/")
-		spec.JSON = &v1alpha1.JSONLogin{Response: &v1alpha1.ResponseMapping{Token: "data.token"}}
-		spec.TokenType = "Token"
-		spec.DefaultLifetime = &metav1.Duration{Duration: 10 * time.Hour}
-		spec.SessionDurationField = "session_duration"
-		spec.Revoke = ep("/3/auth/logout/")
-	case issuertest.Seed001:
-		spec.URL = v1alpha1.EndpointURL(u + "/token")
-		spec.JSON = &v1alpha1.JSONLogin{}
-		spec.Refresh = ep("/token/refresh")
-	case issuertest.Seed002:
-		spec.URL = v1alpha1.EndpointURL(u + "/auth/login")
-		spec.JSON = &v1alpha1.JSONLogin{}
-		spec.Headers = []v1alpha1.Header{{Name: "Api-Key", ValueFrom: &v1alpha1.HeaderValueSource{SecretKeyRef: v1alpha1.SecretKeySelector{Name: "crm-app-key", Key: "api-key"}}}}
-		spec.Refresh, spec.Revoke = ep("/auth/refresh"), ep("/auth/logout")
-		spec.TokenInfo = &v1alpha1.Endpoint{URL: v1alpha1.EndpointURL(u + "/auth/token-info"), Method: "GET"}
-	case issuertest.Seed003:
-		spec.URL = v1alpha1.EndpointURL(u + "/rest/v1/login")
-		spec.JSON = &v1alpha1.JSONLogin{Body: `{"username":{{ .username | toJson }},"password":{{ .password | toJson }},"account_id":{{ .account_id }}}`}
-		spec.Refresh = &v1alpha1.Endpoint{URL: v1alpha1.EndpointURL(u + "/rest/v1/refresh"), Body: `{"refreshToken":{{ .refreshToken | toJson }}}`}
-	case issuertest.Seed004:
-		spec.URL = v1alpha1.EndpointURL(u + "/v1/sessions")
-		spec.JSON = &v1alpha1.JSONLogin{Body: `{"type":"api-key","key":{{ .key | toJson }},"secret":{{ .secret | toJson }}}`}
-	case issuertest.OAuth2:
-		spec.OAuth2 = &v1alpha1.OAuth2{IssuerURL: v1alpha1.EndpointURL(u), Scopes: []string{"orders.read"}}
-	}
-	return spec
-}
+func seedSpec(s *issuertest.Server) v1alpha1.IssuerSpec { return s.Spec() }
 
-// seedHeaders are the resolved extra header values (the controller reads them from Secrets).
 func seedHeaders(f issuertest.Flavor) map[string]string {
-	if f == issuertest.Seed002 {
-		return map[string]string{"Api-Key": issuertest.APIKey}
-	}
-	return nil
+	return (&issuertest.Server{Flavor: f}).HeaderValues()
 }
 
 func seedRequest(f issuertest.Flavor) issuer.Request {

@@ -110,6 +110,7 @@ type Server struct {
 	kid             string
 	oldKeys         []*rsa.PrivateKey
 	hmacKey         []byte
+	issued          []string
 }
 
 // Start starts a Server of the given flavor on loopback. Callers Close it.
@@ -305,6 +306,7 @@ func (s *Server) issue(se *session, lifetime time.Duration) {
 		se.access = s.sign(jwt.SigningMethodRS256, s.key, s.kid, se, now)
 	}
 	s.byAccess[se.access] = se
+	s.issued = append(s.issued, se.access)
 	if s.Flavor == Seed000 || s.Flavor == Seed004 {
 		return // no refresh tokens
 	}
@@ -318,6 +320,7 @@ func (s *Server) issue(se *session, lifetime time.Duration) {
 		se.refresh = randB64(32)
 	}
 	s.byRefresh[se.refresh] = se
+	s.issued = append(s.issued, se.refresh)
 }
 
 func (s *Server) sign(m jwt.SigningMethod, key any, kid string, se *session, now time.Time) string {

@@ -1,0 +1,371 @@
+package credential_test
+
+import (
+	"fmt"
+
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	appsv1 "k8s.io/api/apps/v1"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/controllers/credential"
+	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
+	"github.com/tokenkeeper/tokenkeeper/internal/issuer/issuertest"
+	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
+)
+
+// fixture is one Credential at one conformance issuer, in its own namespace.
+type fixture struct {
+	t   *testing.T
+	srv *issuertest.Server
+	ns  string
+	key types.NamespacedName
+}
+
+// setup creates a namespace, the input (and header) Secrets, the issuer — a ClusterIssuer for
+// seed 000 so both scopes are exercised — and a Credential writing Secret "token".
+func setup(t *testing.T, f issuertest.Flavor, tune func(*issuertest.Server, map[string]string)) *fixture {
+	t.Helper()
+	return setupWith(t, f, tune, nil)
+}
+
+// setupWith is setup with a chance to change the Credential before it is created.
+func setupWith(t *testing.T, f issuertest.Flavor, tune func(*issuertest.Server, map[string]string), edit func(*v1alpha1.Credential)) *fixture {
+	t.Helper()
+	srv := startServer(t, f)
+	ns := strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
+	if len(ns) > 50 {
+		ns = ns[:50]
+	}
+	ns = strings.Trim(ns, "-") + "-" + fmt.Sprint(time.Now().UnixNano()%100000)
+	c := env.Client
+	ctx := t.Context()
+	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	input := srv.InputSecretData()
+	if tune != nil {
+		tune(srv, input)
+	}
+	must(t, c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "login"}, StringData: input}))
+	spec := srv.Spec()
+	ref := v1alpha1.IssuerReference{Kind: v1alpha1.IssuerKindNamespaced, Name: "issuer"}
+	if f == issuertest.Seed000 {
+		ref = v1alpha1.IssuerReference{Kind: v1alpha1.IssuerKindCluster, Name: "wallet-" + ns}
+		must(t, c.Create(ctx, &v1alpha1.ClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: ref.Name}, Spec: spec}))
+	} else {
+		if data := srv.HeaderSecretData(); data != nil {
+			must(t, c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: issuertest.HeaderSecretName}, StringData: data}))
+		}
+		must(t, c.Create(ctx, &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "issuer"}, Spec: spec}))
+	}
+	cred := &v1alpha1.Credential{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cred"},
+		Spec: v1alpha1.CredentialSpec{IssuerRef: ref, SecretName: "token"}}
+	login := v1alpha1.LocalSecretReference{Name: "login"}
+	switch srv.LoginKind() {
+	case "apiKey":
+		cred.Spec.APIKey = &v1alpha1.APIKeyLogin{SecretRef: login}
+	case "clientCredentials":
+		cred.Spec.ClientCredentials = &v1alpha1.ClientCredentialsLogin{SecretRef: login}
+	default:
+		cred.Spec.Password = &v1alpha1.PasswordLogin{SecretRef: login}
+	}
+	if edit != nil {
+		edit(cred)
+	}
+	must(t, c.Create(ctx, cred))
+	return &fixture{t: t, srv: srv, ns: ns, key: types.NamespacedName{Namespace: ns, Name: "cred"}}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) cred() *v1alpha1.Credential {
+	c := &v1alpha1.Credential{}
+	must(f.t, env.Client.Get(f.t.Context(), f.key, c))
+	return c
+}
+
+// secret returns the target Secret, or nil when it does not exist.
+func (f *fixture) secret() *corev1.Secret {
+	s := &corev1.Secret{}
+	err := env.Client.Get(f.t.Context(), types.NamespacedName{Namespace: f.ns, Name: "token"}, s)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	must(f.t, err)
+	return s
+}
+
+func (f *fixture) token() string {
+	if s := f.secret(); s != nil {
+		return string(s.Data[credential.KeyToken])
+	}
+	return ""
+}
+
+func ready(c *v1alpha1.Credential) (bool, string) {
+	cond := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionReady)
+	if cond == nil {
+		return false, "no Ready condition"
+	}
+	return cond.Status == metav1.ConditionTrue, cond.Reason + ": " + cond.Message
+}
+
+func (f *fixture) waitReady(timeout time.Duration) {
+	f.t.Helper()
+	waitFor(f.t, timeout, "Ready=True", func() (bool, string) { return ready(f.cred()) })
+}
+
+// 1. A Credential for each seed API and for OAuth2 becomes Ready, and the issuer accepts the
+// token from its Secret, sent the way an application would send it.
+func TestEverySeedBecomesReady(t *testing.T) {
+	t.Parallel()
+	for _, flavor := range issuertest.Flavors {
+		t.Run(string(flavor), func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, flavor, nil)
+			f.waitReady(30 * time.Second)
+			s := f.secret()
+			for _, k := range []string{credential.KeyToken, credential.KeyAuthorization, credential.KeyTokenType, credential.KeyExpiresAt} {
+				if len(s.Data[k]) == 0 {
+					t.Errorf("Secret has no %q", k)
+				}
+			}
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, f.srv.URL()+f.srv.ProtectedPath(), nil)
+			req.Header.Set("Authorization", string(s.Data[credential.KeyAuthorization]))
+			if apiKey := s.Data["api-key"]; apiKey != nil {
+				req.Header.Set("Api-Key", string(apiKey))
+			}
+			resp, err := f.srv.Client().Do(req)
+			must(t, err)
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("issuer answered %d to the token from the Secret", resp.StatusCode)
+			}
+			c := f.cred()
+			if c.Status.TokenFingerprint != issuer.Fingerprint(string(s.Data[credential.KeyToken])) || c.Status.ExpiresAt == nil || c.Status.RenewalTime == nil {
+				t.Errorf("status does not describe the token: %+v", c.Status)
+			}
+			if owner := metav1.GetControllerOf(s); owner == nil || owner.UID != c.UID {
+				t.Errorf("target Secret is not owned by its Credential")
+			}
+			state := &corev1.Secret{}
+			must(t, env.Client.Get(t.Context(), types.NamespacedName{Namespace: f.ns, Name: credential.StateSecretName(c)}, state))
+			if flavor == issuertest.Seed000 && f.srv.SessionAsked() != 0 {
+				t.Errorf("seed 000 was asked for a session although nothing requested one")
+			}
+		})
+	}
+}
+
+// 2. With 20-second tokens the Secret rotates before expiry, by refresh, one issuer call each.
+func TestRotatesBeforeExpiry(t *testing.T) {
+	t.Parallel()
+	for _, flavor := range []issuertest.Flavor{issuertest.Seed001, issuertest.Seed003} {
+		t.Run(string(flavor), func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, flavor, func(s *issuertest.Server, _ map[string]string) { s.SetLifetime(20 * time.Second) })
+			f.waitReady(30 * time.Second)
+			seen := []string{f.token()}
+			deadline := time.Now().Add(40 * time.Second)
+			for len(seen) < 4 && time.Now().Before(deadline) {
+				tok := f.token()
+				if !f.srv.Valid(tok) {
+					t.Fatalf("the Secret held an expired or revoked token after %d rotations", len(seen)-1)
+				}
+				if tok != seen[len(seen)-1] {
+					seen = append(seen, tok)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			rotations := len(seen) - 1
+			if rotations < 2 {
+				t.Fatalf("%d rotations in 40 s of 20 s tokens, want at least 2", rotations)
+			}
+			if l, r := f.srv.Calls(issuertest.OpLogin), f.srv.Calls(issuertest.OpRefresh); l != 1 || r != rotations {
+				t.Errorf("issuer saw %d logins and %d refreshes for %d rotations, want 1 and %d", l, r, rotations, rotations)
+			}
+		})
+	}
+}
+
+// 3. An issuer answering 5xx past expiry: the Secret keeps the last good token, status says
+// why, and rotation resumes on its own when the issuer recovers.
+func TestIssuerOutageKeepsLastToken(t *testing.T) {
+	t.Parallel()
+	f := setup(t, issuertest.Seed001, func(s *issuertest.Server, _ map[string]string) { s.SetLifetime(20 * time.Second) })
+	f.waitReady(30 * time.Second)
+	good := f.token()
+	f.srv.Fail(-1, http.StatusServiceUnavailable, "")
+	expires := f.cred().Status.ExpiresAt.Time
+	waitFor(t, 40*time.Second, "Ready=False after expiry with the issuer's failure", func() (bool, string) {
+		c := f.cred()
+		ok, state := ready(c)
+		return !ok && time.Now().After(expires) && c.Status.LastFailureReason == v1alpha1.ReasonIssuerUnavailable, state
+	})
+	if f.token() != good {
+		t.Fatalf("the Secret's token changed or was blanked during the outage")
+	}
+	c := f.cred()
+	if c.Status.FailedAttempts < 2 || c.Status.NextRetryTime == nil {
+		t.Errorf("status: %d failed attempts, next retry %v; want at least 2 and a retry time", c.Status.FailedAttempts, c.Status.NextRetryTime)
+	}
+	f.srv.Fail(0, 0, "")
+	waitFor(t, 60*time.Second, "a new token after recovery", func() (bool, string) {
+		ok, state := ready(f.cred())
+		return ok && f.token() != good && f.srv.Valid(f.token()), state
+	})
+}
+
+// 4. A wrong password: Ready=False with the issuer's reason, no hot loop, and success within
+// seconds of the input Secret being fixed.
+func TestWrongPasswordThenFixed(t *testing.T) {
+	t.Parallel()
+	f := setup(t, issuertest.Seed001, func(_ *issuertest.Server, in map[string]string) { in["password"] = "wrong-password" })
+	waitFor(t, 30*time.Second, "Ready=False InvalidCredentials", func() (bool, string) {
+		ok, state := ready(f.cred())
+		return !ok && strings.Contains(state, v1alpha1.ReasonInvalidCredentials) && strings.Contains(state, "Invalid email or password"), state
+	})
+	time.Sleep(10 * time.Second)
+	if n := f.srv.Calls(issuertest.OpLogin); n > 2 {
+		t.Fatalf("%d login attempts in about 10 s with a wrong password: a hot loop", n)
+	}
+	s := &corev1.Secret{}
+	must(t, env.Client.Get(t.Context(), types.NamespacedName{Namespace: f.ns, Name: "login"}, s))
+	s.Data["password"] = []byte(issuertest.Password)
+	must(t, env.Client.Update(t.Context(), s))
+	fixed := time.Now()
+	f.waitReady(10 * time.Second)
+	t.Logf("Ready %s after the Secret was fixed", time.Since(fixed).Round(100*time.Millisecond))
+}
+
+// 5. The target Secret deleted is recreated, edited is restored, without a new login.
+func TestTargetSecretRestored(t *testing.T) {
+	t.Parallel()
+	f := setup(t, issuertest.Seed004, nil)
+	f.waitReady(30 * time.Second)
+	good := f.token()
+	must(t, env.Client.Delete(t.Context(), f.secret()))
+	waitFor(t, 15*time.Second, "the Secret recreated", func() (bool, string) { return f.token() == good, "token: " + issuer.Fingerprint(f.token()) })
+	s := f.secret()
+	s.Data[credential.KeyToken] = []byte("tampered")
+	delete(s.Data, credential.KeyAuthorization)
+	must(t, env.Client.Update(t.Context(), s))
+	waitFor(t, 15*time.Second, "the Secret restored", func() (bool, string) {
+		s := f.secret()
+		return s != nil && string(s.Data[credential.KeyToken]) == good && len(s.Data[credential.KeyAuthorization]) > 0, "edited"
+	})
+	if n := f.srv.Calls(issuertest.OpLogin); n != 1 {
+		t.Errorf("issuer saw %d logins, want 1", n)
+	}
+}
+
+// 6. A restarted manager carries on from the state Secret: no new login while the token is valid.
+// Not parallel: it restarts the suite's manager before the parallel tests start.
+func TestManagerRestartKeepsSession(t *testing.T) {
+	f := setup(t, issuertest.Seed003, nil)
+	f.waitReady(30 * time.Second)
+	good := f.token()
+	stopManager()
+	must(t, startManager())
+	// Prove the new manager is at work: it must restore a deleted Secret from the state Secret.
+	must(t, env.Client.Delete(t.Context(), f.secret()))
+	waitFor(t, 20*time.Second, "the new manager to restore the Secret", func() (bool, string) { return f.token() == good, "missing" })
+	if n := f.srv.Calls(issuertest.OpLogin); n != 1 {
+		t.Fatalf("issuer saw %d logins across a manager restart, want 1", n)
+	}
+	if ok, state := ready(f.cred()); !ok {
+		t.Fatalf("not Ready after restart: %s", state)
+	}
+}
+
+// Deleting a Credential revokes its session at the issuer, then garbage collection can remove
+// its Secrets.
+func TestDeleteRevokesSession(t *testing.T) {
+	t.Parallel()
+	f := setup(t, issuertest.Seed002, nil)
+	f.waitReady(30 * time.Second)
+	tok := f.token()
+	must(t, env.Client.Delete(t.Context(), f.cred()))
+	waitFor(t, 20*time.Second, "the Credential gone", func() (bool, string) {
+		err := env.Client.Get(t.Context(), f.key, &v1alpha1.Credential{})
+		return apierrors.IsNotFound(err), fmt.Sprint(err)
+	})
+	if f.srv.Valid(tok) || f.srv.Calls(issuertest.OpRevoke) != 1 {
+		t.Fatalf("session not revoked: valid=%t revoke calls=%d", f.srv.Valid(tok), f.srv.Calls(issuertest.OpRevoke))
+	}
+}
+
+// A rotation restarts the workloads a Credential names, as `kubectl rollout restart` would.
+func TestRolloutRestart(t *testing.T) {
+	t.Parallel()
+	f := setupWith(t, issuertest.Seed004, nil, func(c *v1alpha1.Credential) {
+		dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: c.Namespace, Name: "app"}, Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "a"}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "a"}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "busybox"}}}},
+		}}
+		must(t, env.Client.Create(t.Context(), dep))
+		c.Spec.RolloutRestart = []v1alpha1.WorkloadReference{{Kind: "Deployment", Name: "app"}}
+	})
+	f.waitReady(30 * time.Second)
+	waitFor(t, 10*time.Second, "the Deployment restarted", func() (bool, string) {
+		dep := &appsv1.Deployment{}
+		must(t, env.Client.Get(t.Context(), types.NamespacedName{Namespace: f.ns, Name: "app"}, dep))
+		v := dep.Spec.Template.Annotations["tokenkeeper.io/restartedAt"]
+		return v != "", "no restartedAt annotation"
+	})
+}
+
+// Issuers report Ready when valid and their Secrets exist, and say which Secret is missing.
+func TestIssuerReadiness(t *testing.T) {
+	t.Parallel()
+	f := setup(t, issuertest.Seed002, nil)
+	issuerReady := func(name string) (bool, string) {
+		iss := &v1alpha1.Issuer{}
+		must(t, env.Client.Get(t.Context(), types.NamespacedName{Namespace: f.ns, Name: name}, iss))
+		c := meta.FindStatusCondition(iss.Status.Conditions, v1alpha1.ConditionReady)
+		if c == nil {
+			return false, "no condition"
+		}
+		return c.Status == metav1.ConditionTrue, c.Reason + ": " + c.Message
+	}
+	waitFor(t, 10*time.Second, "the Issuer Ready", func() (bool, string) { return issuerReady("issuer") })
+	spec := f.srv.Spec()
+	spec.Headers[0].ValueFrom.SecretKeyRef.Name = "missing-key"
+	must(t, env.Client.Create(t.Context(), &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "broken"}, Spec: spec}))
+	waitFor(t, 10*time.Second, "the broken Issuer to name its missing Secret", func() (bool, string) {
+		ok, state := issuerReady("broken")
+		return !ok && strings.Contains(state, v1alpha1.ReasonSecretNotFound) && strings.Contains(state, "missing-key"), state
+	})
+}
+
+// Renewals, failures, latency and expiry are exported as Prometheus metrics.
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	f := setup(t, issuertest.Seed001, nil)
+	f.waitReady(30 * time.Second)
+	if n := testutil.ToFloat64(metrics.Renewals.WithLabelValues("Issuer/issuer", "login")); n < 1 {
+		t.Errorf("tokenkeeper_renewals_total{method=login} = %v, want at least 1", n)
+	}
+	exp := testutil.ToFloat64(metrics.CredentialExpiry.WithLabelValues(f.ns, "cred", "Issuer/issuer"))
+	if want := float64(f.cred().Status.ExpiresAt.Unix()); exp != want {
+		t.Errorf("expiry gauge %v, want %v", exp, want)
+	}
+	if testutil.CollectAndCount(metrics.IssuerRequestDuration) == 0 {
+		t.Errorf("no issuer latency observed")
+	}
+}

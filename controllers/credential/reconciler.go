@@ -1,0 +1,334 @@
+// Package credential reconciles Credentials: it logs in at the issuer, keeps the token fresh in
+// the target Secret and the session in a state Secret, and reports what it does in status.
+package credential
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
+	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
+	"github.com/tokenkeeper/tokenkeeper/internal/renewal"
+)
+
+// Finalizer lets a Credential revoke its session at the issuer before it goes.
+const Finalizer = "tokenkeeper.io/revoke-session"
+
+// revokeTimeout bounds the best-effort revocation on delete.
+const revokeTimeout = 10 * time.Second
+
+// Reconciler reconciles Credentials.
+type Reconciler struct {
+	client.Client
+	// APIReader reads input Secrets without caching them.
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
+	// ClusterResourceNamespace holds the Secrets ClusterIssuers refer to without a namespace.
+	ClusterResourceNamespace string
+	// Transport replaces the issuer HTTP transport, for tests. Optional.
+	Transport http.RoundTripper
+}
+
+// +kubebuilder:rbac:groups=tokenkeeper.io,resources=credentials,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=tokenkeeper.io,resources=credentials/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=tokenkeeper.io,resources=credentials/finalizers,verbs=update
+// +kubebuilder:rbac:groups=tokenkeeper.io,resources=issuers;clusterissuers;tokenpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// get: read input Secrets (uncached); list/watch: cache tokenkeeper's own labelled Secrets and the
+// metadata of input Secrets; create/update/patch: write the target and state Secrets. No delete:
+// owner references let garbage collection remove them.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;patch
+
+// Reconcile brings one Credential's token Secret up to date.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+	cred := &v1alpha1.Credential{}
+	if err := r.Get(ctx, req.NamespacedName, cred); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !cred.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, cred)
+	}
+	if controllerutil.AddFinalizer(cred, Finalizer) {
+		if err := r.Update(ctx, cred); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	before := cred.DeepCopy()
+	defer func() { reterr = errors.Join(reterr, r.patchStatus(ctx, before, cred)) }()
+	cred.Status.ObservedGeneration = cred.Generation
+
+	st, err := r.loadState(ctx, cred)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	e, err := r.prepare(ctx, cred)
+	if err != nil {
+		return r.blocked(cred, err)
+	}
+	defer e.client.Close()
+	cred.Status.EffectivePolicy = e.policy.EffectiveStatus()
+
+	d := renewal.Decide(renewal.Input{
+		Now: r.Clock.Now(), Session: st.session(), Failure: lastFailure(cred, st), InputsVersion: e.inputsVersion,
+		Policy: e.policy, CanRefresh: e.client.CanRefresh(), JitterKey: string(cred.UID),
+	})
+	logf.FromContext(ctx).V(1).Info("decided", "action", d.Action, "reason", d.Reason, "at", d.At)
+	if d.Action == renewal.Wait {
+		return r.wait(ctx, cred, e, st, d)
+	}
+	return r.renew(ctx, cred, e, st, d)
+}
+
+// wait keeps the target Secret in line with the current token until the next renewal.
+func (r *Reconciler) wait(ctx context.Context, cred *v1alpha1.Credential, e *env, st *state, d renewal.Decision) (ctrl.Result, error) {
+	if st.token != nil {
+		changed, err := r.syncTarget(ctx, cred, e, st.token)
+		if err != nil {
+			return r.blocked(cred, err)
+		}
+		if changed {
+			r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, "SecretRestored", "Restore", "Secret %s restored from the current session", cred.Spec.SecretName)
+		}
+		r.observeToken(cred, e, st, d.At)
+	}
+	cred.Status.RenewalTime = &metav1.Time{Time: d.At} // the next attempt, renewal or retry
+	return ctrl.Result{RequeueAfter: d.At.Sub(r.Clock.Now())}, nil
+}
+
+// renew logs in or refreshes, then persists the session before it writes the target Secret.
+func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *env, st *state, d renewal.Decision) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
+	tok, method, err := r.obtain(ctx, e, st, d.Action)
+	if err != nil {
+		return r.failed(ctx, cred, e, st, err)
+	}
+	next := &state{token: tok, sessionStart: st.sessionStart, inputsVersion: e.inputsVersion}
+	if method == "login" {
+		next.sessionStart = tok.IssuedAt
+	}
+	if err := r.saveState(ctx, cred, next); err != nil {
+		return ctrl.Result{}, err
+	}
+	if _, err := r.syncTarget(ctx, cred, e, tok); err != nil {
+		return r.blocked(cred, err)
+	}
+	now := r.Clock.Now()
+	renewAt := renewal.RenewalTime(*next.session(), e.policy, string(cred.UID))
+	cred.Status.LastRotationTime = &metav1.Time{Time: now}
+	cred.Status.FailedAttempts, cred.Status.LastFailureReason, cred.Status.LastFailureTime, cred.Status.NextRetryTime = 0, "", nil, nil
+	cred.Status.RenewalTime = &metav1.Time{Time: renewAt}
+	r.observeToken(cred, e, next, renewAt)
+	reason := v1alpha1.ReasonIssued
+	if method == "refresh" {
+		reason = v1alpha1.ReasonRefreshed
+	}
+	metrics.Renewals.WithLabelValues(e.issuerKey, method).Inc()
+	r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, reason, method, "New token %s from %s (%s), expires %s",
+		tok.Fingerprint(), e.issuerKey, d.Reason, tok.ExpiresAt.UTC().Format(time.RFC3339))
+	log.Info("token rotated", "method", method, "fingerprint", tok.Fingerprint(), "expiresAt", tok.ExpiresAt, "renewAt", renewAt)
+	r.rolloutRestart(ctx, cred)
+	return ctrl.Result{RequeueAfter: renewAt.Sub(now)}, nil
+}
+
+// obtain refreshes when asked and possible, and falls back to a login when the refresh token is
+// rejected or refreshing is not supported.
+func (r *Reconciler) obtain(ctx context.Context, e *env, st *state, action renewal.Action) (*issuer.Token, string, error) {
+	if action == renewal.Refresh {
+		tok, err := timed(e, "refresh", func() (*issuer.Token, error) { return e.client.Refresh(ctx, e.request, st.token) })
+		if !errors.Is(err, issuer.ErrRefreshRejected) && !errors.Is(err, issuer.ErrUnsupported) {
+			return tok, "refresh", err
+		}
+	}
+	tok, err := timed(e, "login", func() (*issuer.Token, error) { return e.client.Login(ctx, e.request) })
+	return tok, "login", err
+}
+
+func timed(e *env, op string, f func() (*issuer.Token, error)) (*issuer.Token, error) {
+	start := time.Now()
+	tok, err := f()
+	metrics.IssuerRequestDuration.WithLabelValues(e.issuerKey, op).Observe(time.Since(start).Seconds())
+	return tok, err
+}
+
+// failed records a failed renewal: the last good token stays, status and an Event say why, and
+// the next attempt waits for the backoff (or a change of inputs).
+func (r *Reconciler) failed(ctx context.Context, cred *v1alpha1.Credential, e *env, st *state, err error) (ctrl.Result, error) {
+	now := r.Clock.Now()
+	reason := reasonOf(err)
+	cred.Status.FailedAttempts++
+	cred.Status.LastFailureReason = reason
+	cred.Status.LastFailureTime = &metav1.Time{Time: now}
+	f := renewal.Failure{At: now, Attempts: cred.Status.FailedAttempts, Kind: kindOf(reason), RetryAfter: issuer.RetryAfterOf(err)}
+	next := now.Add(renewal.Backoff(f, string(cred.UID)))
+	cred.Status.NextRetryTime = &metav1.Time{Time: next}
+	cred.Status.RenewalTime = &metav1.Time{Time: next}
+	st.failedInputs = e.inputsVersion
+	if serr := r.saveState(ctx, cred, st); serr != nil {
+		return ctrl.Result{}, serr
+	}
+	metrics.RenewalFailures.WithLabelValues(e.issuerKey, reason).Inc()
+	msg := err.Error()
+	setCondition(cred, v1alpha1.ConditionIssuing, metav1.ConditionTrue, reason, msg)
+	if st.token == nil || !now.Before(st.token.ExpiresAt) {
+		setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
+	}
+	r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, reason, "Renew", "%s; next attempt at %s", msg, next.UTC().Format(time.RFC3339))
+	logf.FromContext(ctx).Info("renewal failed", "reason", reason, "error", msg, "attempts", cred.Status.FailedAttempts, "nextRetry", next)
+	return ctrl.Result{RequeueAfter: next.Sub(now)}, nil
+}
+
+// blocked reports a configuration the Credential cannot work with. The existing Secret is left
+// alone. It returns a terminal error: a watch brings the Credential back when something changes.
+func (r *Reconciler) blocked(cred *v1alpha1.Credential, err error) (ctrl.Result, error) {
+	b, ok := isBlocked(err)
+	if !ok {
+		return ctrl.Result{}, err
+	}
+	setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionFalse, b.reason, b.message)
+	setCondition(cred, v1alpha1.ConditionIssuing, metav1.ConditionFalse, b.reason, "waiting for the configuration to be fixed")
+	if cred.Status.LastFailureReason != b.reason {
+		r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, b.reason, "Configure", "%s", b.message)
+	}
+	cred.Status.LastFailureReason = b.reason
+	return ctrl.Result{}, reconcile.TerminalError(err)
+}
+
+// observeToken reports the current token in status and metrics.
+func (r *Reconciler) observeToken(cred *v1alpha1.Credential, e *env, st *state, renewAt time.Time) {
+	tok := st.token
+	cred.Status.ExpiresAt = &metav1.Time{Time: tok.ExpiresAt}
+	cred.Status.TokenFingerprint = tok.Fingerprint()
+	if !st.sessionStart.IsZero() {
+		cred.Status.SessionStartTime = &metav1.Time{Time: st.sessionStart}
+	}
+	metrics.CredentialExpiry.WithLabelValues(cred.Namespace, cred.Name, e.issuerKey).Set(float64(tok.ExpiresAt.Unix()))
+	if cred.Status.FailedAttempts == 0 {
+		reason := v1alpha1.ReasonIssued
+		if tok.IssuedAt.After(st.sessionStart) {
+			reason = v1alpha1.ReasonRefreshed
+		}
+		setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionTrue, reason, "token valid until "+tok.ExpiresAt.UTC().Format(time.RFC3339)+"; renews at "+renewAt.UTC().Format(time.RFC3339))
+		setCondition(cred, v1alpha1.ConditionIssuing, metav1.ConditionFalse, v1alpha1.ReasonIdle, "next renewal at "+renewAt.UTC().Format(time.RFC3339))
+	}
+}
+
+func (r *Reconciler) reconcileDelete(ctx context.Context, cred *v1alpha1.Credential) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(cred, Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	r.revoke(ctx, cred)
+	controllerutil.RemoveFinalizer(cred, Finalizer)
+	return ctrl.Result{}, r.Update(ctx, cred)
+}
+
+// revoke ends the session at the issuer, best effort and bounded in time.
+func (r *Reconciler) revoke(ctx context.Context, cred *v1alpha1.Credential) {
+	st, err := r.loadState(ctx, cred)
+	if err != nil || st.token == nil {
+		return
+	}
+	e, err := r.prepare(ctx, cred)
+	if err != nil || !e.policy.RevokeOnDelete || !e.client.CanRevoke() {
+		return
+	}
+	defer e.client.Close()
+	ctx, cancel := context.WithTimeout(ctx, revokeTimeout)
+	defer cancel()
+	start := time.Now()
+	err = e.client.Revoke(ctx, e.request, st.token)
+	metrics.IssuerRequestDuration.WithLabelValues(e.issuerKey, "revoke").Observe(time.Since(start).Seconds())
+	switch {
+	case errors.Is(err, issuer.ErrUnsupported):
+	case err != nil:
+		r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, v1alpha1.ReasonRevokeFailed, "Revoke", "revoking the session failed: %v", err)
+	default:
+		r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, v1alpha1.ReasonRevoked, "Revoke", "session %s revoked at %s", st.token.Fingerprint(), e.issuerKey)
+	}
+}
+
+// rolloutRestart restarts the named workloads, as `kubectl rollout restart` does.
+func (r *Reconciler) rolloutRestart(ctx context.Context, cred *v1alpha1.Credential) {
+	stamp := r.Clock.Now().UTC().Format(time.RFC3339)
+	for _, w := range cred.Spec.RolloutRestart {
+		var obj client.Object
+		switch w.Kind {
+		case "Deployment":
+			obj = &appsv1.Deployment{}
+		case "StatefulSet":
+			obj = &appsv1.StatefulSet{}
+		default:
+			obj = &appsv1.DaemonSet{}
+		}
+		patch := []byte(`{"spec":{"template":{"metadata":{"annotations":{"tokenkeeper.io/restartedAt":"` + stamp + `"}}}}}`)
+		obj.SetNamespace(cred.Namespace)
+		obj.SetName(w.Name)
+		if err := r.Patch(ctx, obj, client.RawPatch(types.MergePatchType, patch)); err != nil {
+			r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, "RolloutRestartFailed", "Restart", "restarting %s %s failed: %v", w.Kind, w.Name, err)
+		}
+	}
+}
+
+func (r *Reconciler) patchStatus(ctx context.Context, before, cred *v1alpha1.Credential) error {
+	if equality.Semantic.DeepEqual(before.Status, cred.Status) {
+		return nil
+	}
+	return client.IgnoreNotFound(r.Status().Patch(ctx, cred, client.MergeFrom(before)))
+}
+
+func setCondition(cred *v1alpha1.Credential, typ string, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&cred.Status.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason,
+		Message: msg, ObservedGeneration: cred.Generation})
+}
+
+// lastFailure rebuilds the last failure from status and the state Secret.
+func lastFailure(cred *v1alpha1.Credential, st *state) *renewal.Failure {
+	s := cred.Status
+	if s.FailedAttempts == 0 || s.LastFailureTime == nil || s.NextRetryTime == nil {
+		return nil
+	}
+	return &renewal.Failure{At: s.LastFailureTime.Time, Attempts: s.FailedAttempts, Kind: kindOf(s.LastFailureReason),
+		RetryAfter: s.NextRetryTime.Sub(s.LastFailureTime.Time), InputsVersion: st.failedInputs}
+}
+
+func reasonOf(err error) string {
+	switch issuer.ClassOf(err) {
+	case issuer.ClassInvalidCredentials, issuer.ClassRefreshRejected:
+		return v1alpha1.ReasonInvalidCredentials
+	case issuer.ClassRateLimited:
+		return v1alpha1.ReasonRateLimited
+	case issuer.ClassMalformedResponse:
+		return v1alpha1.ReasonMalformedResponse
+	case issuer.ClassConfig:
+		return v1alpha1.ReasonInvalidConfig
+	}
+	return v1alpha1.ReasonIssuerUnavailable
+}
+
+func kindOf(reason string) renewal.FailureKind {
+	if reason == v1alpha1.ReasonInvalidCredentials || reason == v1alpha1.ReasonInvalidConfig {
+		return renewal.Persistent
+	}
+	return renewal.Transient
+}

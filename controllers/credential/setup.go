@@ -1,0 +1,149 @@
+package credential
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+)
+
+// Field indexes.
+const (
+	indexInputSecret  = "credential.inputSecret" // Credential → its input Secret's name
+	indexIssuer       = "credential.issuer"      // Credential → "Issuer/name" or "ClusterIssuer/name"
+	indexIssuerSecret = "issuer.secrets"         // Issuer → "ns/name" of each Secret it reads
+)
+
+// SetupWithManager registers the controller: Credentials, their Secrets, the input Secrets
+// (metadata only, through an index), issuers and policies.
+func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &v1alpha1.Credential{}, indexInputSecret, func(o client.Object) []string {
+		return []string{inputSecretName(&o.(*v1alpha1.Credential).Spec)}
+	}); err != nil {
+		return err
+	}
+	if err := idx.IndexField(ctx, &v1alpha1.Credential{}, indexIssuer, func(o client.Object) []string {
+		ref := o.(*v1alpha1.Credential).Spec.IssuerRef
+		return []string{string(kindOr(ref.Kind)) + "/" + ref.Name}
+	}); err != nil {
+		return err
+	}
+	for _, obj := range []v1alpha1.GenericIssuer{&v1alpha1.Issuer{}, &v1alpha1.ClusterIssuer{}} {
+		if err := idx.IndexField(ctx, obj, indexIssuerSecret, func(o client.Object) []string {
+			iss := o.(v1alpha1.GenericIssuer)
+			var keys []string
+			for _, h := range iss.GetSpec().Headers {
+				if h.ValueFrom != nil {
+					keys = append(keys, r.issuerSecretKey(iss, h.ValueFrom.SecretKeyRef).String())
+				}
+			}
+			return keys
+		}); err != nil {
+			return err
+		}
+	}
+
+	// Input Secrets are watched through a cache of Secret names only: never their data, never
+	// their annotations (kubectl's last-applied-configuration can hold the whole Secret).
+	secretNames, err := cache.New(mgr.GetConfig(), cache.Options{
+		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), DefaultTransform: keepIdentityOnly,
+	})
+	if err != nil {
+		return fmt.Errorf("creating the Secret metadata cache: %w", err)
+	}
+	if err := mgr.Add(secretNames); err != nil {
+		return err
+	}
+	secretMeta := &metav1.PartialObjectMetadata{}
+	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.Credential{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
+		Owns(&corev1.Secret{}).
+		WatchesRawSource(source.Kind(secretNames, secretMeta,
+			handler.TypedEnqueueRequestsFromMapFunc(r.forSecret),
+			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
+		Watches(&v1alpha1.Issuer{}, handler.EnqueueRequestsFromMapFunc(r.forIssuer(v1alpha1.IssuerKindNamespaced))).
+		Watches(&v1alpha1.ClusterIssuer{}, handler.EnqueueRequestsFromMapFunc(r.forIssuer(v1alpha1.IssuerKindCluster))).
+		Watches(&v1alpha1.TokenPolicy{}, handler.EnqueueRequestsFromMapFunc(r.all)).
+		Complete(r)
+}
+
+// keepIdentityOnly strips everything but identity and version from cached Secret metadata.
+func keepIdentityOnly(in any) (any, error) {
+	if m, ok := in.(*metav1.PartialObjectMetadata); ok {
+		return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+			Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		}}, nil
+	}
+	return in, nil
+}
+
+// forSecret maps a Secret to the Credentials that read it, directly or through their issuer.
+func (r *Reconciler) forSecret(ctx context.Context, s *metav1.PartialObjectMetadata) []reconcile.Request {
+	reqs := r.list(ctx, client.InNamespace(s.Namespace), client.MatchingFields{indexInputSecret: s.Name})
+	key := types.NamespacedName{Namespace: s.Namespace, Name: s.Name}.String()
+	var issuers v1alpha1.IssuerList
+	if err := r.List(ctx, &issuers, client.MatchingFields{indexIssuerSecret: key}); err == nil {
+		for _, i := range issuers.Items {
+			reqs = append(reqs, r.list(ctx, client.InNamespace(i.Namespace), client.MatchingFields{indexIssuer: "Issuer/" + i.Name})...)
+		}
+	}
+	var clusterIssuers v1alpha1.ClusterIssuerList
+	if err := r.List(ctx, &clusterIssuers, client.MatchingFields{indexIssuerSecret: key}); err == nil {
+		for _, i := range clusterIssuers.Items {
+			reqs = append(reqs, r.list(ctx, client.MatchingFields{indexIssuer: "ClusterIssuer/" + i.Name})...)
+		}
+	}
+	return reqs
+}
+
+func (r *Reconciler) forIssuer(kind v1alpha1.IssuerKind) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		opts := []client.ListOption{client.MatchingFields{indexIssuer: string(kind) + "/" + o.GetName()}}
+		if kind == v1alpha1.IssuerKindNamespaced {
+			opts = append(opts, client.InNamespace(o.GetNamespace()))
+		}
+		return r.list(ctx, opts...)
+	}
+}
+
+// all re-evaluates every Credential, for policy changes.
+func (r *Reconciler) all(ctx context.Context, _ client.Object) []reconcile.Request {
+	return r.list(ctx)
+}
+
+func (r *Reconciler) list(ctx context.Context, opts ...client.ListOption) []reconcile.Request {
+	var creds v1alpha1.CredentialList
+	if err := r.List(ctx, &creds, opts...); err != nil {
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(creds.Items))
+	for _, c := range creds.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: c.Namespace, Name: c.Name}})
+	}
+	return reqs
+}
+
+// CacheByObject restricts the manager's Secret cache to tokenkeeper's own Secrets.
+func CacheByObject() map[client.Object]cache.ByObject {
+	sel, err := metav1.LabelSelectorAsSelector(&metav1.LabelSelector{MatchLabels: map[string]string{LabelManagedBy: ManagedByValue}})
+	if err != nil {
+		panic(err)
+	}
+	return map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: sel}}
+}

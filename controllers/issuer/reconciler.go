@@ -1,0 +1,123 @@
+// Package issuer reconciles Issuers and ClusterIssuers with one code path: it reports Ready when
+// the configuration is usable and every Secret it refers to exists.
+package issuer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	issuerclient "github.com/tokenkeeper/tokenkeeper/internal/issuer"
+)
+
+// recheckMissing is how often an issuer waiting for a Secret looks again.
+const recheckMissing = time.Minute
+
+// Reconciler reconciles one kind: Issuer or ClusterIssuer.
+type Reconciler struct {
+	client.Client
+	// APIReader reads referenced Secrets without caching them.
+	APIReader client.Reader
+	// New returns an empty object of the reconciled kind.
+	New func() v1alpha1.GenericIssuer
+	// ClusterResourceNamespace holds the Secrets ClusterIssuers refer to without a namespace.
+	ClusterResourceNamespace string
+}
+
+// +kubebuilder:rbac:groups=tokenkeeper.io,resources=issuers;clusterissuers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=tokenkeeper.io,resources=issuers/status;clusterissuers/status,verbs=get;update;patch
+
+// Reconcile validates one issuer.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+	iss := r.New()
+	if err := r.Get(ctx, req.NamespacedName, iss); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	before := iss.DeepCopyObject().(v1alpha1.GenericIssuer)
+	defer func() { reterr = errors.Join(reterr, r.patchStatus(ctx, before, iss)) }()
+	status := iss.GetStatus()
+	status.ObservedGeneration = iss.GetGeneration()
+	status.TokenURL = string(iss.GetSpec().URL)
+
+	p, err := r.check(ctx, iss)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	cond := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonValid,
+		Message: "configuration valid", ObservedGeneration: iss.GetGeneration()}
+	if p != nil {
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, p.reason, p.message
+	}
+	meta.SetStatusCondition(&status.Conditions, cond)
+	if p != nil && p.reason == v1alpha1.ReasonSecretNotFound {
+		return ctrl.Result{RequeueAfter: recheckMissing}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// problem is why an issuer cannot be used.
+type problem struct{ reason, message string }
+
+// check returns a problem when the issuer cannot be used; errors are transient.
+func (r *Reconciler) check(ctx context.Context, iss v1alpha1.GenericIssuer) (*problem, error) {
+	spec := iss.GetSpec()
+	if invalid := issuerclient.Validate(spec); invalid != nil {
+		return &problem{v1alpha1.ReasonInvalidConfig, invalid.Error()}, nil //nolint:nilerr // an invalid spec is reported in status, not retried
+	}
+	refs := map[string]v1alpha1.SecretKeySelector{}
+	for _, h := range spec.Headers {
+		if h.ValueFrom != nil {
+			refs["headers["+h.Name+"]"] = h.ValueFrom.SecretKeyRef
+		}
+	}
+	if spec.HMACSecretRef != nil {
+		refs["hmacSecretRef"] = *spec.HMACSecretRef
+	}
+	for field, ref := range refs {
+		ns := iss.GetNamespace()
+		if ns == "" {
+			ns = ref.Namespace
+			if ns == "" {
+				ns = r.ClusterResourceNamespace
+			}
+		}
+		s := &corev1.Secret{}
+		switch err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, s); {
+		case apierrors.IsNotFound(err):
+			return &problem{v1alpha1.ReasonSecretNotFound, fmt.Sprintf("%s: Secret %s/%s not found", field, ns, ref.Name)}, nil
+		case err != nil:
+			return nil, err
+		case s.Data[ref.Key] == nil:
+			return &problem{v1alpha1.ReasonSecretNotFound, fmt.Sprintf("%s: Secret %s/%s has no key %q", field, ns, ref.Name, ref.Key)}, nil
+		}
+	}
+	return nil, nil
+}
+
+func (r *Reconciler) patchStatus(ctx context.Context, before, iss v1alpha1.GenericIssuer) error {
+	if equality.Semantic.DeepEqual(before.GetStatus(), iss.GetStatus()) {
+		return nil
+	}
+	return client.IgnoreNotFound(r.Status().Patch(ctx, iss, client.MergeFrom(before)))
+}
+
+// SetupWithManager registers the reconciler for its kind.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	obj := r.New()
+	name := "issuer"
+	if _, cluster := obj.(*v1alpha1.ClusterIssuer); cluster {
+		name = "clusterissuer"
+	}
+	return ctrl.NewControllerManagedBy(mgr).Named(name).For(obj).Complete(r)
+}

@@ -1,0 +1,48 @@
+// Package controllers registers every tokenkeeper reconciler with a manager.
+package controllers
+
+import (
+	"context"
+	"net/http"
+
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/controllers/credential"
+	"github.com/tokenkeeper/tokenkeeper/controllers/issuer"
+)
+
+// Options configure the reconcilers.
+type Options struct {
+	// ClusterResourceNamespace holds the Secrets ClusterIssuers refer to without a namespace:
+	// the manager's own namespace.
+	ClusterResourceNamespace string
+	// Transport replaces the issuer HTTP transport, for tests. Optional.
+	Transport http.RoundTripper
+}
+
+// CacheByObject restricts the manager's cache: of Secrets it holds only tokenkeeper's own.
+func CacheByObject() map[client.Object]cache.ByObject { return credential.CacheByObject() }
+
+// Setup registers every reconciler with mgr.
+func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
+	for _, newIssuer := range []func() v1alpha1.GenericIssuer{
+		func() v1alpha1.GenericIssuer { return &v1alpha1.Issuer{} },
+		func() v1alpha1.GenericIssuer { return &v1alpha1.ClusterIssuer{} },
+	} {
+		r := &issuer.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), New: newIssuer,
+			ClusterResourceNamespace: opts.ClusterResourceNamespace}
+		if err := r.SetupWithManager(mgr); err != nil {
+			return err
+		}
+	}
+	cr := &credential.Reconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: mgr.GetScheme(),
+		Recorder: mgr.GetEventRecorder("tokenkeeper"), Clock: clock.RealClock{},
+		ClusterResourceNamespace: opts.ClusterResourceNamespace, Transport: opts.Transport,
+	}
+	return cr.SetupWithManager(ctx, mgr)
+}

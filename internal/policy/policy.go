@@ -1,0 +1,210 @@
+// Package policy resolves the TokenPolicies that select a namespace into the effective values
+// one Credential lives by, and checks issuer URLs against them. One function serves the
+// controller and the admission webhook.
+package policy
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+)
+
+// Built-in defaults, used when no policy says otherwise.
+const (
+	DefaultBeforeExpiryPercent = 33
+	DefaultMinimumLead         = 2 * time.Minute
+)
+
+// Effective is what the policies in force resolve to for one Credential.
+type Effective struct {
+	// Policies that selected the namespace, by name.
+	Policies []string
+	// SessionDuration asked of the issuer; 0 when neither the Credential nor a policy says.
+	SessionDuration time.Duration
+	// MaxSessionDuration caps lifetimes; 0 means no cap.
+	MaxSessionDuration time.Duration
+	// BeforeExpiryPercent is the share of the lifetime left at renewal.
+	BeforeExpiryPercent int32
+	// RenewBefore is a fixed renewal lead; 0 means use the percentage.
+	RenewBefore time.Duration
+	// MinimumLead is the least lead before expiry.
+	MinimumLead time.Duration
+	// MaxSessionAge forces a fresh login after this long; 0 means never.
+	MaxSessionAge time.Duration
+	// RevokeOnDelete says whether to revoke the session when the Credential goes.
+	RevokeOnDelete bool
+	// RequireHTTPS forbids plain-http issuers.
+	RequireHTTPS bool
+
+	allowed []allowList
+}
+
+type allowList struct {
+	policy   string
+	patterns []v1alpha1.IssuerPattern
+}
+
+// Violation is a rule a Credential or issuer breaks.
+type Violation struct {
+	Policy string
+	Field  string
+	Detail string
+}
+
+func (v Violation) Error() string {
+	return fmt.Sprintf("TokenPolicy %q: %s: %s", v.Policy, v.Field, v.Detail)
+}
+
+// Selecting returns the policies whose namespaceSelector matches nsLabels, sorted by priority
+// (highest first) and then name.
+func Selecting(policies []v1alpha1.TokenPolicy, nsLabels map[string]string) ([]v1alpha1.TokenPolicy, error) {
+	var out []v1alpha1.TokenPolicy
+	for _, p := range policies {
+		sel := labels.Everything()
+		if p.Spec.NamespaceSelector != nil {
+			s, err := metav1.LabelSelectorAsSelector(p.Spec.NamespaceSelector)
+			if err != nil {
+				return nil, fmt.Errorf("TokenPolicy %q: namespaceSelector: %w", p.Name, err)
+			}
+			sel = s
+		}
+		if sel.Matches(labels.Set(nsLabels)) {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b v1alpha1.TokenPolicy) int {
+		if a.Spec.Priority != b.Spec.Priority {
+			return int(b.Spec.Priority - a.Spec.Priority)
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out, nil
+}
+
+// Resolve combines the selecting policies (as returned by Selecting) with a Credential's spec.
+// Limits take the most restrictive value across policies; defaults come from the first policy
+// (highest priority) that sets them; the Credential's own choices win over defaults. It reports
+// violations of limits (a session over the maximum) without changing the requested values.
+func Resolve(selecting []v1alpha1.TokenPolicy, spec *v1alpha1.CredentialSpec) (Effective, []Violation) {
+	e := Effective{BeforeExpiryPercent: DefaultBeforeExpiryPercent, MinimumLead: DefaultMinimumLead, RevokeOnDelete: true}
+	var (
+		defaultSession, percent, lead, revoke bool
+		violations                            []Violation
+		maxFrom                               string
+	)
+	for _, p := range selecting {
+		s := &p.Spec
+		e.Policies = append(e.Policies, p.Name)
+		if sd := s.SessionDuration; sd != nil {
+			if sd.Default != nil && !defaultSession {
+				e.SessionDuration, defaultSession = sd.Default.Duration, true
+			}
+			if sd.Max != nil && (e.MaxSessionDuration == 0 || sd.Max.Duration < e.MaxSessionDuration) {
+				e.MaxSessionDuration, maxFrom = sd.Max.Duration, p.Name
+			}
+		}
+		if r := s.Renewal; r != nil {
+			if r.BeforeExpiryPercent != nil && !percent {
+				e.BeforeExpiryPercent, percent = *r.BeforeExpiryPercent, true
+			}
+			if r.MinimumLead != nil && !lead {
+				e.MinimumLead, lead = r.MinimumLead.Duration, true
+			}
+		}
+		if s.MaxSessionAge != nil && (e.MaxSessionAge == 0 || s.MaxSessionAge.Duration < e.MaxSessionAge) {
+			e.MaxSessionAge = s.MaxSessionAge.Duration
+		}
+		if s.RevokeOnDelete != nil && !revoke {
+			e.RevokeOnDelete, revoke = *s.RevokeOnDelete, true
+		}
+		e.RequireHTTPS = e.RequireHTTPS || s.RequireHTTPS
+		if len(s.AllowedIssuers) > 0 {
+			e.allowed = append(e.allowed, allowList{policy: p.Name, patterns: s.AllowedIssuers})
+		}
+	}
+	if spec == nil {
+		return e, nil
+	}
+	if spec.SessionDuration != nil {
+		e.SessionDuration = spec.SessionDuration.Duration
+	}
+	if e.MaxSessionDuration > 0 && e.SessionDuration > e.MaxSessionDuration {
+		if spec.SessionDuration != nil {
+			violations = append(violations, Violation{Policy: maxFrom, Field: "spec.sessionDuration",
+				Detail: fmt.Sprintf("%s exceeds the maximum session duration %s", spec.SessionDuration.Duration, e.MaxSessionDuration)})
+		}
+		e.SessionDuration = e.MaxSessionDuration
+	}
+	if r := spec.Renewal; r != nil {
+		if r.RenewBefore != nil {
+			e.RenewBefore = r.RenewBefore.Duration
+		}
+		if r.BeforeExpiryPercent != nil {
+			e.BeforeExpiryPercent = *r.BeforeExpiryPercent
+		}
+	}
+	if spec.RevokeOnDelete != nil {
+		e.RevokeOnDelete = *spec.RevokeOnDelete
+	}
+	return e, violations
+}
+
+// CheckURL returns a Violation when u is not allowed: plain http where HTTPS is required, or a
+// URL that some policy's allowedIssuers does not match. Every policy with a list must allow it.
+func (e Effective) CheckURL(u *url.URL) error {
+	if e.RequireHTTPS && u.Scheme != "https" {
+		return Violation{Policy: strings.Join(e.Policies, ","), Field: "url", Detail: fmt.Sprintf("%s://%s uses plain http; HTTPS is required", u.Scheme, u.Host)}
+	}
+	for _, a := range e.allowed {
+		if !slices.ContainsFunc(a.patterns, func(p v1alpha1.IssuerPattern) bool { return Matches(p, u) }) {
+			return Violation{Policy: a.policy, Field: "url", Detail: fmt.Sprintf("issuer %s://%s%s is not in allowedIssuers", u.Scheme, u.Host, u.EscapedPath())}
+		}
+	}
+	return nil
+}
+
+// EffectiveStatus renders e for a Credential's status.
+func (e Effective) EffectiveStatus() *v1alpha1.EffectivePolicy {
+	d := func(v time.Duration) *metav1.Duration {
+		if v == 0 {
+			return nil
+		}
+		return &metav1.Duration{Duration: v}
+	}
+	return &v1alpha1.EffectivePolicy{
+		Policies: e.Policies, SessionDuration: d(e.SessionDuration), MaxSessionDuration: d(e.MaxSessionDuration),
+		BeforeExpiryPercent: e.BeforeExpiryPercent, RenewBefore: d(e.RenewBefore), MinimumLead: &metav1.Duration{Duration: e.MinimumLead},
+		MaxSessionAge: d(e.MaxSessionAge),
+	}
+}
+
+// Matches reports whether u matches an allowed-issuer pattern: same scheme; host equal, or a
+// subdomain for "*." patterns; port equal when the pattern names one; the path under the
+// pattern's path prefix at a segment boundary.
+func Matches(p v1alpha1.IssuerPattern, u *url.URL) bool {
+	pu, err := url.Parse(strings.Replace(string(p), "*.", "wildcard.", 1))
+	if err != nil || pu.Scheme != u.Scheme {
+		return false
+	}
+	host, phost := strings.ToLower(u.Hostname()), strings.ToLower(pu.Hostname())
+	if strings.HasPrefix(string(p), pu.Scheme+"://*.") {
+		suffix := strings.TrimPrefix(phost, "wildcard")
+		if !strings.HasSuffix(host, suffix) || len(host) == len(suffix) {
+			return false
+		}
+	} else if host != phost {
+		return false
+	}
+	if pu.Port() != "" && pu.Port() != u.Port() {
+		return false
+	}
+	prefix := strings.TrimSuffix(pu.Path, "/")
+	return prefix == "" || u.Path == prefix || strings.HasPrefix(u.Path, prefix+"/")
+}

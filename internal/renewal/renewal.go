@@ -1,0 +1,162 @@
+// Package renewal decides, as a pure function of the session, the last failure, the policy and
+// the clock, whether a Credential waits, refreshes or logs in, and when.
+package renewal
+
+import (
+	"hash/fnv"
+	"strconv"
+	"time"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/policy"
+)
+
+// Session is the current token's timing, as kept in the state Secret.
+type Session struct {
+	IssuedAt         time.Time
+	ExpiresAt        time.Time
+	RefreshExpiresAt time.Time // zero: unknown or never
+	HasRefreshToken  bool
+	// Start is when the session began with a full login.
+	Start time.Time
+	// InputsVersion identifies the inputs (Secrets, issuer, spec) the token was issued with.
+	InputsVersion string
+}
+
+// FailureKind groups failures by how long to back off.
+type FailureKind int
+
+const (
+	// Transient failures (5xx, timeouts, 429, malformed answers) retry in seconds to minutes.
+	Transient FailureKind = iota
+	// Persistent failures (rejected credentials, bad configuration) wait for a change, retrying
+	// rarely in case the issuer was wrong.
+	Persistent
+	// RefreshRejected means the refresh token is dead: log in at once.
+	RefreshRejected
+)
+
+// Failure is the last failed attempt since the last success.
+type Failure struct {
+	At         time.Time
+	Attempts   int32
+	Kind       FailureKind
+	RetryAfter time.Duration
+	// InputsVersion is what the failed attempt used; a change means retry at once.
+	InputsVersion string
+}
+
+// Action is what to do now.
+type Action string
+
+const (
+	Wait    Action = "Wait"
+	Login   Action = "Login"
+	Refresh Action = "Refresh"
+)
+
+// Input is everything Decide looks at.
+type Input struct {
+	Now           time.Time
+	Session       *Session // nil: no token yet
+	Failure       *Failure // nil: no failure since the last success
+	InputsVersion string
+	Policy        policy.Effective
+	CanRefresh    bool // the issuer has a refresh endpoint
+	// JitterKey spreads renewals of many Credentials (the object's UID).
+	JitterKey string
+}
+
+// Decision says what to do and, for Wait, until when.
+type Decision struct {
+	Action Action
+	// At is when to act next: the renewal time or the end of a backoff.
+	At     time.Time
+	Reason string
+}
+
+// Decide is the renewal policy. It is total: every input yields a decision.
+func Decide(in Input) Decision {
+	changed := in.Session != nil && in.Session.InputsVersion != in.InputsVersion
+	if f := in.Failure; f != nil && f.InputsVersion == in.InputsVersion && f.Kind != RefreshRejected {
+		if next := f.At.Add(Backoff(*f, in.JitterKey)); in.Now.Before(next) {
+			return Decision{Action: Wait, At: next, Reason: "backing off after a failure"}
+		}
+	}
+	switch {
+	case in.Session == nil:
+		return Decision{Action: Login, At: in.Now, Reason: "no token yet"}
+	case changed:
+		return Decision{Action: Login, At: in.Now, Reason: "inputs changed"}
+	}
+	at := RenewalTime(*in.Session, in.Policy, in.JitterKey)
+	if in.Now.Before(at) {
+		return Decision{Action: Wait, At: at, Reason: "token is fresh"}
+	}
+	s := in.Session
+	switch {
+	case !in.CanRefresh || !s.HasRefreshToken:
+		return Decision{Action: Login, At: in.Now, Reason: "renewal due; no refresh token"}
+	case in.Failure != nil && in.Failure.Kind == RefreshRejected && in.Failure.InputsVersion == in.InputsVersion:
+		return Decision{Action: Login, At: in.Now, Reason: "refresh token rejected"}
+	case !s.RefreshExpiresAt.IsZero() && !in.Now.Before(s.RefreshExpiresAt):
+		return Decision{Action: Login, At: in.Now, Reason: "refresh token expired"}
+	case in.Policy.MaxSessionAge > 0 && !in.Now.Before(s.Start.Add(in.Policy.MaxSessionAge)):
+		return Decision{Action: Login, At: in.Now, Reason: "session reached its maximum age"}
+	}
+	return Decision{Action: Refresh, At: in.Now, Reason: "renewal due"}
+}
+
+// RenewalTime is when a token is renewed: before its (policy-capped) expiry by a margin of
+// renewBefore or a share of its lifetime, at least the minimum lead, at most half the lifetime
+// (so that very short tokens, or an issuer granting less than asked, never cause a renewal
+// loop), moved by a per-object jitter of ±10% of the margin; and no later than the session's
+// maximum age.
+func RenewalTime(s Session, p policy.Effective, jitterKey string) time.Time {
+	expires := s.ExpiresAt
+	if p.MaxSessionDuration > 0 && expires.Sub(s.IssuedAt) > p.MaxSessionDuration {
+		expires = s.IssuedAt.Add(p.MaxSessionDuration)
+	}
+	lifetime := expires.Sub(s.IssuedAt)
+	if lifetime <= 0 {
+		return s.IssuedAt
+	}
+	margin := p.RenewBefore
+	if margin == 0 {
+		margin = lifetime * time.Duration(p.BeforeExpiryPercent) / 100
+	}
+	margin = min(max(margin, p.MinimumLead), lifetime/2)
+	at := expires.Add(-margin).Add(jitter(jitterKey, margin))
+	if p.MaxSessionAge > 0 && !s.Start.IsZero() {
+		if limit := s.Start.Add(p.MaxSessionAge); limit.Before(at) {
+			at = limit
+			if floor := s.IssuedAt.Add(lifetime / 2); at.Before(floor) {
+				at = floor // never renew a token in the first half of its life
+			}
+		}
+	}
+	return at
+}
+
+// Backoff is the wait after a failure: exponential from 5 s to 5 min for transient failures and
+// from 1 min to 1 h for persistent ones, ±20% jitter, never shorter than the issuer's Retry-After.
+func Backoff(f Failure, jitterKey string) time.Duration {
+	base, ceiling := 5*time.Second, 5*time.Minute
+	if f.Kind == Persistent {
+		base, ceiling = time.Minute, time.Hour
+	}
+	d := base
+	for i := int32(1); i < f.Attempts && d < ceiling; i++ {
+		d *= 2
+	}
+	d = min(d, ceiling)
+	d += jitter(jitterKey+strconv.Itoa(int(f.Attempts)), d*2)
+	return max(d, f.RetryAfter)
+}
+
+// jitter is a deterministic offset in [-span/10, +span/10] derived from key.
+func jitter(key string, span time.Duration) time.Duration {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(key))
+	frac := float64(h.Sum64()%2001)/1000 - 1 // [-1, 1]
+	return time.Duration(frac * float64(span) / 10)
+}

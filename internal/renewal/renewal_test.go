@@ -1,0 +1,184 @@
+package renewal
+
+import (
+	"testing"
+	"time"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/policy"
+)
+
+var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+func defaults() policy.Effective {
+	return policy.Effective{BeforeExpiryPercent: 33, MinimumLead: 2 * time.Minute}
+}
+
+func TestRenewalTime(t *testing.T) {
+	cases := map[string]struct {
+		reason   string
+		lifetime time.Duration
+		policy   func(*policy.Effective)
+		start    time.Duration // session start relative to issue (negative = earlier)
+		wantLead time.Duration // expected time before expiry, ±10% of it
+	}{
+		"Hour":     {reason: "A third of an hour ahead.", lifetime: time.Hour, wantLead: 20 * time.Minute},
+		"TenHours": {reason: "Seed 000's 10 h token renews 3.3 h early.", lifetime: 10 * time.Hour, wantLead: 198 * time.Minute},
+		"ShortTokenGetsMinimumLead": {
+			reason:   "A 5-minute token: 33% is 99 s, below the 2-minute lead the kubelet needs.",
+			lifetime: 5 * time.Minute, wantLead: 2 * time.Minute,
+		},
+		"VeryShortTokenClamped": {
+			reason:   "A 20 s token cannot get 2 minutes of lead: half its life, so no renewal loop.",
+			lifetime: 20 * time.Second, wantLead: 10 * time.Second,
+		},
+		"RenewBefore": {
+			reason: "A fixed lead overrides the percentage.", lifetime: time.Hour, wantLead: 15 * time.Minute,
+			policy: func(p *policy.Effective) { p.RenewBefore = 15 * time.Minute },
+		},
+		"MaxSessionDurationCapsLifetime": {
+			reason:   "An issuer granting 24 h under an 8 h maximum is renewed as if it lived 8 h.",
+			lifetime: 24 * time.Hour, wantLead: 24*time.Hour - 8*time.Hour + 8*time.Hour*33/100,
+			policy: func(p *policy.Effective) { p.MaxSessionDuration = 8 * time.Hour },
+		},
+		"MaxSessionAge": {
+			reason:   "A session started 23 h ago under a 24 h maximum age renews at 24 h, early.",
+			lifetime: 4 * time.Hour, start: -23 * time.Hour, wantLead: 3 * time.Hour,
+			policy: func(p *policy.Effective) { p.MaxSessionAge = 24 * time.Hour },
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			p := defaults()
+			if tc.policy != nil {
+				tc.policy(&p)
+			}
+			s := Session{IssuedAt: t0, ExpiresAt: t0.Add(tc.lifetime), Start: t0.Add(tc.start)}
+			at := RenewalTime(s, p, "uid-1")
+			lead := s.ExpiresAt.Sub(at)
+			tol := tc.wantLead / 10
+			if name == "MaxSessionAge" || name == "MaxSessionDurationCapsLifetime" {
+				tol = time.Hour // jitter applies to the margin, not the whole lead
+			}
+			if lead < tc.wantLead-tol || lead > tc.wantLead+tol {
+				t.Errorf("%s\nrenews %s before expiry, want %s ±%s", tc.reason, lead, tc.wantLead, tol)
+			}
+			if !at.After(s.IssuedAt) {
+				t.Errorf("%s\nrenewal at or before issue: a renewal loop", tc.reason)
+			}
+		})
+	}
+}
+
+func TestJitterSpreadsRenewals(t *testing.T) {
+	s := Session{IssuedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+	seen := map[time.Time]bool{}
+	lo, hi := t0.Add(time.Hour), t0
+	for i := range 100 {
+		at := RenewalTime(s, defaults(), "uid-"+string(rune('a'+i%26))+string(rune('a'+i/26)))
+		seen[at] = true
+		if at.Before(lo) {
+			lo = at
+		}
+		if at.After(hi) {
+			hi = at
+		}
+		if again := RenewalTime(s, defaults(), "uid-"+string(rune('a'+i%26))+string(rune('a'+i/26))); !again.Equal(at) {
+			t.Fatalf("jitter is not deterministic per object")
+		}
+	}
+	if len(seen) < 90 {
+		t.Errorf("100 credentials renew at only %d distinct times", len(seen))
+	}
+	// 20 min margin ±10% = ±2 min.
+	if hi.Sub(lo) < 3*time.Minute || hi.Sub(lo) > 4*time.Minute {
+		t.Errorf("renewals spread over %s, want close to 4 minutes", hi.Sub(lo))
+	}
+}
+
+func TestDecide(t *testing.T) {
+	fresh := &Session{IssuedAt: t0, ExpiresAt: t0.Add(time.Hour), HasRefreshToken: true, Start: t0, InputsVersion: "v1"}
+	late := t0.Add(50 * time.Minute)
+	cases := map[string]struct {
+		reason string
+		in     Input
+		want   Action
+		wantAt time.Time
+	}{
+		"NoToken":        {reason: "First reconcile logs in.", in: Input{Now: t0, InputsVersion: "v1"}, want: Login},
+		"Fresh":          {reason: "A fresh token waits.", in: Input{Now: t0.Add(time.Minute), Session: fresh, InputsVersion: "v1", CanRefresh: true}, want: Wait},
+		"DueRefresh":     {reason: "Due with a refresh token: refresh.", in: Input{Now: late, Session: fresh, InputsVersion: "v1", CanRefresh: true}, want: Refresh},
+		"DueNoRefresh":   {reason: "Due without refresh support: log in.", in: Input{Now: late, Session: fresh, InputsVersion: "v1"}, want: Login},
+		"InputsChanged":  {reason: "A changed Secret or spec logs in at once, even when fresh.", in: Input{Now: t0.Add(time.Minute), Session: fresh, InputsVersion: "v2", CanRefresh: true}, want: Login},
+		"RefreshExpired": {reason: "An expired refresh token means a login.", in: Input{Now: late, Session: &Session{IssuedAt: t0, ExpiresAt: t0.Add(time.Hour), HasRefreshToken: true, RefreshExpiresAt: t0.Add(40 * time.Minute), Start: t0, InputsVersion: "v1"}, InputsVersion: "v1", CanRefresh: true}, want: Login},
+		"MaxSessionAge": {
+			reason: "Past the maximum session age: fresh login even though refresh works.",
+			in:     Input{Now: late, Session: fresh, InputsVersion: "v1", CanRefresh: true, Policy: policy.Effective{MaxSessionAge: 30 * time.Minute, BeforeExpiryPercent: 33}},
+			want:   Login,
+		},
+		"RefreshRejected": {
+			reason: "After a rejected refresh: log in now, no backoff.",
+			in:     Input{Now: late, Session: fresh, InputsVersion: "v1", CanRefresh: true, Failure: &Failure{At: late, Attempts: 1, Kind: RefreshRejected, InputsVersion: "v1"}},
+			want:   Login,
+		},
+		"TransientBackoff": {
+			reason: "5 s after the first transient failure: wait.",
+			in:     Input{Now: late.Add(time.Second), Session: fresh, InputsVersion: "v1", CanRefresh: true, Failure: &Failure{At: late, Attempts: 1, InputsVersion: "v1"}},
+			want:   Wait,
+		},
+		"TransientBackoffOver": {
+			reason: "After the backoff the refresh is tried again.",
+			in:     Input{Now: late.Add(10 * time.Second), Session: fresh, InputsVersion: "v1", CanRefresh: true, Failure: &Failure{At: late, Attempts: 1, InputsVersion: "v1"}},
+			want:   Refresh,
+		},
+		"RetryAfterHonoured": {
+			reason: "Retry-After longer than the backoff wins.",
+			in:     Input{Now: late.Add(30 * time.Second), Session: fresh, InputsVersion: "v1", CanRefresh: true, Failure: &Failure{At: late, Attempts: 1, RetryAfter: time.Minute, InputsVersion: "v1"}},
+			want:   Wait, wantAt: late.Add(time.Minute),
+		},
+		"BadCredentialsWait": {
+			reason: "Rejected credentials wait a minute or more: no hot loop.",
+			in:     Input{Now: t0.Add(30 * time.Second), InputsVersion: "v1", Failure: &Failure{At: t0, Attempts: 1, Kind: Persistent, InputsVersion: "v1"}},
+			want:   Wait,
+		},
+		"BadCredentialsFixed": {
+			reason: "A changed input Secret retries at once.",
+			in:     Input{Now: t0.Add(30 * time.Second), InputsVersion: "v2", Failure: &Failure{At: t0, Attempts: 1, Kind: Persistent, InputsVersion: "v1"}},
+			want:   Login,
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			if tc.in.Policy.BeforeExpiryPercent == 0 {
+				tc.in.Policy = defaults()
+			}
+			tc.in.JitterKey = "uid"
+			got := Decide(tc.in)
+			if got.Action != tc.want {
+				t.Fatalf("%s\naction %s (%s), want %s", tc.reason, got.Action, got.Reason, tc.want)
+			}
+			if !tc.wantAt.IsZero() && !got.At.Equal(tc.wantAt) {
+				t.Errorf("%s\nat %s, want %s", tc.reason, got.At, tc.wantAt)
+			}
+			if got.Action == Wait && !got.At.After(tc.in.Now) {
+				t.Errorf("%s\nwait until %s, not after now", tc.reason, got.At)
+			}
+		})
+	}
+}
+
+func TestBackoffGrowsAndCaps(t *testing.T) {
+	prev := time.Duration(0)
+	for n := int32(1); n <= 12; n++ {
+		d := Backoff(Failure{Attempts: n}, "k")
+		if d > 5*time.Minute+time.Minute || d < 4*time.Second {
+			t.Fatalf("attempt %d: backoff %s out of [4s, 6m]", n, d)
+		}
+		if n <= 6 && d <= prev {
+			t.Fatalf("attempt %d: backoff %s did not grow from %s", n, d, prev)
+		}
+		prev = d
+	}
+	if d := Backoff(Failure{Attempts: 1, Kind: Persistent}, "k"); d < 48*time.Second {
+		t.Fatalf("persistent failures back off at least about a minute, got %s", d)
+	}
+}
