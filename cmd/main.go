@@ -14,9 +14,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	tokenkeeperv1alpha1 "github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/controllers"
+	"github.com/tokenkeeper/tokenkeeper/internal/admission"
 )
 
 func envOr(name, def string) string {
@@ -32,12 +34,16 @@ func main() {
 		probeAddr      string
 		leaderElection bool
 		resourceNS     string
+		webhookPort    int
+		certDir        string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	flag.BoolVar(&leaderElection, "leader-elect", true, "Elect a leader (Lease) so that only one replica reconciles.")
 	flag.StringVar(&resourceNS, "cluster-resource-namespace", envOr("POD_NAMESPACE", "tokenkeeper-system"),
 		"Namespace of the Secrets that ClusterIssuers refer to without a namespace.")
+	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port the admission webhook server listens on.")
+	flag.StringVar(&certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the webhook server's tls.crt and tls.key.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -55,6 +61,7 @@ func main() {
 		LeaderElection:         leaderElection,
 		LeaderElectionID:       "tokenkeeper.tokenkeeper.io",
 		Cache:                  cache.Options{ByObject: controllers.CacheByObject()},
+		WebhookServer:          webhook.NewServer(webhook.Options{Port: webhookPort, CertDir: certDir}),
 	})
 	if err != nil {
 		log.Error(err, "creating manager")
@@ -63,6 +70,10 @@ func main() {
 	ctx := ctrl.SetupSignalHandler()
 	if err := controllers.Setup(ctx, mgr, controllers.Options{ClusterResourceNamespace: resourceNS}); err != nil {
 		log.Error(err, "setting up controllers")
+		os.Exit(1)
+	}
+	if err := admission.Setup(mgr); err != nil {
+		log.Error(err, "setting up admission webhooks")
 		os.Exit(1)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

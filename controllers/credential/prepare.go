@@ -52,6 +52,10 @@ func (r *Reconciler) prepare(ctx context.Context, cred *v1alpha1.Credential) (*e
 	if e.policy, err = r.effectivePolicy(ctx, cred); err != nil {
 		return nil, err
 	}
+	// No request ever goes to an issuer the policies do not allow.
+	if v := e.policy.CheckIssuer(iss.GetSpec()); len(v) > 0 {
+		return nil, block(v1alpha1.ReasonPolicyViolation, "%s %q: %v", kindOr(cred.Spec.IssuerRef.Kind), iss.GetName(), v[0])
+	}
 	kind, ref, keys := loginOf(&cred.Spec)
 	input, err := r.readSecret(ctx, types.NamespacedName{Namespace: cred.Namespace, Name: ref})
 	if err != nil {

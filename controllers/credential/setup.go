@@ -3,14 +3,18 @@ package credential
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -79,7 +83,9 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
 		Watches(&v1alpha1.Issuer{}, handler.EnqueueRequestsFromMapFunc(r.forIssuer(v1alpha1.IssuerKindNamespaced))).
 		Watches(&v1alpha1.ClusterIssuer{}, handler.EnqueueRequestsFromMapFunc(r.forIssuer(v1alpha1.IssuerKindCluster))).
-		Watches(&v1alpha1.TokenPolicy{}, handler.EnqueueRequestsFromMapFunc(r.all)).
+		Watches(&v1alpha1.TokenPolicy{}, r.spreadOverAll()).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.inNamespace),
+			builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		Complete(r)
 }
 
@@ -122,9 +128,35 @@ func (r *Reconciler) forIssuer(kind v1alpha1.IssuerKind) handler.MapFunc {
 	}
 }
 
-// all re-evaluates every Credential, for policy changes.
-func (r *Reconciler) all(ctx context.Context, _ client.Object) []reconcile.Request {
-	return r.list(ctx)
+// policySpread is the window over which a policy change re-evaluates every Credential.
+const policySpread = 5 * time.Second
+
+// spreadOverAll re-evaluates every Credential when a policy changes, each after its own
+// deterministic delay within policySpread, so that a policy edit is no storm at the issuers.
+func (r *Reconciler) spreadOverAll() handler.EventHandler {
+	enqueue := func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		for _, req := range r.list(ctx) {
+			h := fnv.New32a()
+			_, _ = h.Write([]byte(req.String()))
+			q.AddAfter(req, time.Duration(h.Sum32()%1000)*policySpread/1000)
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, _ event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, q)
+		},
+		UpdateFunc: func(ctx context.Context, _ event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, q)
+		},
+		DeleteFunc: func(ctx context.Context, _ event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, q)
+		},
+	}
+}
+
+// inNamespace re-evaluates a namespace's Credentials when its labels (and so its policies) change.
+func (r *Reconciler) inNamespace(ctx context.Context, ns client.Object) []reconcile.Request {
+	return r.list(ctx, client.InNamespace(ns.GetName()))
 }
 
 func (r *Reconciler) list(ctx context.Context, opts ...client.ListOption) []reconcile.Request {

@@ -43,7 +43,8 @@ type Effective struct {
 	// RequireHTTPS forbids plain-http issuers.
 	RequireHTTPS bool
 
-	allowed []allowList
+	allowed          []allowList
+	requireHTTPSFrom []string
 }
 
 type allowList struct {
@@ -124,7 +125,10 @@ func Resolve(selecting []v1alpha1.TokenPolicy, spec *v1alpha1.CredentialSpec) (E
 		if s.RevokeOnDelete != nil && !revoke {
 			e.RevokeOnDelete, revoke = *s.RevokeOnDelete, true
 		}
-		e.RequireHTTPS = e.RequireHTTPS || s.RequireHTTPS
+		if s.RequireHTTPS {
+			e.RequireHTTPS = true
+			e.requireHTTPSFrom = append(e.requireHTTPSFrom, p.Name)
+		}
 		if len(s.AllowedIssuers) > 0 {
 			e.allowed = append(e.allowed, allowList{policy: p.Name, patterns: s.AllowedIssuers})
 		}
@@ -158,16 +162,87 @@ func Resolve(selecting []v1alpha1.TokenPolicy, spec *v1alpha1.CredentialSpec) (E
 
 // CheckURL returns a Violation when u is not allowed: plain http where HTTPS is required, or a
 // URL that some policy's allowedIssuers does not match. Every policy with a list must allow it.
+// The issuer engine calls it before every request.
 func (e Effective) CheckURL(u *url.URL) error {
+	if v := e.checkURL("url", u); v != nil {
+		return *v
+	}
+	return nil
+}
+
+func (e Effective) checkURL(field string, u *url.URL) *Violation {
 	if e.RequireHTTPS && u.Scheme != "https" {
-		return Violation{Policy: strings.Join(e.Policies, ","), Field: "url", Detail: fmt.Sprintf("%s://%s uses plain http; HTTPS is required", u.Scheme, u.Host)}
+		return &Violation{Policy: e.requiring(), Field: field, Detail: fmt.Sprintf("%s://%s uses plain http; HTTPS is required", u.Scheme, u.Host)}
 	}
 	for _, a := range e.allowed {
 		if !slices.ContainsFunc(a.patterns, func(p v1alpha1.IssuerPattern) bool { return Matches(p, u) }) {
-			return Violation{Policy: a.policy, Field: "url", Detail: fmt.Sprintf("issuer %s://%s%s is not in allowedIssuers", u.Scheme, u.Host, u.EscapedPath())}
+			return &Violation{Policy: a.policy, Field: field, Detail: fmt.Sprintf("issuer %s://%s%s is not in allowedIssuers %v", u.Scheme, u.Host, u.EscapedPath(), a.patterns)}
 		}
 	}
 	return nil
+}
+
+func (e Effective) requiring() string {
+	if len(e.requireHTTPSFrom) > 0 {
+		return e.requireHTTPSFrom[0]
+	}
+	return strings.Join(e.Policies, ",")
+}
+
+// CheckIssuer checks every endpoint of an issuer spec, naming the offending field.
+func (e Effective) CheckIssuer(spec *v1alpha1.IssuerSpec) []Violation {
+	var out []Violation
+	if e.RequireHTTPS && spec.AllowInsecureHTTP {
+		out = append(out, Violation{Policy: e.requiring(), Field: "spec.allowInsecureHTTP", Detail: "plain http is not allowed; HTTPS is required"})
+	}
+	for field, raw := range IssuerURLs(spec) {
+		u, err := url.Parse(raw)
+		if err != nil {
+			continue // the CRD schema rejects unparsable URLs
+		}
+		if v := e.checkURL(field, u); v != nil {
+			out = append(out, *v)
+		}
+	}
+	slices.SortFunc(out, func(a, b Violation) int { return strings.Compare(a.Field, b.Field) })
+	return out
+}
+
+// IssuerURLs lists the URLs an issuer spec names, by field path.
+func IssuerURLs(spec *v1alpha1.IssuerSpec) map[string]string {
+	urls := map[string]string{}
+	add := func(field string, u v1alpha1.EndpointURL) {
+		if u != "" {
+			urls[field] = string(u)
+		}
+	}
+	add("spec.url", spec.URL)
+	if spec.OAuth2 != nil {
+		add("spec.oauth2.issuerURL", spec.OAuth2.IssuerURL)
+	}
+	for field, ep := range map[string]*v1alpha1.Endpoint{"spec.refresh.url": spec.Refresh, "spec.revoke.url": spec.Revoke, "spec.tokenInfo.url": spec.TokenInfo} {
+		if ep != nil {
+			add(field, ep.URL)
+		}
+	}
+	if spec.JWKS != nil {
+		add("spec.jwks.url", spec.JWKS.URL)
+	}
+	return urls
+}
+
+// Global returns the policies that select every namespace (no or an empty selector): the ones a
+// cluster-scoped ClusterIssuer must satisfy.
+func Global(policies []v1alpha1.TokenPolicy) []v1alpha1.TokenPolicy {
+	var out []v1alpha1.TokenPolicy
+	for _, p := range policies {
+		sel := p.Spec.NamespaceSelector
+		if sel == nil || (len(sel.MatchLabels) == 0 && len(sel.MatchExpressions) == 0) {
+			out = append(out, p)
+		}
+	}
+	sorted, _ := Selecting(out, nil)
+	return sorted
 }
 
 // EffectiveStatus renders e for a Credential's status.

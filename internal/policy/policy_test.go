@@ -71,7 +71,7 @@ func TestResolve(t *testing.T) {
 				t.Fatal(err)
 			}
 			got, v := Resolve(sel, &tc.spec)
-			got.allowed = nil
+			got.allowed, got.requireHTTPSFrom = nil, nil
 			if len(v) != tc.violations {
 				t.Errorf("%s\nviolations %v, want %d", tc.reason, v, tc.violations)
 			}
@@ -130,5 +130,27 @@ func TestCheckURL(t *testing.T) {
 				t.Fatalf("%s: error %v, want one containing %q", tc.url, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestCheckIssuerNamesFields(t *testing.T) {
+	e, _ := Resolve([]v1alpha1.TokenPolicy{pol("corp", 0, v1alpha1.TokenPolicySpec{
+		AllowedIssuers: []v1alpha1.IssuerPattern{"https://*.example.com"}, RequireHTTPS: true,
+	})}, nil)
+	spec := &v1alpha1.IssuerSpec{
+		URL: "https://login.example.com/token", AllowInsecureHTTP: true,
+		Refresh: &v1alpha1.Endpoint{URL: "https://evil.test/refresh"},
+		Revoke:  &v1alpha1.Endpoint{URL: "http://login.example.com/logout"},
+	}
+	var got []string
+	for _, v := range e.CheckIssuer(spec) {
+		got = append(got, v.Field)
+		if v.Policy != "corp" {
+			t.Errorf("violation names policy %q, want corp", v.Policy)
+		}
+	}
+	want := []string{"spec.allowInsecureHTTP", "spec.refresh.url", "spec.revoke.url"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("violations on %v, want %v", got, want)
 	}
 }

@@ -107,10 +107,9 @@ func Decide(in Input) Decision {
 }
 
 // RenewalTime is when a token is renewed: before its (policy-capped) expiry by a margin of
-// renewBefore or a share of its lifetime, at least the minimum lead, at most half the lifetime
-// (so that very short tokens, or an issuer granting less than asked, never cause a renewal
-// loop), moved by a per-object jitter of ±10% of the margin; and no later than the session's
-// maximum age.
+// renewBefore or a share of its lifetime, at least the minimum lead (but at most half the
+// lifetime), at most 90% of the lifetime, moved by a per-object jitter of ±10% of the margin;
+// and no later than the session's maximum age.
 func RenewalTime(s Session, p policy.Effective, jitterKey string) time.Time {
 	expires := s.ExpiresAt
 	if p.MaxSessionDuration > 0 && expires.Sub(s.IssuedAt) > p.MaxSessionDuration {
@@ -124,7 +123,11 @@ func RenewalTime(s Session, p policy.Effective, jitterKey string) time.Time {
 	if margin == 0 {
 		margin = lifetime * time.Duration(p.BeforeExpiryPercent) / 100
 	}
-	margin = min(max(margin, p.MinimumLead), lifetime/2)
+	// The minimum lead covers the kubelet's delay, but never takes more than half of a short
+	// token's life; and no margin leaves less than a tenth of the life in use, so an issuer that
+	// grants less than asked can never cause a renewal loop.
+	margin = max(margin, min(p.MinimumLead, lifetime/2))
+	margin = min(margin, lifetime*9/10)
 	at := expires.Add(-margin).Add(jitter(jitterKey, margin))
 	if p.MaxSessionAge > 0 && !s.Start.IsZero() {
 		if limit := s.Start.Add(p.MaxSessionAge); limit.Before(at) {

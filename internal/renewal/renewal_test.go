@@ -31,6 +31,16 @@ func TestRenewalTime(t *testing.T) {
 			reason:   "A 20 s token cannot get 2 minutes of lead: half its life, so no renewal loop.",
 			lifetime: 20 * time.Second, wantLead: 10 * time.Second,
 		},
+		"LargeShareKept": {
+			reason:   "A 60% share is honoured, not clamped to half the lifetime.",
+			lifetime: time.Hour, wantLead: 36 * time.Minute,
+			policy: func(p *policy.Effective) { p.BeforeExpiryPercent = 60 },
+		},
+		"RenewBeforeLongerThanLifetime": {
+			reason:   "An issuer granting 10 min against renewBefore 1h: renew at a tenth of the life, no loop.",
+			lifetime: 10 * time.Minute, wantLead: 9 * time.Minute,
+			policy: func(p *policy.Effective) { p.RenewBefore = time.Hour },
+		},
 		"RenewBefore": {
 			reason: "A fixed lead overrides the percentage.", lifetime: time.Hour, wantLead: 15 * time.Minute,
 			policy: func(p *policy.Effective) { p.RenewBefore = 15 * time.Minute },

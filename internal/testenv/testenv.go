@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	tokenkeeperv1alpha1 "github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 )
@@ -42,7 +43,20 @@ func RepoRoot() string {
 
 // Start starts kube-apiserver and etcd from KUBEBUILDER_ASSETS (set by `make test`) and installs
 // the CRDs. Callers defer Stop.
-func Start() (*Env, error) {
+func Start() (*Env, error) { return start(false) }
+
+// StartWithWebhooks also installs the validating webhook configurations from config/webhook,
+// pointed at a local webhook server whose address and certificates are in WebhookOptions.
+func StartWithWebhooks() (*Env, error) { return start(true) }
+
+// WebhookOptions are the host, port and certificate directory the manager's webhook server
+// must use for the API server to reach it.
+func (e *Env) WebhookOptions() webhook.Options {
+	o := e.env.WebhookInstallOptions
+	return webhook.Options{Host: o.LocalServingHost, Port: o.LocalServingPort, CertDir: o.LocalServingCertDir}
+}
+
+func start(webhooks bool) (*Env, error) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		return nil, fmt.Errorf("KUBEBUILDER_ASSETS is not set: run the tests with `make test`, which builds kube-apiserver and etcd into bin/k8s")
 	}
@@ -51,6 +65,9 @@ func Start() (*Env, error) {
 		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
+	}
+	if webhooks {
+		env.WebhookInstallOptions = envtest.WebhookInstallOptions{Paths: []string{filepath.Join(RepoRoot(), "config", "webhook")}}
 	}
 	cfg, err := env.Start()
 	if err != nil {

@@ -1,0 +1,191 @@
+// Package admission holds the validating webhooks: Credentials, Issuers and ClusterIssuers that
+// break the TokenPolicies in force are rejected with a message naming the policy, the field and
+// the limit, and malformed TokenPolicies are rejected beyond what the CRD schema can say.
+package admission
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/internal/policy"
+)
+
+// +kubebuilder:webhook:path=/validate-tokenkeeper-io-v1alpha1-credential,mutating=false,failurePolicy=fail,sideEffects=None,groups=tokenkeeper.io,resources=credentials,verbs=create;update,versions=v1alpha1,name=vcredential.tokenkeeper.io,admissionReviewVersions=v1
+// +kubebuilder:webhook:path=/validate-tokenkeeper-io-v1alpha1-issuer,mutating=false,failurePolicy=fail,sideEffects=None,groups=tokenkeeper.io,resources=issuers,verbs=create;update,versions=v1alpha1,name=vissuer.tokenkeeper.io,admissionReviewVersions=v1
+// +kubebuilder:webhook:path=/validate-tokenkeeper-io-v1alpha1-clusterissuer,mutating=false,failurePolicy=fail,sideEffects=None,groups=tokenkeeper.io,resources=clusterissuers,verbs=create;update,versions=v1alpha1,name=vclusterissuer.tokenkeeper.io,admissionReviewVersions=v1
+// +kubebuilder:webhook:path=/validate-tokenkeeper-io-v1alpha1-tokenpolicy,mutating=false,failurePolicy=fail,sideEffects=None,groups=tokenkeeper.io,resources=tokenpolicies,verbs=create;update,versions=v1alpha1,name=vtokenpolicy.tokenkeeper.io,admissionReviewVersions=v1
+
+// Setup registers every validating webhook with the manager's webhook server.
+func Setup(mgr ctrl.Manager) error {
+	p := &policies{Reader: mgr.GetClient()}
+	return errors.Join(
+		ctrl.NewWebhookManagedBy(mgr, &v1alpha1.Credential{}).WithValidator(&credentialValidator{p}).Complete(),
+		ctrl.NewWebhookManagedBy(mgr, &v1alpha1.Issuer{}).WithValidator(&issuerValidator[*v1alpha1.Issuer]{p}).Complete(),
+		ctrl.NewWebhookManagedBy(mgr, &v1alpha1.ClusterIssuer{}).WithValidator(&issuerValidator[*v1alpha1.ClusterIssuer]{p}).Complete(),
+		ctrl.NewWebhookManagedBy(mgr, &v1alpha1.TokenPolicy{}).WithValidator(tokenPolicyValidator{}).Complete(),
+	)
+}
+
+// policies reads the TokenPolicies in force for a namespace, or for every namespace.
+type policies struct{ client.Reader }
+
+func (p *policies) forNamespace(ctx context.Context, ns string) ([]v1alpha1.TokenPolicy, error) {
+	var list v1alpha1.TokenPolicyList
+	if err := p.List(ctx, &list); err != nil {
+		return nil, err
+	}
+	if ns == "" {
+		return policy.Global(list.Items), nil
+	}
+	n := &corev1.Namespace{}
+	if err := p.Get(ctx, types.NamespacedName{Name: ns}, n); err != nil {
+		return nil, err
+	}
+	return policy.Selecting(list.Items, n.Labels)
+}
+
+func denied(v []policy.Violation) error {
+	if len(v) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(v))
+	for i, x := range v {
+		msgs[i] = x.Error()
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// unchanged reports whether an update leaves the spec alone or only finishes a deletion: such
+// updates (finalizers, labels, status) are never blocked, or a tightened policy could keep an
+// object from ever being deleted.
+func unchanged[T any](oldSpec, newSpec T, deleting *metav1.Time) bool {
+	return deleting != nil || equality.Semantic.DeepEqual(oldSpec, newSpec)
+}
+
+type credentialValidator struct{ p *policies }
+
+func (v *credentialValidator) ValidateCreate(ctx context.Context, c *v1alpha1.Credential) (admission.Warnings, error) {
+	return v.validate(ctx, c)
+}
+
+func (v *credentialValidator) ValidateUpdate(ctx context.Context, old, c *v1alpha1.Credential) (admission.Warnings, error) {
+	if unchanged(old.Spec, c.Spec, c.DeletionTimestamp) {
+		return nil, nil
+	}
+	return v.validate(ctx, c)
+}
+
+func (v *credentialValidator) ValidateDelete(context.Context, *v1alpha1.Credential) (admission.Warnings, error) {
+	return nil, nil
+}
+
+func (v *credentialValidator) validate(ctx context.Context, c *v1alpha1.Credential) (admission.Warnings, error) {
+	sel, err := v.p.forNamespace(ctx, c.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	eff, violations := policy.Resolve(sel, &c.Spec)
+	// The issuer it names must be allowed too, when it exists already.
+	var iss v1alpha1.GenericIssuer = &v1alpha1.Issuer{}
+	key := types.NamespacedName{Namespace: c.Namespace, Name: c.Spec.IssuerRef.Name}
+	if c.Spec.IssuerRef.Kind == v1alpha1.IssuerKindCluster {
+		iss, key.Namespace = &v1alpha1.ClusterIssuer{}, ""
+	}
+	switch err := v.p.Get(ctx, key, iss); {
+	case apierrors.IsNotFound(err):
+		return admission.Warnings{fmt.Sprintf("issuer %s not found yet", c.Spec.IssuerRef.Name)}, denied(violations)
+	case err != nil:
+		return nil, err
+	}
+	for _, x := range eff.CheckIssuer(iss.GetSpec()) {
+		x.Detail = fmt.Sprintf("the issuer's %s: %s", x.Field, x.Detail)
+		x.Field = "spec.issuerRef"
+		violations = append(violations, x)
+	}
+	return nil, denied(violations)
+}
+
+type issuerValidator[T v1alpha1.GenericIssuer] struct{ p *policies }
+
+func (v *issuerValidator[T]) ValidateCreate(ctx context.Context, iss T) (admission.Warnings, error) {
+	return nil, v.validate(ctx, iss)
+}
+
+func (v *issuerValidator[T]) ValidateUpdate(ctx context.Context, old, iss T) (admission.Warnings, error) {
+	if unchanged(old.GetSpec(), iss.GetSpec(), iss.GetDeletionTimestamp()) {
+		return nil, nil
+	}
+	return nil, v.validate(ctx, iss)
+}
+
+func (v *issuerValidator[T]) ValidateDelete(context.Context, T) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// validate checks an Issuer against the policies of its namespace and a ClusterIssuer against
+// the policies that cover every namespace.
+func (v *issuerValidator[T]) validate(ctx context.Context, iss T) error {
+	sel, err := v.p.forNamespace(ctx, iss.GetNamespace())
+	if err != nil {
+		return err
+	}
+	eff, _ := policy.Resolve(sel, nil)
+	return denied(eff.CheckIssuer(iss.GetSpec()))
+}
+
+type tokenPolicyValidator struct{}
+
+func (tokenPolicyValidator) ValidateCreate(_ context.Context, p *v1alpha1.TokenPolicy) (admission.Warnings, error) {
+	return validatePolicy(p)
+}
+
+func (tokenPolicyValidator) ValidateUpdate(_ context.Context, _, p *v1alpha1.TokenPolicy) (admission.Warnings, error) {
+	return validatePolicy(p)
+}
+
+func (tokenPolicyValidator) ValidateDelete(context.Context, *v1alpha1.TokenPolicy) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// validatePolicy checks what the CRD schema cannot: the selector, the patterns as URLs, and
+// timings that contradict each other.
+func validatePolicy(p *v1alpha1.TokenPolicy) (admission.Warnings, error) {
+	var errs []string
+	if p.Spec.NamespaceSelector != nil {
+		if _, err := metav1.LabelSelectorAsSelector(p.Spec.NamespaceSelector); err != nil {
+			errs = append(errs, "spec.namespaceSelector: "+err.Error())
+		}
+	}
+	for i, pat := range p.Spec.AllowedIssuers {
+		if _, err := url.Parse(strings.Replace(string(pat), "*.", "wildcard.", 1)); err != nil {
+			errs = append(errs, fmt.Sprintf("spec.allowedIssuers[%d]: %v", i, err))
+		}
+	}
+	s := p.Spec
+	if s.Renewal != nil && s.Renewal.MinimumLead != nil && s.SessionDuration != nil && s.SessionDuration.Default != nil &&
+		s.Renewal.MinimumLead.Duration >= s.SessionDuration.Default.Duration {
+		errs = append(errs, fmt.Sprintf("spec.renewal.minimumLead: %s must be shorter than spec.sessionDuration.default %s",
+			s.Renewal.MinimumLead.Duration, s.SessionDuration.Default.Duration))
+	}
+	if s.MaxSessionAge != nil && s.SessionDuration != nil && s.SessionDuration.Max != nil && s.MaxSessionAge.Duration < s.SessionDuration.Max.Duration {
+		errs = append(errs, fmt.Sprintf("spec.maxSessionAge: %s must not be shorter than spec.sessionDuration.max %s",
+			s.MaxSessionAge.Duration, s.SessionDuration.Max.Duration))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("TokenPolicy %q: %s", p.Name, strings.Join(errs, "; "))
+	}
+	return nil, nil
+}

@@ -1,0 +1,110 @@
+package policy_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+)
+
+func TestAdmissionRejects(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t, &v1alpha1.TokenPolicySpec{SessionDuration: &v1alpha1.SessionDurationPolicy{Default: dur(30 * time.Minute), Max: dur(time.Hour)}})
+	policyName := ns
+	login := &v1alpha1.PasswordLogin{SecretRef: v1alpha1.LocalSecretReference{Name: "login"}}
+	allowed := "[https://127.0.0.1 https://*.example.com]"
+	cases := map[string]struct {
+		reason string
+		obj    client.Object
+		want   string // the whole message after "denied the request: "
+	}{
+		"CredentialOverMaxSession": {
+			reason: "A session longer than the policy's maximum.",
+			obj: &v1alpha1.Credential{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "too-long"}, Spec: v1alpha1.CredentialSpec{
+				IssuerRef: v1alpha1.IssuerReference{Name: "none"}, Password: login, SecretName: "t", SessionDuration: dur(12 * time.Hour)}},
+			want: `TokenPolicy "` + policyName + `": spec.sessionDuration: 12h0m0s exceeds the maximum session duration 1h0m0s`,
+		},
+		"IssuerURLNotAllowed": {
+			reason: "An issuer host outside allowedIssuers: no SSRF to arbitrary hosts.",
+			obj: &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "evil"}, Spec: v1alpha1.IssuerSpec{
+				URL: "https://evil.test/login", JSON: &v1alpha1.JSONLogin{}}},
+			want: `TokenPolicy "default": spec.url: issuer https://evil.test/login is not in allowedIssuers ` + allowed,
+		},
+		"IssuerPlainHTTP": {
+			reason: "Plain http where the policy requires HTTPS, even with allowInsecureHTTP.",
+			obj: &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "plain"}, Spec: v1alpha1.IssuerSpec{
+				URL: "http://127.0.0.1:8080/login", JSON: &v1alpha1.JSONLogin{}, AllowInsecureHTTP: true}},
+			want: `TokenPolicy "default": spec.allowInsecureHTTP: plain http is not allowed; HTTPS is required; ` +
+				`TokenPolicy "default": spec.url: http://127.0.0.1:8080 uses plain http; HTTPS is required`,
+		},
+		"IssuerLookalikeHost": {
+			reason: "A host that merely ends like an allowed one.",
+			obj: &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "lookalike"}, Spec: v1alpha1.IssuerSpec{
+				URL: "https://login.example.com.evil.test/token", JSON: &v1alpha1.JSONLogin{}}},
+			want: `TokenPolicy "default": spec.url: issuer https://login.example.com.evil.test/token is not in allowedIssuers ` + allowed,
+		},
+		"ClusterIssuerRefreshURL": {
+			reason: "Every endpoint is checked, not just the login URL; ClusterIssuers meet the all-namespace policies.",
+			obj: &v1alpha1.ClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "sneaky"}, Spec: v1alpha1.IssuerSpec{
+				URL: "https://login.example.com/token", JSON: &v1alpha1.JSONLogin{},
+				Refresh: &v1alpha1.Endpoint{URL: "https://collector.evil.test/refresh"}}},
+			want: `TokenPolicy "default": spec.refresh.url: issuer https://collector.evil.test/refresh is not in allowedIssuers ` + allowed,
+		},
+		"TokenPolicyLeadOverSession": {
+			reason: "A minimum lead as long as the default session renews constantly.",
+			obj: &v1alpha1.TokenPolicy{ObjectMeta: metav1.ObjectMeta{Name: "bad-lead"}, Spec: v1alpha1.TokenPolicySpec{
+				SessionDuration: &v1alpha1.SessionDurationPolicy{Default: dur(time.Hour)}, Renewal: &v1alpha1.RenewalPolicy{MinimumLead: dur(2 * time.Hour)}}},
+			want: `TokenPolicy "bad-lead": spec.renewal.minimumLead: 2h0m0s must be shorter than spec.sessionDuration.default 1h0m0s`,
+		},
+		"TokenPolicyAgeUnderMax": {
+			reason: "A maximum session age shorter than the maximum session contradicts it.",
+			obj: &v1alpha1.TokenPolicy{ObjectMeta: metav1.ObjectMeta{Name: "bad-age"}, Spec: v1alpha1.TokenPolicySpec{
+				SessionDuration: &v1alpha1.SessionDurationPolicy{Max: dur(8 * time.Hour)}, MaxSessionAge: dur(time.Hour)}},
+			want: `TokenPolicy "bad-age": spec.maxSessionAge: 1h0m0s must not be shorter than spec.sessionDuration.max 8h0m0s`,
+		},
+		"TokenPolicyBadSelector": {
+			reason: "A selector the API cannot evaluate.",
+			obj: &v1alpha1.TokenPolicy{ObjectMeta: metav1.ObjectMeta{Name: "bad-selector"}, Spec: v1alpha1.TokenPolicySpec{
+				NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: "In"}}}}},
+			want: `TokenPolicy "bad-selector": spec.namespaceSelector: values: Invalid value: null: for 'in', 'notin' operators, values set can't be empty`,
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			err := env.Client.Create(t.Context(), tc.obj)
+			if err == nil {
+				t.Fatalf("%s\naccepted, want rejected", tc.reason)
+			}
+			_, msg, found := strings.Cut(err.Error(), "denied the request: ")
+			if !found || msg != tc.want {
+				t.Fatalf("%s\nmessage:\n  %s\nwant:\n  %s", tc.reason, err, tc.want)
+			}
+		})
+	}
+
+	// An update that raises the session over the maximum is rejected too; one that leaves the
+	// spec alone (a label, a finalizer) never is.
+	ok := &v1alpha1.Credential{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ok"}, Spec: v1alpha1.CredentialSpec{
+		IssuerRef: v1alpha1.IssuerReference{Name: "none"}, Password: login, SecretName: "t", SessionDuration: dur(time.Hour)}}
+	must(t, env.Client.Create(t.Context(), ok))
+	// The controller adds its finalizer meanwhile: retry on conflicts, as kubectl would.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		must(t, env.Client.Get(t.Context(), client.ObjectKeyFromObject(ok), ok))
+		ok.Spec.SessionDuration = dur(2 * time.Hour)
+		return env.Client.Update(t.Context(), ok)
+	})
+	if err == nil || !strings.Contains(err.Error(), "spec.sessionDuration: 2h0m0s exceeds the maximum session duration 1h0m0s") {
+		t.Fatalf("update over the maximum: %v", err)
+	}
+	// An update that leaves the spec alone is not re-validated.
+	must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		must(t, env.Client.Get(t.Context(), client.ObjectKeyFromObject(ok), ok))
+		ok.Labels = map[string]string{"touched": "yes"}
+		return env.Client.Update(t.Context(), ok)
+	}))
+}
