@@ -3,14 +3,19 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"os"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -19,7 +24,31 @@ import (
 	tokenkeeperv1alpha1 "github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/controllers"
 	"github.com/tokenkeeper/tokenkeeper/internal/admission"
+	"github.com/tokenkeeper/tokenkeeper/internal/webhookcert"
 )
+
+// selfManagedCerts makes sure the webhook certificate exists before the webhook server starts,
+// and returns the runnable that renews it.
+func selfManagedCerts(ctx context.Context, mgr ctrl.Manager, ns, service, secret, config, dir string) (*webhookcert.Manager, error) {
+	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
+	if err != nil {
+		return nil, err
+	}
+	m := &webhookcert.Manager{
+		Client: direct, Clock: clock.RealClock{}, CertDir: dir,
+		Secret:                types.NamespacedName{Namespace: ns, Name: secret},
+		DNSNames:              []string{service + "." + ns + ".svc", service + "." + ns + ".svc.cluster.local"},
+		WebhookConfigurations: []string{config},
+	}
+	var lastErr error
+	for range 30 {
+		if lastErr = m.Ensure(ctx); lastErr == nil {
+			return m, nil
+		}
+		time.Sleep(time.Second)
+	}
+	return nil, lastErr
+}
 
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
@@ -36,6 +65,10 @@ func main() {
 		resourceNS     string
 		webhookPort    int
 		certDir        string
+		certMode       string
+		webhookService string
+		certSecret     string
+		webhookConfig  string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
@@ -44,6 +77,10 @@ func main() {
 		"Namespace of the Secrets that ClusterIssuers refer to without a namespace.")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port the admission webhook server listens on.")
 	flag.StringVar(&certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the webhook server's tls.crt and tls.key.")
+	flag.StringVar(&certMode, "webhook-cert-mode", "self", "self: the manager creates, rotates and injects the webhook certificate; external: cert-manager (or you) provides it in --webhook-cert-dir.")
+	flag.StringVar(&webhookService, "webhook-service", "tokenkeeper-webhook", "Name of the webhook Service, for the certificate's DNS names.")
+	flag.StringVar(&certSecret, "webhook-cert-secret", "tokenkeeper-webhook-cert", "Secret holding the self-managed webhook CA and certificate.")
+	flag.StringVar(&webhookConfig, "webhook-configuration", "tokenkeeper", "ValidatingWebhookConfiguration to inject the CA bundle into.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -68,6 +105,17 @@ func main() {
 		os.Exit(1)
 	}
 	ctx := ctrl.SetupSignalHandler()
+	if certMode == "self" {
+		certs, err := selfManagedCerts(ctx, mgr, resourceNS, webhookService, certSecret, webhookConfig, certDir)
+		if err != nil {
+			log.Error(err, "preparing the webhook certificate")
+			os.Exit(1)
+		}
+		if err := mgr.Add(certs); err != nil {
+			log.Error(err, "adding the webhook certificate manager")
+			os.Exit(1)
+		}
+	}
 	if err := controllers.Setup(ctx, mgr, controllers.Options{ClusterResourceNamespace: resourceNS}); err != nil {
 		log.Error(err, "setting up controllers")
 		os.Exit(1)

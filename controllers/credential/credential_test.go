@@ -369,3 +369,33 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("no issuer latency observed")
 	}
 }
+
+// A fresh login that replaces a still-valid session revokes the old one, but only after the
+// minimum lead, so that pods still reading the old token from their mounted Secret keep working.
+func TestReplacedSessionRevokedAfterGrace(t *testing.T) {
+	t.Parallel()
+	f := setup(t, issuertest.Seed000, nil)
+	f.waitReady(30 * time.Second)
+	must(t, env.Client.Create(t.Context(), &v1alpha1.TokenPolicy{ObjectMeta: metav1.ObjectMeta{Name: f.ns}, Spec: v1alpha1.TokenPolicySpec{
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": f.ns}},
+		Renewal:           &v1alpha1.RenewalPolicy{MinimumLead: &metav1.Duration{Duration: 4 * time.Second}},
+	}}))
+	waitFor(t, 10*time.Second, "the policy in effect", func() (bool, string) {
+		eff := f.cred().Status.EffectivePolicy
+		return eff != nil && eff.MinimumLead != nil && eff.MinimumLead.Duration == 4*time.Second, "not yet"
+	})
+	old := f.token()
+	s := &corev1.Secret{}
+	must(t, env.Client.Get(t.Context(), types.NamespacedName{Namespace: f.ns, Name: "login"}, s))
+	s.Data["note"] = []byte("rotated by the security team") // any change to the inputs means a fresh login
+	must(t, env.Client.Update(t.Context(), s))
+	waitFor(t, 10*time.Second, "a new token", func() (bool, string) { return f.token() != old && f.token() != "", "same token" })
+	if !f.srv.Valid(old) {
+		t.Fatalf("the replaced session was revoked at once: pods still reading it would fail")
+	}
+	waitFor(t, 15*time.Second, "the replaced session revoked", func() (bool, string) { return !f.srv.Valid(old), "still valid" })
+	if !f.srv.Valid(f.token()) || f.srv.Calls(issuertest.OpRevoke) != 1 || f.srv.Calls(issuertest.OpLogin) != 2 {
+		t.Fatalf("want the new token valid, 1 revocation and 2 logins; got valid=%t revokes=%d logins=%d",
+			f.srv.Valid(f.token()), f.srv.Calls(issuertest.OpRevoke), f.srv.Calls(issuertest.OpLogin))
+	}
+}

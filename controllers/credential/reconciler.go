@@ -32,7 +32,7 @@ import (
 // Finalizer lets a Credential revoke its session at the issuer before it goes.
 const Finalizer = "tokenkeeper.io/revoke-session"
 
-// revokeTimeout bounds the best-effort revocation on delete.
+// revokeTimeout bounds each best-effort revocation.
 const revokeTimeout = 10 * time.Second
 
 // Reconciler reconciles Credentials.
@@ -89,6 +89,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}
 	defer e.client.Close()
 	cred.Status.EffectivePolicy = e.policy.EffectiveStatus()
+	if err := r.revokeRetired(ctx, cred, e, st); err != nil {
+		return ctrl.Result{}, err
+	}
 
 	d := renewal.Decide(renewal.Input{
 		Now: r.Clock.Now(), Session: st.session(), Failure: lastFailure(cred, st), InputsVersion: e.inputsVersion,
@@ -114,7 +117,7 @@ func (r *Reconciler) wait(ctx context.Context, cred *v1alpha1.Credential, e *env
 		r.observeToken(cred, e, st, d.At)
 	}
 	cred.Status.RenewalTime = &metav1.Time{Time: d.At} // the next attempt, renewal or retry
-	return ctrl.Result{RequeueAfter: d.At.Sub(r.Clock.Now())}, nil
+	return ctrl.Result{RequeueAfter: r.nextWake(d.At, st).Sub(r.Clock.Now())}, nil
 }
 
 // renew logs in or refreshes, then persists the session before it writes the target Secret.
@@ -124,9 +127,10 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 	if err != nil {
 		return r.failed(ctx, cred, e, st, err)
 	}
-	next := &state{token: tok, sessionStart: st.sessionStart, inputsVersion: e.inputsVersion}
+	next := &state{token: tok, sessionStart: st.sessionStart, inputsVersion: e.inputsVersion, retired: st.retired, retireAt: st.retireAt}
 	if method == "login" {
 		next.sessionStart = tok.IssuedAt
+		r.retire(ctx, cred, e, st, next)
 	}
 	if err := r.saveState(ctx, cred, next); err != nil {
 		return ctrl.Result{}, err
@@ -149,7 +153,43 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 		tok.Fingerprint(), e.issuerKey, d.Reason, tok.ExpiresAt.UTC().Format(time.RFC3339))
 	log.Info("token rotated", "method", method, "fingerprint", tok.Fingerprint(), "expiresAt", tok.ExpiresAt, "renewAt", renewAt)
 	r.rolloutRestart(ctx, cred)
-	return ctrl.Result{RequeueAfter: renewAt.Sub(now)}, nil
+	return ctrl.Result{RequeueAfter: r.nextWake(renewAt, next).Sub(now)}, nil
+}
+
+// retire schedules the revocation of a session that a fresh login replaced while it was still
+// valid (seed 000 keeps every session alive for 10 h otherwise), after the minimum lead so that
+// pods have read the new token first. Issuers without revocation let it expire.
+func (r *Reconciler) retire(ctx context.Context, cred *v1alpha1.Credential, e *env, old, next *state) {
+	now := r.Clock.Now()
+	if old.token == nil || !now.Before(old.token.ExpiresAt) || !e.client.CanRevoke() {
+		return
+	}
+	at := now.Add(max(e.policy.MinimumLead, time.Second))
+	if !at.Before(old.token.ExpiresAt) {
+		return // it expires before pods would stop using it anyway
+	}
+	if next.retired != nil { // two logins within the grace period: the older one goes now
+		r.revokeNow(ctx, cred, e, next.retired)
+	}
+	next.retired, next.retireAt = old.token, at
+}
+
+// revokeRetired revokes a retired session once its grace period is over.
+func (r *Reconciler) revokeRetired(ctx context.Context, cred *v1alpha1.Credential, e *env, st *state) error {
+	if st.retired == nil || r.Clock.Now().Before(st.retireAt) {
+		return nil
+	}
+	r.revokeNow(ctx, cred, e, st.retired)
+	st.retired, st.retireAt = nil, time.Time{}
+	return r.saveState(ctx, cred, st)
+}
+
+// nextWake is the earlier of the next renewal and a pending revocation.
+func (r *Reconciler) nextWake(renewAt time.Time, st *state) time.Time {
+	if st.retired != nil && st.retireAt.Before(renewAt) {
+		return st.retireAt
+	}
+	return renewAt
 }
 
 // obtain refreshes when asked and possible, and falls back to a login when the refresh token is
@@ -196,7 +236,7 @@ func (r *Reconciler) failed(ctx context.Context, cred *v1alpha1.Credential, e *e
 	}
 	r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, reason, "Renew", "%s; next attempt at %s", msg, next.UTC().Format(time.RFC3339))
 	logf.FromContext(ctx).Info("renewal failed", "reason", reason, "error", msg, "attempts", cred.Status.FailedAttempts, "nextRetry", next)
-	return ctrl.Result{RequeueAfter: next.Sub(now)}, nil
+	return ctrl.Result{RequeueAfter: r.nextWake(next, st).Sub(now)}, nil
 }
 
 // blocked reports a configuration the Credential cannot work with. The existing Secret is left
@@ -254,17 +294,25 @@ func (r *Reconciler) revoke(ctx context.Context, cred *v1alpha1.Credential) {
 		return
 	}
 	defer e.client.Close()
+	r.revokeNow(ctx, cred, e, st.token)
+	if st.retired != nil {
+		r.revokeNow(ctx, cred, e, st.retired)
+	}
+}
+
+// revokeNow ends one session at the issuer, best effort and bounded in time.
+func (r *Reconciler) revokeNow(ctx context.Context, cred *v1alpha1.Credential, e *env, tok *issuer.Token) {
 	ctx, cancel := context.WithTimeout(ctx, revokeTimeout)
 	defer cancel()
 	start := time.Now()
-	err = e.client.Revoke(ctx, e.request, st.token)
+	err := e.client.Revoke(ctx, e.request, tok)
 	metrics.IssuerRequestDuration.WithLabelValues(e.issuerKey, "revoke").Observe(time.Since(start).Seconds())
 	switch {
 	case errors.Is(err, issuer.ErrUnsupported):
 	case err != nil:
-		r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, v1alpha1.ReasonRevokeFailed, "Revoke", "revoking the session failed: %v", err)
+		r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, v1alpha1.ReasonRevokeFailed, "Revoke", "revoking session %s failed: %v", tok.Fingerprint(), err)
 	default:
-		r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, v1alpha1.ReasonRevoked, "Revoke", "session %s revoked at %s", st.token.Fingerprint(), e.issuerKey)
+		r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, v1alpha1.ReasonRevoked, "Revoke", "session %s revoked at %s", tok.Fingerprint(), e.issuerKey)
 	}
 }
 

@@ -48,6 +48,10 @@ type state struct {
 	sessionStart  time.Time
 	inputsVersion string
 	failedInputs  string
+	// retired is a session replaced by a fresh login, revoked at retireAt: once pods have had
+	// time to read the new token from their mounted Secret.
+	retired  *issuer.Token
+	retireAt time.Time
 }
 
 // StateSecretName is the name of a Credential's state Secret.
@@ -80,6 +84,10 @@ func (r *Reconciler) loadState(ctx context.Context, cred *v1alpha1.Credential) (
 		_ = json.Unmarshal(sec.Data["extra"], &st.token.Extra)
 		st.sessionStart = t("session-start")
 	}
+	if d("retired-access-token") != "" {
+		st.retired = &issuer.Token{AccessToken: d("retired-access-token"), RefreshToken: d("retired-refresh-token"), Scheme: d("retired-token-type")}
+		st.retireAt = t("retire-at")
+	}
 	return st, nil
 }
 
@@ -106,6 +114,10 @@ func (r *Reconciler) saveState(ctx context.Context, cred *v1alpha1.Credential, s
 				"expiry-source": []byte(tok.ExpirySource), "refresh-expires-at": ts(tok.RefreshExpiresAt),
 				"session-start": ts(st.sessionStart), "extra": extra,
 			}
+		}
+		if old := st.retired; old != nil {
+			sec.Data["retired-access-token"], sec.Data["retired-refresh-token"] = []byte(old.AccessToken), []byte(old.RefreshToken)
+			sec.Data["retired-token-type"], sec.Data["retire-at"] = []byte(old.Scheme), []byte(st.retireAt.UTC().Format(time.RFC3339Nano))
 		}
 		return controllerutil.SetControllerReference(cred, sec, r.Scheme)
 	})
