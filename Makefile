@@ -59,6 +59,10 @@ test: manifests generate envtest-assets ## Run every test against a real kube-ap
 fuzz: ## Run every fuzz target for longer (FUZZTIME=1m by default here).
 	hack/fuzz.sh $(if $(filter 5s,$(FUZZTIME)),1m,$(FUZZTIME))
 
+.PHONY: bench
+bench: ## Benchmark token validation in process and over HTTP on loopback (medians of 5 runs).
+	hack/bench.sh
+
 .PHONY: verify
 verify: generate manifests lint ## Fail when generated code or manifests are stale, or lint fails.
 	@if [ -n "$$(git status --porcelain -- api config)" ]; then \

@@ -24,12 +24,13 @@ import (
 	tokenkeeperv1alpha1 "github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/controllers"
 	"github.com/tokenkeeper/tokenkeeper/internal/admission"
+	"github.com/tokenkeeper/tokenkeeper/internal/validation"
 	"github.com/tokenkeeper/tokenkeeper/internal/webhookcert"
 )
 
 // selfManagedCerts makes sure the webhook certificate exists before the webhook server starts,
 // and returns the runnable that renews it.
-func selfManagedCerts(ctx context.Context, mgr ctrl.Manager, ns, service, secret, config, dir string) (*webhookcert.Manager, error) {
+func selfManagedCerts(ctx context.Context, mgr ctrl.Manager, ns string, services []string, secret, config, dir string) (*webhookcert.Manager, error) {
 	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
 	if err != nil {
 		return nil, err
@@ -37,7 +38,7 @@ func selfManagedCerts(ctx context.Context, mgr ctrl.Manager, ns, service, secret
 	m := &webhookcert.Manager{
 		Client: direct, Clock: clock.RealClock{}, CertDir: dir,
 		Secret:                types.NamespacedName{Namespace: ns, Name: secret},
-		DNSNames:              []string{service + "." + ns + ".svc", service + "." + ns + ".svc.cluster.local"},
+		DNSNames:              dnsNames(services, ns),
 		WebhookConfigurations: []string{config},
 	}
 	var lastErr error
@@ -48,6 +49,14 @@ func selfManagedCerts(ctx context.Context, mgr ctrl.Manager, ns, service, secret
 		time.Sleep(time.Second)
 	}
 	return nil, lastErr
+}
+
+func dnsNames(services []string, ns string) []string {
+	var names []string
+	for _, s := range services {
+		names = append(names, s+"."+ns+".svc", s+"."+ns+".svc.cluster.local")
+	}
+	return names
 }
 
 func envOr(name, def string) string {
@@ -69,6 +78,8 @@ func main() {
 		webhookService string
 		certSecret     string
 		webhookConfig  string
+		validationAddr string
+		validationSvc  string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
@@ -81,6 +92,8 @@ func main() {
 	flag.StringVar(&webhookService, "webhook-service", "tokenkeeper-webhook", "Name of the webhook Service, for the certificate's DNS names.")
 	flag.StringVar(&certSecret, "webhook-cert-secret", "tokenkeeper-webhook-cert", "Secret holding the self-managed webhook CA and certificate.")
 	flag.StringVar(&webhookConfig, "webhook-configuration", "tokenkeeper", "ValidatingWebhookConfiguration to inject the CA bundle into.")
+	flag.StringVar(&validationAddr, "validation-bind-address", ":8443", "Address the token validation endpoint (/validate, /tokenreview) listens on, with the webhook certificate.")
+	flag.StringVar(&validationSvc, "validation-service", "tokenkeeper", "Name of the validation Service, for the certificate's DNS names.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -106,7 +119,7 @@ func main() {
 	}
 	ctx := ctrl.SetupSignalHandler()
 	if certMode == "self" {
-		certs, err := selfManagedCerts(ctx, mgr, resourceNS, webhookService, certSecret, webhookConfig, certDir)
+		certs, err := selfManagedCerts(ctx, mgr, resourceNS, []string{webhookService, validationSvc}, certSecret, webhookConfig, certDir)
 		if err != nil {
 			log.Error(err, "preparing the webhook certificate")
 			os.Exit(1)
@@ -116,7 +129,12 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	if err := controllers.Setup(ctx, mgr, controllers.Options{ClusterResourceNamespace: resourceNS}); err != nil {
+	validationServer := validation.NewServer()
+	if err := mgr.Add(&validation.Listener{Addr: validationAddr, CertDir: certDir, Handler: validationServer}); err != nil {
+		log.Error(err, "adding the validation endpoint")
+		os.Exit(1)
+	}
+	if err := controllers.Setup(ctx, mgr, controllers.Options{ClusterResourceNamespace: resourceNS, Validation: validationServer}); err != nil {
 		log.Error(err, "setting up controllers")
 		os.Exit(1)
 	}

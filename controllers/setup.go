@@ -13,6 +13,8 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/controllers/credential"
 	"github.com/tokenkeeper/tokenkeeper/controllers/issuer"
+	"github.com/tokenkeeper/tokenkeeper/controllers/tokenvalidator"
+	"github.com/tokenkeeper/tokenkeeper/internal/validation"
 )
 
 // Options configure the reconcilers.
@@ -22,6 +24,8 @@ type Options struct {
 	ClusterResourceNamespace string
 	// Transport replaces the issuer HTTP transport, for tests. Optional.
 	Transport http.RoundTripper
+	// Validation receives the TokenValidators' validators; nil leaves them out.
+	Validation *validation.Server
 }
 
 // CacheByObject restricts the manager's cache: of Secrets it holds only tokenkeeper's own.
@@ -44,5 +48,13 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Recorder: mgr.GetEventRecorder("tokenkeeper"), Clock: clock.RealClock{},
 		ClusterResourceNamespace: opts.ClusterResourceNamespace, Transport: opts.Transport,
 	}
-	return cr.SetupWithManager(ctx, mgr)
+	if err := cr.SetupWithManager(ctx, mgr); err != nil {
+		return err
+	}
+	if opts.Validation == nil {
+		return nil
+	}
+	tv := &tokenvalidator.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Server: opts.Validation,
+		ClusterResourceNamespace: opts.ClusterResourceNamespace, Clock: clock.RealClock{}}
+	return tv.SetupWithManager(mgr)
 }

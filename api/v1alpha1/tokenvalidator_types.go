@@ -71,6 +71,11 @@ type TokenValidatorSpec struct {
 	// +optional
 	DisableCache bool `json:"disableCache,omitempty"`
 
+	// introspectionSecretRef names a Secret in the validator's namespace with client_id and
+	// client_secret, for RFC 7662 introspection endpoints that require client authentication.
+	// +optional
+	IntrospectionSecretRef *LocalSecretReference `json:"introspectionSecretRef,omitempty"`
+
 	// tokenReview maps claims to a TokenReview's user.
 	// +optional
 	TokenReview *TokenReviewMapping `json:"tokenReview,omitempty"`

@@ -1046,6 +1046,11 @@ func (in *TokenValidatorSpec) DeepCopyInto(out *TokenValidatorSpec) {
 		*out = new(v1.Duration)
 		**out = **in
 	}
+	if in.IntrospectionSecretRef != nil {
+		in, out := &in.IntrospectionSecretRef, &out.IntrospectionSecretRef
+		*out = new(LocalSecretReference)
+		**out = **in
+	}
 	if in.TokenReview != nil {
 		in, out := &in.TokenReview, &out.TokenReview
 		*out = new(TokenReviewMapping)

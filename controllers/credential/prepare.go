@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/controllers/issuerref"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
 	"github.com/tokenkeeper/tokenkeeper/internal/policy"
 )
@@ -44,9 +45,9 @@ type env struct {
 // prepare resolves the issuer, the effective policy and the inputs. A *blocked error means the
 // Credential cannot work as configured; other errors are transient.
 func (r *Reconciler) prepare(ctx context.Context, cred *v1alpha1.Credential) (*env, error) {
-	iss, err := r.getIssuer(ctx, cred)
+	iss, err := issuerref.Get(ctx, r.Client, cred.Namespace, cred.Spec.IssuerRef)
 	if err != nil {
-		return nil, err
+		return nil, asBlocked(err)
 	}
 	e := &env{issuer: iss, issuerKey: string(cred.Spec.IssuerRef.Kind) + "/" + cred.Spec.IssuerRef.Name}
 	if e.policy, err = r.effectivePolicy(ctx, cred); err != nil {
@@ -54,7 +55,7 @@ func (r *Reconciler) prepare(ctx context.Context, cred *v1alpha1.Credential) (*e
 	}
 	// No request ever goes to an issuer the policies do not allow.
 	if v := e.policy.CheckIssuer(iss.GetSpec()); len(v) > 0 {
-		return nil, block(v1alpha1.ReasonPolicyViolation, "%s %q: %v", kindOr(cred.Spec.IssuerRef.Kind), iss.GetName(), v[0])
+		return nil, block(v1alpha1.ReasonPolicyViolation, "%s %q: %v", issuerref.Kind(cred.Spec.IssuerRef), iss.GetName(), v[0])
 	}
 	kind, ref, keys := loginOf(&cred.Spec)
 	input, err := r.readSecret(ctx, types.NamespacedName{Namespace: cred.Namespace, Name: ref})
@@ -75,38 +76,17 @@ func (r *Reconciler) prepare(ctx context.Context, cred *v1alpha1.Credential) (*e
 	e.request = req
 	versions := []string{fmt.Sprintf("credential:%d", cred.Generation), "input:" + input.ResourceVersion,
 		fmt.Sprintf("issuer:%s:%d", iss.GetUID(), iss.GetGeneration())}
-	if e.headers, err = r.headerValues(ctx, iss, &versions); err != nil {
-		return nil, err
+	headers, headerVersions, err := issuerref.HeaderValues(ctx, r.APIReader, iss, r.ClusterResourceNamespace)
+	if err != nil {
+		return nil, asBlocked(err)
 	}
+	e.headers, versions = headers, append(versions, headerVersions...)
 	e.inputsVersion = strings.Join(versions, ";")
 	e.client, err = issuer.New(issuer.Config{Spec: *iss.GetSpec(), Headers: e.headers, CheckURL: e.policy.CheckURL, Clock: r.Clock, Transport: r.Transport})
 	if err != nil {
 		return nil, block(v1alpha1.ReasonInvalidConfig, "issuer %s: %v", e.issuerKey, err)
 	}
 	return e, nil
-}
-
-func (r *Reconciler) getIssuer(ctx context.Context, cred *v1alpha1.Credential) (v1alpha1.GenericIssuer, error) {
-	ref := cred.Spec.IssuerRef
-	var iss v1alpha1.GenericIssuer = &v1alpha1.Issuer{}
-	key := types.NamespacedName{Namespace: cred.Namespace, Name: ref.Name}
-	if ref.Kind == v1alpha1.IssuerKindCluster {
-		iss, key.Namespace = &v1alpha1.ClusterIssuer{}, ""
-	}
-	if err := r.Get(ctx, key, iss); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, block(v1alpha1.ReasonIssuerNotFound, "%s %q not found", kindOr(ref.Kind), ref.Name)
-		}
-		return nil, err
-	}
-	return iss, nil
-}
-
-func kindOr(k v1alpha1.IssuerKind) v1alpha1.IssuerKind {
-	if k == "" {
-		return v1alpha1.IssuerKindNamespaced
-	}
-	return k
 }
 
 func (r *Reconciler) effectivePolicy(ctx context.Context, cred *v1alpha1.Credential) (policy.Effective, error) {
@@ -141,41 +121,6 @@ func (r *Reconciler) readSecret(ctx context.Context, key types.NamespacedName) (
 	return s, nil
 }
 
-// headerValues reads the issuer's extra header values from Secrets: an Issuer's in its own
-// namespace, a ClusterIssuer's in the namespace its reference names or the manager's.
-func (r *Reconciler) headerValues(ctx context.Context, iss v1alpha1.GenericIssuer, versions *[]string) (map[string]string, error) {
-	out := map[string]string{}
-	for _, h := range iss.GetSpec().Headers {
-		if h.ValueFrom == nil {
-			out[h.Name] = h.Value
-			continue
-		}
-		ref := h.ValueFrom.SecretKeyRef
-		s, err := r.readSecret(ctx, r.issuerSecretKey(iss, ref))
-		if err != nil {
-			return nil, err
-		}
-		v, ok := s.Data[ref.Key]
-		if !ok {
-			return nil, block(v1alpha1.ReasonSecretNotFound, "Secret %s has no key %q (header %s)", ref.Name, ref.Key, h.Name)
-		}
-		out[h.Name] = string(v)
-		*versions = append(*versions, "header:"+s.ResourceVersion)
-	}
-	return out, nil
-}
-
-func (r *Reconciler) issuerSecretKey(iss v1alpha1.GenericIssuer, ref v1alpha1.SecretKeySelector) types.NamespacedName {
-	if iss.GetNamespace() != "" {
-		return types.NamespacedName{Namespace: iss.GetNamespace(), Name: ref.Name}
-	}
-	ns := ref.Namespace
-	if ns == "" {
-		ns = r.ClusterResourceNamespace
-	}
-	return types.NamespacedName{Namespace: ns, Name: ref.Name}
-}
-
 // loginOf returns the login kind, its input Secret and the Secret keys of its canonical inputs.
 func loginOf(spec *v1alpha1.CredentialSpec) (issuer.LoginKind, string, map[string]string) {
 	or := func(v, def string) string {
@@ -208,6 +153,15 @@ func loginOf(spec *v1alpha1.CredentialSpec) (issuer.LoginKind, string, map[strin
 func inputSecretName(spec *v1alpha1.CredentialSpec) string {
 	_, name, _ := loginOf(spec)
 	return name
+}
+
+// asBlocked turns a missing issuer or Secret into a blocked reason.
+func asBlocked(err error) error {
+	var nf *issuerref.NotFound
+	if errors.As(err, &nf) {
+		return block(nf.Reason, "%s", nf.Message)
+	}
+	return err
 }
 
 func isBlocked(err error) (*blocked, bool) {

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/controllers/issuerref"
 )
 
 // Field indexes.
@@ -41,7 +42,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 	}
 	if err := idx.IndexField(ctx, &v1alpha1.Credential{}, indexIssuer, func(o client.Object) []string {
 		ref := o.(*v1alpha1.Credential).Spec.IssuerRef
-		return []string{string(kindOr(ref.Kind)) + "/" + ref.Name}
+		return []string{string(issuerref.Kind(ref)) + "/" + ref.Name}
 	}); err != nil {
 		return err
 	}
@@ -51,7 +52,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 			var keys []string
 			for _, h := range iss.GetSpec().Headers {
 				if h.ValueFrom != nil {
-					keys = append(keys, r.issuerSecretKey(iss, h.ValueFrom.SecretKeyRef).String())
+					keys = append(keys, issuerref.SecretKey(iss, h.ValueFrom.SecretKeyRef, r.ClusterResourceNamespace).String())
 				}
 			}
 			return keys

@@ -5,19 +5,16 @@ package issuer
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/controllers/issuerref"
 	issuerclient "github.com/tokenkeeper/tokenkeeper/internal/issuer"
 )
 
@@ -85,21 +82,13 @@ func (r *Reconciler) check(ctx context.Context, iss v1alpha1.GenericIssuer) (*pr
 		refs["hmacSecretRef"] = *spec.HMACSecretRef
 	}
 	for field, ref := range refs {
-		ns := iss.GetNamespace()
-		if ns == "" {
-			ns = ref.Namespace
-			if ns == "" {
-				ns = r.ClusterResourceNamespace
-			}
-		}
-		s := &corev1.Secret{}
-		switch err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, s); {
-		case apierrors.IsNotFound(err):
-			return &problem{v1alpha1.ReasonSecretNotFound, fmt.Sprintf("%s: Secret %s/%s not found", field, ns, ref.Name)}, nil
+		_, _, err := issuerref.SecretValue(ctx, r.APIReader, issuerref.SecretKey(iss, ref, r.ClusterResourceNamespace), ref.Key)
+		var nf *issuerref.NotFound
+		switch {
+		case errors.As(err, &nf):
+			return &problem{nf.Reason, field + ": " + nf.Message}, nil
 		case err != nil:
 			return nil, err
-		case s.Data[ref.Key] == nil:
-			return &problem{v1alpha1.ReasonSecretNotFound, fmt.Sprintf("%s: Secret %s/%s has no key %q", field, ns, ref.Name, ref.Key)}, nil
 		}
 	}
 	return nil, nil

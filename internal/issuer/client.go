@@ -416,6 +416,10 @@ func bearer(tok *Token, fallback string) http.Header {
 	return http.Header{"Authorization": {scheme + " " + tok.AccessToken}}
 }
 
+// HTTPClient is the client the issuer is called with (its CA bundle, timeout and no-redirect
+// rule), for fetching its key set.
+func (c *Client) HTTPClient() *http.Client { return c.http }
+
 // Close releases idle connections.
 func (c *Client) Close() { c.http.CloseIdleConnections() }
 

@@ -42,6 +42,9 @@ type Effective struct {
 	RevokeOnDelete bool
 	// RequireHTTPS forbids plain-http issuers.
 	RequireHTTPS bool
+	// Leeway and MaxTokenAge are TokenValidator defaults; 0 when no policy sets them.
+	Leeway      time.Duration
+	MaxTokenAge time.Duration
 
 	allowed          []allowList
 	requireHTTPSFrom []string
@@ -96,9 +99,9 @@ func Selecting(policies []v1alpha1.TokenPolicy, nsLabels map[string]string) ([]v
 func Resolve(selecting []v1alpha1.TokenPolicy, spec *v1alpha1.CredentialSpec) (Effective, []Violation) {
 	e := Effective{BeforeExpiryPercent: DefaultBeforeExpiryPercent, MinimumLead: DefaultMinimumLead, RevokeOnDelete: true}
 	var (
-		defaultSession, percent, lead, revoke bool
-		violations                            []Violation
-		maxFrom                               string
+		defaultSession, percent, lead, revoke, leeway, age bool
+		violations                                         []Violation
+		maxFrom                                            string
 	)
 	for _, p := range selecting {
 		s := &p.Spec
@@ -128,6 +131,14 @@ func Resolve(selecting []v1alpha1.TokenPolicy, spec *v1alpha1.CredentialSpec) (E
 		if s.RequireHTTPS {
 			e.RequireHTTPS = true
 			e.requireHTTPSFrom = append(e.requireHTTPSFrom, p.Name)
+		}
+		if val := s.Validation; val != nil {
+			if val.Leeway != nil && !leeway {
+				e.Leeway, leeway = val.Leeway.Duration, true
+			}
+			if val.MaxTokenAge != nil && !age {
+				e.MaxTokenAge, age = val.MaxTokenAge.Duration, true
+			}
 		}
 		if len(s.AllowedIssuers) > 0 {
 			e.allowed = append(e.allowed, allowList{policy: p.Name, patterns: s.AllowedIssuers})

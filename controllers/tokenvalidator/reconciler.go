@@ -1,0 +1,326 @@
+// Package tokenvalidator reconciles TokenValidators: it builds a validator from the trusted
+// issuers (key sets by JWKS or OIDC discovery, HMAC secrets, introspection), installs it in the
+// validation server, refreshes keys periodically and reports Ready with the key count.
+package tokenvalidator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/controllers/issuerref"
+	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
+	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
+	"github.com/tokenkeeper/tokenkeeper/internal/policy"
+	"github.com/tokenkeeper/tokenkeeper/internal/validation"
+)
+
+// keyRefresh is how often key sets are fetched again (unknown key IDs also trigger a fetch).
+const keyRefresh = 10 * time.Minute
+
+// Reconciler reconciles TokenValidators.
+type Reconciler struct {
+	client.Client
+	// APIReader reads Secrets without caching them.
+	APIReader                client.Reader
+	Server                   *validation.Server
+	ClusterResourceNamespace string
+	Clock                    clock.PassiveClock
+
+	mu    sync.Mutex
+	built map[types.NamespacedName]*built
+}
+
+// built is an installed validator and what it was built from.
+type built struct {
+	version string
+	keys    []*validation.KeySet
+	clients []*issuer.Client
+}
+
+// +kubebuilder:rbac:groups=tokenkeeper.io,resources=tokenvalidators,verbs=get;list;watch
+// +kubebuilder:rbac:groups=tokenkeeper.io,resources=tokenvalidators/status,verbs=get;update;patch
+
+// Reconcile builds or refreshes one TokenValidator.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+	tv := &v1alpha1.TokenValidator{}
+	if err := r.Get(ctx, req.NamespacedName, tv); err != nil {
+		if client.IgnoreNotFound(err) == nil {
+			r.forget(req.NamespacedName)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	before := tv.DeepCopy()
+	defer func() { reterr = errors.Join(reterr, r.patchStatus(ctx, before, tv)) }()
+	tv.Status.ObservedGeneration = tv.Generation
+
+	b, err := r.ensure(ctx, tv, req.NamespacedName)
+	if err != nil {
+		return r.notReady(tv, req.NamespacedName, err)
+	}
+	keys := 0
+	for _, ks := range b.keys {
+		if err := ks.Refresh(ctx); err != nil {
+			return r.notReady(tv, req.NamespacedName, &issuerref.NotFound{Reason: v1alpha1.ReasonKeysUnavailable, Message: err.Error()})
+		}
+		keys += ks.Len()
+	}
+	tv.Status.Keys = int32(min(keys, 1<<20))
+	tv.Status.LastKeyRefresh = &metav1.Time{Time: r.Clock.Now()}
+	setReady(tv, metav1.ConditionTrue, v1alpha1.ReasonKeysLoaded,
+		fmt.Sprintf("%d keys from %d issuers; serving /validate/%s/%s and /tokenreview/%s/%s", keys, len(tv.Spec.Issuers), tv.Namespace, tv.Name, tv.Namespace, tv.Name))
+	return ctrl.Result{RequeueAfter: keyRefresh}, nil
+}
+
+// ensure builds and installs the validator when the TokenValidator or its issuers changed.
+func (r *Reconciler) ensure(ctx context.Context, tv *v1alpha1.TokenValidator, key types.NamespacedName) (*built, error) {
+	eff, err := r.policy(ctx, tv.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	issuers := make([]v1alpha1.GenericIssuer, 0, len(tv.Spec.Issuers))
+	version := []string{strconv.FormatInt(tv.Generation, 10)}
+	for _, ref := range tv.Spec.Issuers {
+		iss, err := issuerref.Get(ctx, r.Client, tv.Namespace, ref)
+		if err != nil {
+			return nil, err
+		}
+		if v := eff.CheckIssuer(iss.GetSpec()); len(v) > 0 {
+			return nil, &issuerref.NotFound{Reason: v1alpha1.ReasonPolicyViolation, Message: v[0].Error()}
+		}
+		issuers = append(issuers, iss)
+		version = append(version, string(iss.GetUID())+":"+strconv.FormatInt(iss.GetGeneration(), 10))
+	}
+	r.mu.Lock()
+	old := r.built[key]
+	r.mu.Unlock()
+	if old != nil && old.version == strings.Join(version, ";") {
+		return old, nil
+	}
+	cfg, b, err := r.build(ctx, tv, issuers, eff)
+	if err != nil {
+		return nil, err
+	}
+	b.version = strings.Join(version, ";")
+	r.Server.Set(key, validation.New(cfg))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.built == nil {
+		r.built = map[types.NamespacedName]*built{}
+	}
+	if old != nil {
+		for _, c := range old.clients {
+			c.Close()
+		}
+	}
+	r.built[key] = b
+	return b, nil
+}
+
+func (r *Reconciler) build(ctx context.Context, tv *v1alpha1.TokenValidator, issuers []v1alpha1.GenericIssuer, eff policy.Effective) (validation.Config, *built, error) {
+	s := tv.Spec
+	cfg := validation.Config{
+		Audiences: s.Audiences, RequiredScopes: s.RequiredScopes, RequiredClaims: s.RequiredClaims,
+		ForwardClaims: map[string]string{}, AcceptTokenScheme: s.AcceptTokenScheme, DisableCache: s.DisableCache,
+		Leeway: eff.Leeway, MaxTokenAge: eff.MaxTokenAge, Clock: r.Clock,
+	}
+	for _, a := range s.Algorithms {
+		cfg.Algorithms = append(cfg.Algorithms, string(a))
+	}
+	for claim, header := range s.ForwardClaims {
+		cfg.ForwardClaims[claim] = string(header)
+	}
+	if s.Leeway != nil {
+		cfg.Leeway = s.Leeway.Duration
+	}
+	if s.MaxTokenAge != nil {
+		cfg.MaxTokenAge = s.MaxTokenAge.Duration
+	}
+	if tr := s.TokenReview; tr != nil {
+		cfg.UsernameClaim, cfg.UsernamePrefix, cfg.GroupsClaim = tr.UsernameClaim, tr.UsernamePrefix, tr.GroupsClaim
+	}
+	introspection := issuer.Request{Inputs: map[string]string{}}
+	if ref := s.IntrospectionSecretRef; ref != nil {
+		for _, k := range []string{issuer.InputClientID, issuer.InputClientSecret} {
+			v, _, err := issuerref.SecretValue(ctx, r.APIReader, types.NamespacedName{Namespace: tv.Namespace, Name: ref.Name}, k)
+			if err != nil {
+				return cfg, nil, err
+			}
+			introspection.Inputs[k] = v
+		}
+	}
+	b := &built{}
+	for i, iss := range issuers {
+		t, err := r.trust(ctx, tv.Spec.Issuers[i], iss, eff, introspection, b)
+		if err != nil {
+			return cfg, nil, err
+		}
+		cfg.Issuers = append(cfg.Issuers, t)
+	}
+	return cfg, b, nil
+}
+
+// trust turns one issuer into what the validator needs: its iss, key set, HMAC secret and
+// introspection.
+func (r *Reconciler) trust(ctx context.Context, ref v1alpha1.IssuerReference, iss v1alpha1.GenericIssuer, eff policy.Effective,
+	introspection issuer.Request, b *built) (validation.TrustedIssuer, error) {
+	spec := iss.GetSpec()
+	name := string(issuerref.Kind(ref)) + "/" + ref.Name
+	headers, _, err := issuerref.HeaderValues(ctx, r.APIReader, iss, r.ClusterResourceNamespace)
+	if err != nil {
+		return validation.TrustedIssuer{}, err
+	}
+	c, err := issuer.New(issuer.Config{Spec: *spec, Headers: headers, CheckURL: eff.CheckURL, Clock: r.Clock})
+	if err != nil {
+		return validation.TrustedIssuer{}, &issuerref.NotFound{Reason: v1alpha1.ReasonInvalidConfig, Message: err.Error()}
+	}
+	b.clients = append(b.clients, c)
+	t := validation.TrustedIssuer{Name: name}
+	jwksURL := ""
+	if spec.JWKS != nil {
+		jwksURL, t.Iss = string(spec.JWKS.URL), spec.JWKS.Issuer
+	}
+	if spec.OAuth2 != nil && spec.OAuth2.IssuerURL != "" {
+		d, err := c.Discover(ctx)
+		if err != nil {
+			return t, &issuerref.NotFound{Reason: v1alpha1.ReasonKeysUnavailable, Message: err.Error()}
+		}
+		if t.Iss == "" {
+			t.Iss = d.Issuer
+		}
+		if jwksURL == "" && d.JWKSURI != "" {
+			u, err := url.Parse(d.JWKSURI)
+			if err != nil {
+				return t, &issuerref.NotFound{Reason: v1alpha1.ReasonKeysUnavailable, Message: "discovery names an unparsable jwks_uri"}
+			}
+			if err := eff.CheckURL(u); err != nil {
+				return t, &issuerref.NotFound{Reason: v1alpha1.ReasonPolicyViolation, Message: err.Error()}
+			}
+			jwksURL = d.JWKSURI
+		}
+		if d.IntrospectionEndpoint != "" || spec.TokenInfo != nil {
+			t.Inspect = inspector(c, introspection)
+		}
+	} else if spec.TokenInfo != nil {
+		t.Inspect = inspector(c, introspection)
+	}
+	if jwksURL != "" {
+		t.Keys = validation.NewKeySet(jwksURL, c.HTTPClient(), r.Clock)
+		t.Keys.OnRefresh = func(err error) {
+			result := "ok"
+			if err != nil {
+				result = "error"
+			}
+			metrics.KeySetRefreshes.WithLabelValues(name, result).Inc()
+		}
+		b.keys = append(b.keys, t.Keys)
+	}
+	if ref := spec.HMACSecretRef; ref != nil {
+		v, _, err := issuerref.SecretValue(ctx, r.APIReader, issuerref.SecretKey(iss, *ref, r.ClusterResourceNamespace), ref.Key)
+		if err != nil {
+			return t, err
+		}
+		t.HMAC = []byte(v)
+	}
+	if t.Iss == "" && t.Inspect == nil {
+		return t, &issuerref.NotFound{Reason: v1alpha1.ReasonInvalidConfig,
+			Message: name + " has no way to validate tokens: set jwks (with issuer), oauth2.issuerURL, hmacSecretRef with jwks.issuer, or tokenInfo"}
+	}
+	return t, nil
+}
+
+func inspector(c *issuer.Client, req issuer.Request) func(context.Context, string) (*issuer.Introspection, error) {
+	return func(ctx context.Context, token string) (*issuer.Introspection, error) {
+		return c.Inspect(ctx, req, token)
+	}
+}
+
+func (r *Reconciler) policy(ctx context.Context, namespace string) (policy.Effective, error) {
+	var list v1alpha1.TokenPolicyList
+	if err := r.List(ctx, &list); err != nil {
+		return policy.Effective{}, err
+	}
+	ns := &corev1.Namespace{}
+	if err := r.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil {
+		return policy.Effective{}, err
+	}
+	sel, err := policy.Selecting(list.Items, ns.Labels)
+	if err != nil {
+		return policy.Effective{}, err
+	}
+	eff, _ := policy.Resolve(sel, nil)
+	return eff, nil
+}
+
+// notReady reports why the validator cannot work. A validator that worked before keeps serving.
+func (r *Reconciler) notReady(tv *v1alpha1.TokenValidator, key types.NamespacedName, err error) (ctrl.Result, error) {
+	var nf *issuerref.NotFound
+	if !errors.As(err, &nf) {
+		return ctrl.Result{}, err
+	}
+	setReady(tv, metav1.ConditionFalse, nf.Reason, nf.Message)
+	if nf.Reason == v1alpha1.ReasonKeysUnavailable {
+		return ctrl.Result{RequeueAfter: time.Minute}, nil
+	}
+	r.forget(key)
+	return ctrl.Result{}, reconcile.TerminalError(err)
+}
+
+func (r *Reconciler) forget(key types.NamespacedName) {
+	r.Server.Delete(key)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if b := r.built[key]; b != nil {
+		for _, c := range b.clients {
+			c.Close()
+		}
+	}
+	delete(r.built, key)
+}
+
+func setReady(tv *v1alpha1.TokenValidator, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&tv.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: status,
+		Reason: reason, Message: msg, ObservedGeneration: tv.Generation})
+}
+
+func (r *Reconciler) patchStatus(ctx context.Context, before, tv *v1alpha1.TokenValidator) error {
+	if equality.Semantic.DeepEqual(before.Status, tv.Status) {
+		return nil
+	}
+	return client.IgnoreNotFound(r.Status().Patch(ctx, tv, client.MergeFrom(before)))
+}
+
+// SetupWithManager watches TokenValidators and the issuers they trust.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	all := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		var list v1alpha1.TokenValidatorList
+		if err := r.List(ctx, &list); err != nil {
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(list.Items))
+		for _, tv := range list.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: tv.Namespace, Name: tv.Name}})
+		}
+		return reqs
+	})
+	return ctrl.NewControllerManagedBy(mgr).For(&v1alpha1.TokenValidator{}).
+		Watches(&v1alpha1.Issuer{}, all).Watches(&v1alpha1.ClusterIssuer{}, all).Watches(&v1alpha1.TokenPolicy{}, all).
+		Complete(r)
+}

@@ -1,0 +1,205 @@
+package validation
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	clocktesting "k8s.io/utils/clock/testing"
+)
+
+func newTestValidator(t testing.TB, k *keyServer, clk *clocktesting.FakeClock, edit func(*Config)) *Validator {
+	t.Helper()
+	keys := NewKeySet(k.URL, k.Client(), clk)
+	cfg := Config{
+		Issuers:        []TrustedIssuer{{Name: "ClusterIssuer/idp", Iss: testIss, Keys: keys}},
+		Audiences:      []string{"orders"},
+		RequiredScopes: []string{"orders.read"},
+		Algorithms:     []string{"RS256", "ES256", "EdDSA"},
+		ForwardClaims:  map[string]string{"email": "X-Email"},
+		MaxTokenAge:    2 * time.Hour,
+		Clock:          clk,
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	if err := keys.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return New(cfg)
+}
+
+// TestAttacks: every way a token can be forged, replayed, stretched or mangled is rejected with
+// the right status and RFC 6750 error, and no URL from a token is ever fetched.
+func TestAttacks(t *testing.T) {
+	k := newKeyServer(t)
+	clk := clocktesting.NewFakeClock(time.Now())
+	now := clk.Now()
+	v := newTestValidator(t, k, clk, nil)
+
+	var attackerHits atomic.Int32
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		attackerHits.Add(1)
+		_, _ = w.Write([]byte(`{"keys":[]}`))
+	}))
+	defer attacker.Close()
+	attackerKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	pubPEM := func() []byte {
+		der, _ := x509.MarshalPKIXPublicKey(&k.rsa["rsa1"].PublicKey)
+		return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	}()
+	signWith := func(key *rsa.PrivateKey, kid string, c jwt.MapClaims, hdr map[string]any) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, c)
+		tok.Header["kid"] = kid
+		for h, val := range hdr {
+			tok.Header[h] = val
+		}
+		s, _ := tok.SignedString(key)
+		return s
+	}
+	valid := k.sign(t, "RS256", "rsa1", claims(now, nil), nil)
+	parts := strings.Split(valid, ".")
+	header := func(h map[string]any) string { return b64json(t, h) }
+	payload := b64json(t, claims(now, nil))
+	// A key that was in the JWKS and was rotated out.
+	oldKey := k.rsa["rsa1"]
+	rotatedOut := signWith(oldKey, "rsa-old", claims(now, nil), nil)
+
+	type tc struct {
+		reason string
+		auth   []string
+		status int
+		code   string
+		why    string
+	}
+	bearer := func(tok string) []string { return []string{"Bearer " + tok} }
+	cases := map[string]tc{
+		"ValidRS256":  {reason: "control: a good RS256 token passes", auth: bearer(valid), status: 200},
+		"ValidES256":  {reason: "control: ES256", auth: bearer(k.sign(t, "ES256", "ec1", claims(now, nil), nil)), status: 200},
+		"ValidEdDSA":  {reason: "control: EdDSA", auth: bearer(k.sign(t, "EdDSA", "ed1", claims(now, nil), nil)), status: 200},
+		"AlgNone":     {reason: "alg none is never accepted", auth: bearer(header(map[string]any{"alg": "none", "typ": "JWT"}) + "." + payload + "."), status: 401, code: "invalid_token", why: "algorithm"},
+		"AlgNoneCase": {reason: "nor a case variant of it", auth: bearer(header(map[string]any{"alg": "NoNe"}) + "." + payload + "."), status: 401, code: "invalid_token", why: "algorithm"},
+		"HS256WithRSAPublicKey": {reason: "key confusion: HMAC keyed with the RSA public key",
+			auth: bearer(func() string {
+				tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims(now, nil))
+				tok.Header["kid"] = "rsa1"
+				s, _ := tok.SignedString(pubPEM)
+				return s
+			}()), status: 401, code: "invalid_token", why: "algorithm"},
+		"Expired":       {reason: "exp in the past beyond leeway", auth: bearer(k.sign(t, "RS256", "rsa1", claims(now, func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Hour).Unix() }), nil)), status: 401, code: "invalid_token", why: "expired"},
+		"NotYetValid":   {reason: "nbf in the future", auth: bearer(k.sign(t, "RS256", "rsa1", claims(now, func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Hour).Unix() }), nil)), status: 401, code: "invalid_token", why: "not_yet_valid"},
+		"IssuedFuture":  {reason: "iat in the future", auth: bearer(k.sign(t, "RS256", "rsa1", claims(now, func(c jwt.MapClaims) { c["iat"] = now.Add(time.Hour).Unix() }), nil)), status: 401, code: "invalid_token", why: "issued_in_future"},
+		"TooOld":        {reason: "iat older than the maximum token age", auth: bearer(k.sign(t, "RS256", "rsa1", claims(now, func(c jwt.MapClaims) { c["iat"] = now.Add(-3 * time.Hour).Unix() }), nil)), status: 401, code: "invalid_token", why: "too_old"},
+		"NoExp":         {reason: "a token without exp lives forever: refused", auth: bearer(k.sign(t, "RS256", "rsa1", claims(now, func(c jwt.MapClaims) { delete(c, "exp") }), nil)), status: 401, code: "invalid_token", why: "claim_missing"},
+		"WrongIssuer":   {reason: "iss not trusted", auth: bearer(k.sign(t, "RS256", "rsa1", claims(now, func(c jwt.MapClaims) { c["iss"] = "https://evil.test" }), nil)), status: 401, code: "invalid_token", why: "issuer"},
+		"NoIssuer":      {reason: "no iss at all", auth: bearer(k.sign(t, "RS256", "rsa1", claims(now, func(c jwt.MapClaims) { delete(c, "iss") }), nil)), status: 401, code: "invalid_token", why: "issuer"},
+		"OtherAudience": {reason: "a trusted issuer's token for another validator's audience", auth: bearer(k.sign(t, "RS256", "rsa1", claims(now, func(c jwt.MapClaims) { c["aud"] = "billing" }), nil)), status: 401, code: "invalid_token", why: "audience"},
+		"UnknownKid":    {reason: "kid not in the key set", auth: bearer(k.sign(t, "RS256", "rsa1", claims(now, nil), map[string]any{"kid": "nope"})), status: 401, code: "invalid_token", why: "unverifiable"},
+		"KidPathChars":  {reason: "kid with path characters", auth: bearer(signWith(oldKey, "../../etc/passwd", claims(now, nil), nil)), status: 401, code: "invalid_token", why: "unverifiable"},
+		"JKUIgnored": {reason: "jku pointing at the attacker's key set is never fetched",
+			auth: bearer(signWith(attackerKey, "attacker", claims(now, nil), map[string]any{"jku": attacker.URL})), status: 401, code: "invalid_token", why: "unverifiable"},
+		"X5UIgnored": {reason: "x5u likewise",
+			auth: bearer(signWith(attackerKey, "attacker2", claims(now, nil), map[string]any{"x5u": attacker.URL + "/cert.pem"})), status: 401, code: "invalid_token", why: "unverifiable"},
+		"EmbeddedJWK": {reason: "a key embedded in the header is not trusted",
+			auth: bearer(signWith(attackerKey, "rsa1", claims(now, nil), map[string]any{"jwk": map[string]any{"kty": "RSA", "n": base64.RawURLEncoding.EncodeToString(attackerKey.N.Bytes()), "e": "AQAB"}})), status: 401, code: "invalid_token", why: "signature"},
+		"ForgedSignature": {reason: "a known kid with another key's signature", auth: bearer(signWith(attackerKey, "rsa1", claims(now, nil), nil)), status: 401, code: "invalid_token", why: "signature"},
+		"UnknownCrit":     {reason: "a critical header we do not understand", auth: bearer(k.sign(t, "RS256", "rsa1", claims(now, nil), map[string]any{"crit": []string{"exp-v2"}, "exp-v2": 1})), status: 401, code: "invalid_token", why: "crit"},
+		"Truncated":       {reason: "signature cut short", auth: bearer(valid[:len(valid)-10]), status: 401, code: "invalid_token", why: "signature"},
+		"TamperedClaims":  {reason: "claims changed after signing", auth: bearer(parts[0] + "." + b64json(t, claims(now, func(c jwt.MapClaims) { c["sub"] = "admin" })) + "." + parts[2]), status: 401, code: "invalid_token", why: "signature"},
+		"ExtraSegments":   {reason: "four segments is not a JWS", auth: bearer(valid + ".extra"), status: 401, code: "invalid_token"},
+		"BadBase64":       {reason: "segments that are not base64url", auth: bearer("eyJhbGciOiJSUzI1NiJ9.e30~~~.c2ln"), status: 401, code: "invalid_token", why: "malformed"},
+		"ES256ZeroRS": {reason: "ES256 signature with r = s = 0 (CVE-2022-21449 style)",
+			auth: bearer(header(map[string]any{"alg": "ES256", "kid": "ec1"}) + "." + payload + "." + base64.RawURLEncoding.EncodeToString(make([]byte, 64))), status: 401, code: "invalid_token", why: "signature"},
+		"RotatedOut":            {reason: "a key no longer in the JWKS", auth: bearer(rotatedOut), status: 401, code: "invalid_token", why: "unverifiable"},
+		"MissingScope":          {reason: "a valid token without the required scope", auth: bearer(k.sign(t, "RS256", "rsa1", claims(now, func(c jwt.MapClaims) { c["scope"] = "profile" }), nil)), status: 403, code: "insufficient_scope", why: "scope"},
+		"OversizeHeader":        {reason: "headers over 8 KiB are refused before parsing", auth: bearer(strings.Repeat("a", 9000)), status: 400, code: "invalid_request", why: "oversize"},
+		"IllegalChars":          {reason: "characters outside RFC 6750 b64token", auth: []string{"Bearer abc<script>"}, status: 400, code: "invalid_request", why: "charset"},
+		"Empty":                 {reason: "Bearer with nothing after it", auth: []string{"Bearer "}, status: 400, code: "invalid_request", why: "empty"},
+		"WrongScheme":           {reason: "Basic credentials are not a Bearer token", auth: []string{"Basic dXNlcjpwYXNz"}, status: 401, why: "wrong_scheme"},
+		"TokenScheme":           {reason: "Token scheme only when the validator accepts it", auth: []string{"Token " + valid}, status: 401, why: "wrong_scheme"},
+		"NoHeader":              {reason: "no credentials at all", auth: nil, status: 401, why: "missing"},
+		"TwoHeaders":            {reason: "two Authorization headers are ambiguous", auth: []string{"Bearer " + valid, "Bearer " + valid}, status: 400, code: "invalid_request", why: "multiple_headers"},
+		"OpaqueNoIntrospection": {reason: "an opaque token where no issuer can introspect", auth: bearer("c04c7ff7-5fa1-48fb-aa2a-bcf97a6b8a79"), status: 401, code: "invalid_token", why: "malformed"},
+	}
+	rejected := 0
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			id, d := v.Authenticate(t.Context(), c.auth)
+			if c.status == 200 {
+				if d != nil {
+					t.Fatalf("%s\nrejected: %v", c.reason, d)
+				}
+				if id.Headers["X-Auth-Subject"] != "user-1" || id.Headers["X-Email"] != "u@example.com" {
+					t.Fatalf("%s\nidentity headers %v", c.reason, id.Headers)
+				}
+				return
+			}
+			rejected++
+			if d == nil {
+				t.Fatalf("%s\naccepted, want %d %s", c.reason, c.status, c.code)
+			}
+			if d.Status != c.status || d.Code != c.code || (c.why != "" && d.Reason != c.why) {
+				t.Fatalf("%s\ngot %d %q (%s: %s), want %d %q (%s)", c.reason, d.Status, d.Code, d.Reason, d.Description, c.status, c.code, c.why)
+			}
+			ch := d.Challenge()
+			if !strings.HasPrefix(ch, "Bearer ") || (c.code != "" && !strings.Contains(ch, `error="`+c.code+`"`)) {
+				t.Fatalf("%s\nWWW-Authenticate %q", c.reason, ch)
+			}
+		})
+	}
+	if rejected < 25 {
+		t.Fatalf("the attack suite has %d rejected cases, want at least 25", rejected)
+	}
+	if n := attackerHits.Load(); n != 0 {
+		t.Fatalf("a URL from a token was fetched %d times", n)
+	}
+}
+
+// A claim cannot inject a header into the forward-auth response.
+func TestClaimsCannotInjectHeaders(t *testing.T) {
+	k := newKeyServer(t)
+	clk := clocktesting.NewFakeClock(time.Now())
+	v := newTestValidator(t, k, clk, nil)
+	tok := k.sign(t, "RS256", "rsa1", claims(clk.Now(), func(c jwt.MapClaims) { c["email"] = "u@example.com\r\nX-Admin: true" }), nil)
+	id, d := v.Authenticate(t.Context(), []string{"Bearer " + tok})
+	if d != nil {
+		t.Fatal(d)
+	}
+	if strings.ContainsAny(id.Headers["X-Email"], "\r\n") {
+		t.Fatalf("header value carries a line break: %q", id.Headers["X-Email"])
+	}
+}
+
+// Key rotation at the issuer: a token signed with a new key is accepted after one refresh,
+// without restart; refreshes on unknown kids are rate limited.
+func TestKeyRotation(t *testing.T) {
+	k := newKeyServer(t)
+	clk := clocktesting.NewFakeClock(time.Now())
+	v := newTestValidator(t, k, clk, nil)
+	fetches := k.hits.Load()
+	k.rotate(t)
+	tok := k.sign(t, "RS256", "rsa2", claims(clk.Now(), nil), nil)
+	// Within the rate limit the unknown kid fetches nothing.
+	if _, d := v.Authenticate(t.Context(), []string{"Bearer " + tok}); d == nil || d.Reason != "unverifiable" {
+		t.Fatalf("within the refresh rate limit: %v, want unverifiable", d)
+	}
+	if n := k.hits.Load() - fetches; n != 0 {
+		t.Fatalf("%d fetches within the rate limit, want 0", n)
+	}
+	clk.Step(minRefreshInterval + time.Second)
+	if _, d := v.Authenticate(t.Context(), []string{"Bearer " + k.sign(t, "RS256", "rsa2", claims(clk.Now(), nil), nil)}); d != nil {
+		t.Fatalf("after rotation and one refresh: %v", d)
+	}
+	if n := k.hits.Load() - fetches; n != 1 {
+		t.Fatalf("%d key set fetches for one rotation, want 1", n)
+	}
+}

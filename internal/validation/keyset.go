@@ -1,0 +1,222 @@
+package validation
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"regexp"
+	"sync"
+	"time"
+
+	"k8s.io/utils/clock"
+)
+
+const (
+	// maxJWKSSize caps a key set document.
+	maxJWKSSize = 256 << 10
+	// minRefreshInterval rate-limits refreshes triggered by unknown key IDs.
+	minRefreshInterval = 10 * time.Second
+	// jwksTimeout bounds one key set fetch.
+	jwksTimeout = 5 * time.Second
+)
+
+// kidPattern is what a key ID may look like: no path characters, bounded.
+var kidPattern = regexp.MustCompile(`^[A-Za-z0-9._~+=-]{1,128}$`)
+
+// KeySet is one issuer's JSON Web Key Set, fetched from a URL fixed in configuration (never from
+// a token), refreshed on an unknown key ID at most once per minRefreshInterval.
+type KeySet struct {
+	url    string
+	client *http.Client
+	clock  clock.PassiveClock
+	// OnRefresh is called after each fetch attempt, for metrics. Optional.
+	OnRefresh func(err error)
+
+	mu        sync.RWMutex
+	keys      map[string]any // kid → *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey
+	fetchedAt time.Time
+
+	refreshMu   sync.Mutex
+	lastAttempt time.Time
+}
+
+// NewKeySet returns a key set for url, fetched with client (which carries the issuer's CA).
+func NewKeySet(url string, client *http.Client, clk clock.PassiveClock) *KeySet {
+	return &KeySet{url: url, client: client, clock: clk, keys: map[string]any{}}
+}
+
+// Len is the number of keys.
+func (k *KeySet) Len() int {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return len(k.keys)
+}
+
+// FetchedAt is when the keys were last fetched successfully.
+func (k *KeySet) FetchedAt() time.Time {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.fetchedAt
+}
+
+// Lookup returns the key for kid. An unknown kid triggers one rate-limited refresh; requests for
+// known keys never wait for it.
+func (k *KeySet) Lookup(ctx context.Context, kid string) (any, error) {
+	if !kidPattern.MatchString(kid) {
+		return nil, errors.New("malformed key ID")
+	}
+	if key := k.get(kid); key != nil {
+		return key, nil
+	}
+	if err := k.refresh(ctx, false); err != nil {
+		return nil, err
+	}
+	if key := k.get(kid); key != nil {
+		return key, nil
+	}
+	return nil, errors.New("unknown key ID")
+}
+
+func (k *KeySet) get(kid string) any {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.keys[kid]
+}
+
+// Refresh fetches the key set now (the reconciler's periodic refresh).
+func (k *KeySet) Refresh(ctx context.Context) error { return k.refresh(ctx, true) }
+
+func (k *KeySet) refresh(ctx context.Context, force bool) error {
+	k.refreshMu.Lock()
+	defer k.refreshMu.Unlock()
+	if !force && k.clock.Since(k.lastAttempt) < minRefreshInterval {
+		return nil // rate limited: answer with the keys at hand
+	}
+	k.lastAttempt = k.clock.Now()
+	keys, err := k.fetch(ctx)
+	if k.OnRefresh != nil {
+		k.OnRefresh(err)
+	}
+	if err != nil {
+		return err
+	}
+	k.mu.Lock()
+	k.keys, k.fetchedAt = keys, k.clock.Now()
+	k.mu.Unlock()
+	return nil
+}
+
+func (k *KeySet) fetch(ctx context.Context) (map[string]any, error) {
+	ctx, cancel := context.WithTimeout(ctx, jwksTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := k.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetching key set: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetching key set: HTTP %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading key set: %w", err)
+	}
+	if len(body) > maxJWKSSize {
+		return nil, errors.New("key set larger than 256 KiB")
+	}
+	return ParseJWKS(body)
+}
+
+type jwk struct {
+	Kty string `json:"kty"`
+	Kid string `json:"kid"`
+	Use string `json:"use"`
+	Crv string `json:"crv"`
+	N   string `json:"n"`
+	E   string `json:"e"`
+	X   string `json:"x"`
+	Y   string `json:"y"`
+}
+
+// ParseJWKS reads the signature keys of a JWKS document (RSA, EC P-256/384/521, Ed25519); keys
+// without a valid kid, for encryption, or of other types are skipped.
+func ParseJWKS(body []byte) (map[string]any, error) {
+	var doc struct {
+		Keys []jwk `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, errors.New("key set is not JSON")
+	}
+	keys := map[string]any{}
+	for _, j := range doc.Keys {
+		if !kidPattern.MatchString(j.Kid) || (j.Use != "" && j.Use != "sig") {
+			continue
+		}
+		if key, err := j.publicKey(); err == nil {
+			keys[j.Kid] = key
+		}
+	}
+	return keys, nil
+}
+
+func (j jwk) publicKey() (any, error) {
+	b := func(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+	switch j.Kty {
+	case "RSA":
+		n, err1 := b(j.N)
+		e, err2 := b(j.E)
+		if err := errors.Join(err1, err2); err != nil || len(n) < 256 || len(e) == 0 || len(e) > 4 {
+			return nil, errors.New("bad RSA key (at least 2048 bits)")
+		}
+		return &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}, nil
+	case "EC":
+		var curve elliptic.Curve
+		switch j.Crv {
+		case "P-256":
+			curve = elliptic.P256()
+		case "P-384":
+			curve = elliptic.P384()
+		case "P-521":
+			curve = elliptic.P521()
+		default:
+			return nil, errors.New("unsupported curve")
+		}
+		x, err1 := b(j.X)
+		y, err2 := b(j.Y)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, err
+		}
+		// Reject points not on the curve: go through the uncompressed encoding.
+		size := (curve.Params().BitSize + 7) / 8
+		if len(x) != size || len(y) != size {
+			return nil, errors.New("bad EC coordinates")
+		}
+		raw := append(append([]byte{4}, x...), y...)
+		pk, err := ecdsa.ParseUncompressedPublicKey(curve, raw)
+		if err != nil {
+			return nil, err
+		}
+		return pk, nil
+	case "OKP":
+		x, err := b(j.X)
+		if err != nil || j.Crv != "Ed25519" || len(x) != ed25519.PublicKeySize {
+			return nil, errors.New("bad Ed25519 key")
+		}
+		return ed25519.PublicKey(x), nil
+	}
+	return nil, errors.New("unsupported key type")
+}

@@ -1,0 +1,198 @@
+package validation
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	authnv1 "k8s.io/api/authentication/v1"
+	authnv1beta1 "k8s.io/api/authentication/v1beta1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
+)
+
+// maxReviewSize caps a TokenReview request body.
+const maxReviewSize = 64 << 10
+
+// Server serves every TokenValidator: /validate/{namespace}/{name} for forward auth (nginx
+// auth_request, Traefik forwardAuth, Envoy ext_authz in HTTP mode) and
+// /tokenreview/{namespace}/{name} for kube-apiserver's webhook token authenticator.
+type Server struct {
+	mu         sync.RWMutex
+	validators map[types.NamespacedName]*entry
+	mux        *http.ServeMux
+}
+
+// entry is a validator with its metrics bound to its labels once, not per request.
+type entry struct {
+	*Validator
+	name     string
+	allowed  prometheus.Counter
+	duration prometheus.Observer
+}
+
+// NewServer returns an empty Server; the TokenValidator reconciler fills it.
+func NewServer() *Server {
+	s := &Server{validators: map[types.NamespacedName]*entry{}, mux: http.NewServeMux()}
+	s.mux.HandleFunc("/validate/{namespace}/{name}", s.validate)
+	s.mux.HandleFunc("POST /tokenreview/{namespace}/{name}", s.tokenReview)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	return s
+}
+
+// Set installs (or replaces) the validator of a TokenValidator.
+func (s *Server) Set(key types.NamespacedName, v *Validator) {
+	name := key.String()
+	hits := map[string]prometheus.Counter{
+		"verified": metrics.ValidationCacheHits.WithLabelValues(name, "verified"),
+		"negative": metrics.ValidationCacheHits.WithLabelValues(name, "negative"),
+	}
+	v.OnCacheHit = func(kind string) { hits[kind].Inc() }
+	e := &entry{Validator: v, name: name, allowed: metrics.Validations.WithLabelValues(name, "allowed", "ok"),
+		duration: metrics.ValidationDuration.WithLabelValues(name)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.validators[key] = e
+}
+
+// Delete removes a TokenValidator's validator.
+func (s *Server) Delete(key types.NamespacedName) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.validators, key)
+}
+
+func (s *Server) get(r *http.Request) *entry {
+	key := types.NamespacedName{Namespace: r.PathValue("namespace"), Name: r.PathValue("name")}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.validators[key]
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	v := s.get(r)
+	if v == nil {
+		http.Error(w, "no such TokenValidator", http.StatusNotFound)
+		return
+	}
+	id, d := v.Authenticate(r.Context(), r.Header["Authorization"])
+	v.observe(d, start)
+	if d != nil {
+		w.Header().Set("WWW-Authenticate", d.Challenge())
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(d.Status)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": d.Code, "error_description": d.Description})
+		return
+	}
+	h := w.Header()
+	for k, val := range id.ResponseHeader() {
+		h[k] = val
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// tokenReview answers authentication.k8s.io/v1 and v1beta1 TokenReviews.
+func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	v := s.get(r)
+	if v == nil {
+		http.Error(w, "no such TokenValidator", http.StatusNotFound)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxReviewSize+1))
+	if err != nil || len(body) > maxReviewSize {
+		http.Error(w, "TokenReview too large or unreadable", http.StatusBadRequest)
+		return
+	}
+	var review authnv1.TokenReview
+	if err := json.Unmarshal(body, &review); err != nil || review.Spec.Token == "" {
+		http.Error(w, "not a TokenReview", http.StatusBadRequest)
+		return
+	}
+	if review.APIVersion == "" {
+		review.APIVersion = authnv1.SchemeGroupVersion.String()
+	}
+	id, d := v.AuthenticateToken(r.Context(), review.Spec.Token)
+	v.observe(d, start)
+	review.Spec.Token = "" // never echo the token back
+	review.Status = authnv1.TokenReviewStatus{}
+	if d != nil {
+		review.Status.Error = d.Description
+	} else {
+		review.Status.Authenticated = true
+		review.Status.User = authnv1.UserInfo{Username: id.Username, UID: id.Subject, Groups: id.Groups}
+		review.Status.Audiences = review.Spec.Audiences
+	}
+	var out any = &review
+	if review.APIVersion == authnv1beta1.SchemeGroupVersion.String() {
+		// v1beta1 has the same shape.
+		out = map[string]any{"apiVersion": review.APIVersion, "kind": "TokenReview", "metadata": metav1.ObjectMeta{}, "status": review.Status}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+func (e *entry) observe(d *Denial, start time.Time) {
+	if d == nil {
+		e.allowed.Inc()
+	} else {
+		metrics.Validations.WithLabelValues(e.name, "denied", d.Reason).Inc()
+	}
+	e.duration.Observe(time.Since(start).Seconds())
+}
+
+// Listener runs the Server on its own port, with TLS from CertDir (tls.crt, tls.key, reloaded
+// when they change) or plain HTTP when CertDir is empty. It runs on every replica.
+type Listener struct {
+	Addr    string
+	CertDir string
+	Handler http.Handler
+}
+
+// NeedLeaderElection: every replica serves validations.
+func (l *Listener) NeedLeaderElection() bool { return false }
+
+// Start serves until ctx ends.
+func (l *Listener) Start(ctx context.Context) error {
+	srv := &http.Server{Addr: l.Addr, Handler: l.Handler, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 16 << 10}
+	errc := make(chan error, 1)
+	go func() {
+		if l.CertDir == "" {
+			errc <- srv.ListenAndServe()
+			return
+		}
+		w, err := certwatcher.New(l.CertDir+"/tls.crt", l.CertDir+"/tls.key")
+		if err != nil {
+			errc <- err
+			return
+		}
+		go func() { _ = w.Start(ctx) }()
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: w.GetCertificate}
+		errc <- srv.ListenAndServeTLS("", "")
+	}()
+	logf.FromContext(ctx).Info("serving token validation", "addr", l.Addr, "tls", l.CertDir != "")
+	select {
+	case <-ctx.Done():
+		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutdown) //nolint:contextcheck // the manager's context is already done
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}
+}

@@ -1,0 +1,455 @@
+// Package validation checks Bearer tokens for in-cluster services: JWTs against their issuer's
+// keys, opaque tokens by introspection, with the hardening a public endpoint needs, and serves
+// the results over forward-auth HTTP and the Kubernetes TokenReview protocol.
+package validation
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"k8s.io/utils/clock"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
+)
+
+const (
+	// MaxHeaderSize caps the Authorization header, checked before any parsing.
+	MaxHeaderSize = 8 << 10
+	// DefaultLeeway tolerates clock skew on exp, nbf and iat.
+	DefaultLeeway = 30 * time.Second
+	cacheSize     = 10000
+	// maxCacheTTL bounds how long a verified token is trusted without checking again.
+	maxCacheTTL    = 5 * time.Minute
+	negativeTTL    = 10 * time.Second
+	subjectHeader  = "X-Auth-Subject"
+	defaultGroups  = "groups"
+	defaultSubject = "sub"
+)
+
+// DefaultAlgorithms are accepted when a validator names none.
+var DefaultAlgorithms = []string{"RS256", "ES256", "EdDSA"}
+
+// TrustedIssuer is one issuer a validator accepts tokens from.
+type TrustedIssuer struct {
+	// Name is "ClusterIssuer/x" or "Issuer/x", for messages.
+	Name string
+	// Iss is the iss claim its JWTs carry; empty when it issues opaque tokens only.
+	Iss string
+	// Keys verifies its signed JWTs; nil when it has none.
+	Keys *KeySet
+	// HMAC verifies HS256/384/512 JWTs; only when explicitly configured.
+	HMAC []byte
+	// Inspect asks the issuer about an opaque token; nil when it cannot.
+	Inspect func(ctx context.Context, token string) (*issuer.Introspection, error)
+}
+
+// Config is what one TokenValidator accepts.
+type Config struct {
+	Issuers           []TrustedIssuer
+	Audiences         []string
+	RequiredScopes    []string
+	RequiredClaims    map[string]string
+	Algorithms        []string
+	ForwardClaims     map[string]string // claim → header
+	AcceptTokenScheme bool
+	Leeway            time.Duration
+	MaxTokenAge       time.Duration
+	DisableCache      bool
+	UsernameClaim     string
+	UsernamePrefix    string
+	GroupsClaim       string
+	Clock             clock.PassiveClock
+}
+
+// Identity is an accepted token's holder.
+type Identity struct {
+	Subject   string
+	Username  string
+	Groups    []string
+	Claims    map[string]any
+	ExpiresAt time.Time
+	// Headers are the identity headers for forward auth: X-Auth-Subject and forwarded claims,
+	// keys in canonical form, ready to copy into a response.
+	Headers map[string]string
+	header  http.Header
+}
+
+// ResponseHeader is Headers as an http.Header, built once per identity (cached identities reuse it).
+func (id *Identity) ResponseHeader() http.Header { return id.header }
+
+// Denial is a rejected request, as RFC 6750 describes it.
+type Denial struct {
+	Status      int    // 400, 401 or 403
+	Code        string // invalid_request, invalid_token, insufficient_scope; "" when no credentials
+	Description string
+	// Reason is a short, bounded label for metrics.
+	Reason string
+	Scope  string
+}
+
+func (d *Denial) Error() string { return d.Code + ": " + d.Description }
+
+// Challenge is the WWW-Authenticate header value.
+func (d *Denial) Challenge() string {
+	if d.Code == "" {
+		return `Bearer realm="tokenkeeper"`
+	}
+	c := fmt.Sprintf(`Bearer realm="tokenkeeper", error=%q, error_description=%q`, d.Code, d.Description)
+	if d.Scope != "" {
+		c += fmt.Sprintf(`, scope=%q`, d.Scope)
+	}
+	return c
+}
+
+func deny(status int, code, reason, desc string) *Denial {
+	return &Denial{Status: status, Code: code, Reason: reason, Description: desc}
+}
+
+// Validator checks tokens for one TokenValidator. It is safe for concurrent use.
+type Validator struct {
+	cfg      Config
+	verified *cache[*Identity]
+	negative *cache[*Denial]
+	// OnCacheHit is called on each cache hit, for metrics. Optional.
+	OnCacheHit func(kind string)
+}
+
+// New returns a Validator.
+func New(cfg Config) *Validator {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	if len(cfg.Algorithms) == 0 {
+		cfg.Algorithms = DefaultAlgorithms
+	}
+	if cfg.Leeway == 0 {
+		cfg.Leeway = DefaultLeeway
+	}
+	return &Validator{cfg: cfg, verified: newCache[*Identity](cacheSize), negative: newCache[*Denial](cacheSize)}
+}
+
+// ParseAuthorization extracts the token from the Authorization header values, applying every
+// check that needs no key: one header, at most 8 KiB, the Bearer (or Token) scheme, the RFC 6750
+// b64token charset.
+func ParseAuthorization(values []string, acceptToken bool) (string, *Denial) {
+	switch {
+	case len(values) == 0:
+		return "", deny(http.StatusUnauthorized, "", "missing", "no credentials")
+	case len(values) > 1:
+		return "", deny(http.StatusBadRequest, "invalid_request", "multiple_headers", "more than one Authorization header")
+	case len(values[0]) > MaxHeaderSize:
+		return "", deny(http.StatusBadRequest, "invalid_request", "oversize", "Authorization header larger than 8 KiB")
+	}
+	scheme, token, found := strings.Cut(values[0], " ")
+	switch {
+	case strings.EqualFold(scheme, "Bearer"), acceptToken && strings.EqualFold(scheme, "Token"):
+	default:
+		return "", deny(http.StatusUnauthorized, "", "wrong_scheme", "the Bearer scheme is required")
+	}
+	if !found || token == "" {
+		return "", deny(http.StatusBadRequest, "invalid_request", "empty", "empty token")
+	}
+	if err := issuer.CheckTokenSyntax(token); err != nil {
+		return "", deny(http.StatusBadRequest, "invalid_request", "charset", "token is not an RFC 6750 b64token")
+	}
+	return token, nil
+}
+
+// Authenticate validates the Authorization header values of one request.
+func (v *Validator) Authenticate(ctx context.Context, authorization []string) (*Identity, *Denial) {
+	token, d := ParseAuthorization(authorization, v.cfg.AcceptTokenScheme)
+	if d != nil {
+		return nil, d
+	}
+	return v.authenticate(ctx, token)
+}
+
+// AuthenticateToken validates a bare token (TokenReview sends no header).
+func (v *Validator) AuthenticateToken(ctx context.Context, token string) (*Identity, *Denial) {
+	if err := issuer.CheckTokenSyntax(token); err != nil {
+		return nil, deny(http.StatusBadRequest, "invalid_request", "charset", "token is not an RFC 6750 b64token")
+	}
+	return v.authenticate(ctx, token)
+}
+
+// authenticate validates a token whose syntax is checked.
+func (v *Validator) authenticate(ctx context.Context, token string) (*Identity, *Denial) {
+	now := v.cfg.Clock.Now()
+	key := tokenKey(token)
+	if !v.cfg.DisableCache {
+		if id, ok := v.verified.get(key, now); ok {
+			v.hit("verified")
+			return id, nil
+		}
+		if d, ok := v.negative.get(key, now); ok {
+			v.hit("negative")
+			return nil, d
+		}
+	}
+	var (
+		claims jwt.MapClaims
+		d      *Denial
+	)
+	if strings.Count(token, ".") == 2 {
+		claims, d = v.verifyJWT(ctx, token)
+	} else {
+		claims, d = v.introspect(ctx, token)
+	}
+	if d == nil {
+		d = v.authorize(claims)
+	}
+	if d != nil {
+		if !v.cfg.DisableCache && d.Reason == "inactive" {
+			v.negative.put(key, d, now.Add(negativeTTL), now)
+		}
+		return nil, d
+	}
+	id := v.identity(claims)
+	if !v.cfg.DisableCache {
+		v.verified.put(key, id, minTime(id.ExpiresAt, now.Add(maxCacheTTL)), now)
+	}
+	return id, nil
+}
+
+func (v *Validator) hit(kind string) {
+	if v.OnCacheHit != nil {
+		v.OnCacheHit(kind)
+	}
+}
+
+// errUntrustedIssuer is returned by the key function for a token whose iss no issuer matches.
+var errUntrustedIssuer = errors.New("token issuer not trusted")
+
+// joseHeader is the part of a JWT header read before verification.
+type joseHeader struct {
+	Alg  string          `json:"alg"`
+	Kid  string          `json:"kid"`
+	Crit json.RawMessage `json:"crit"`
+}
+
+// verifyJWT verifies a JWT with the keys of the issuer its iss names, and only those. The header
+// is read first (algorithm and critical extensions); the claims are decoded once, by the
+// verifying parse, whose key function picks the issuer.
+func (v *Validator) verifyJWT(ctx context.Context, token string) (jwt.MapClaims, *Denial) {
+	invalid := func(reason, desc string) *Denial {
+		return deny(http.StatusUnauthorized, "invalid_token", reason, desc)
+	}
+	var hdr joseHeader
+	raw, err := base64.RawURLEncoding.DecodeString(token[:strings.IndexByte(token, '.')])
+	if err != nil || json.Unmarshal(raw, &hdr) != nil {
+		return nil, invalid("malformed", "malformed token")
+	}
+	if hdr.Crit != nil {
+		return nil, invalid("crit", "unsupported critical header")
+	}
+	if !slices.Contains(v.cfg.Algorithms, hdr.Alg) {
+		return nil, invalid("algorithm", "signing algorithm not accepted")
+	}
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods([]string{hdr.Alg}), jwt.WithExpirationRequired(),
+		jwt.WithLeeway(v.cfg.Leeway), jwt.WithIssuedAt(), jwt.WithTimeFunc(v.cfg.Clock.Now),
+	}
+	if len(v.cfg.Audiences) > 0 {
+		opts = append(opts, jwt.WithAudience(v.cfg.Audiences...))
+	}
+	claims := jwt.MapClaims{}
+	_, err = jwt.NewParser(opts...).ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
+		iss, _ := claims["iss"].(string)
+		var trusted *TrustedIssuer
+		for i := range v.cfg.Issuers {
+			if v.cfg.Issuers[i].Iss != "" && v.cfg.Issuers[i].Iss == iss {
+				trusted = &v.cfg.Issuers[i]
+				break
+			}
+		}
+		switch {
+		case trusted == nil:
+			return nil, errUntrustedIssuer
+		case strings.HasPrefix(hdr.Alg, "HS"):
+			if len(trusted.HMAC) == 0 {
+				return nil, errors.New("HMAC not configured for this issuer")
+			}
+			return trusted.HMAC, nil
+		case trusted.Keys == nil:
+			return nil, errors.New("issuer has no key set")
+		}
+		kid, _ := t.Header["kid"].(string)
+		return trusted.Keys.Lookup(ctx, kid)
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, errUntrustedIssuer):
+		return nil, invalid("issuer", "token issuer not trusted")
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return nil, invalid("expired", "token expired")
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return nil, invalid("not_yet_valid", "token not valid yet")
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return nil, invalid("issued_in_future", "token issued in the future")
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return nil, invalid("audience", "audience not accepted")
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return nil, invalid("claim_missing", "token lacks a required claim (exp)")
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return nil, invalid("signature", "signature invalid")
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return nil, invalid("unverifiable", "no key to verify the token")
+	default:
+		return nil, invalid("malformed", "malformed token")
+	}
+	if v.cfg.MaxTokenAge > 0 {
+		iat, err := claims.GetIssuedAt()
+		if err != nil || iat == nil {
+			return nil, invalid("claim_missing", "token lacks iat, needed to bound its age")
+		}
+		if v.cfg.Clock.Now().Sub(iat.Time) > v.cfg.MaxTokenAge+v.cfg.Leeway {
+			return nil, invalid("too_old", "token older than the maximum token age")
+		}
+	}
+	return claims, nil
+}
+
+// introspect asks the trusted issuers that can inspect opaque tokens.
+func (v *Validator) introspect(ctx context.Context, token string) (jwt.MapClaims, *Denial) {
+	asked := false
+	for _, t := range v.cfg.Issuers {
+		if t.Inspect == nil {
+			continue
+		}
+		asked = true
+		in, err := t.Inspect(ctx, token)
+		if err != nil {
+			continue
+		}
+		if !in.Active {
+			continue
+		}
+		claims := jwt.MapClaims{}
+		for k, val := range in.Claims {
+			claims[k] = val
+		}
+		if _, ok := claims["exp"]; !ok || in.ExpiresAt.IsZero() {
+			claims["exp"] = float64(v.cfg.Clock.Now().Add(time.Minute).Unix()) // trust an answer for a minute at most
+		}
+		if len(v.cfg.Audiences) > 0 {
+			if aud, err := claims.GetAudience(); err == nil && len(aud) > 0 && !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(v.cfg.Audiences, a) }) {
+				return nil, deny(http.StatusUnauthorized, "invalid_token", "audience", "audience not accepted")
+			}
+		}
+		return claims, nil
+	}
+	if !asked {
+		return nil, deny(http.StatusUnauthorized, "invalid_token", "malformed", "not a JWT, and no trusted issuer can introspect tokens")
+	}
+	return nil, deny(http.StatusUnauthorized, "invalid_token", "inactive", "token is not active")
+}
+
+// authorize checks scopes and required claims: failures are 403 insufficient_scope.
+func (v *Validator) authorize(claims jwt.MapClaims) *Denial {
+	have := scopes(claims)
+	for _, s := range v.cfg.RequiredScopes {
+		if !slices.Contains(have, s) {
+			d := deny(http.StatusForbidden, "insufficient_scope", "scope", "token lacks a required scope")
+			d.Scope = strings.Join(v.cfg.RequiredScopes, " ")
+			return d
+		}
+	}
+	for name, want := range v.cfg.RequiredClaims {
+		if !slices.Contains(claimStrings(claims[name]), want) {
+			return deny(http.StatusForbidden, "insufficient_scope", "claim", fmt.Sprintf("claim %q does not have the required value", name))
+		}
+	}
+	return nil
+}
+
+func scopes(claims jwt.MapClaims) []string {
+	var out []string
+	for _, name := range []string{"scope", "scp"} {
+		for _, s := range claimStrings(claims[name]) {
+			out = append(out, strings.Fields(s)...)
+		}
+	}
+	return out
+}
+
+// claimStrings reads a claim as strings: a string, or the strings of an array.
+func claimStrings(v any) []string {
+	switch x := v.(type) {
+	case string:
+		return []string{x}
+	case []any:
+		var out []string
+		for _, e := range x {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	case []string:
+		return x
+	}
+	return nil
+}
+
+func (v *Validator) identity(claims jwt.MapClaims) *Identity {
+	id := &Identity{Claims: claims, Headers: map[string]string{}}
+	id.Subject, _ = claims["sub"].(string)
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		id.ExpiresAt = exp.Time
+	}
+	userClaim := v.cfg.UsernameClaim
+	if userClaim == "" {
+		userClaim = defaultSubject
+	}
+	if u := claimStrings(claims[userClaim]); len(u) > 0 {
+		id.Username = v.cfg.UsernamePrefix + u[0]
+	}
+	groupsClaim := v.cfg.GroupsClaim
+	if groupsClaim == "" {
+		groupsClaim = defaultGroups
+	}
+	id.Groups = claimStrings(claims[groupsClaim])
+	id.Headers[subjectHeader] = headerSafe(id.Subject)
+	for claim, header := range v.cfg.ForwardClaims {
+		header = http.CanonicalHeaderKey(header)
+		if vals := claimStrings(claims[claim]); len(vals) > 0 {
+			id.Headers[header] = headerSafe(strings.Join(vals, ","))
+		} else if val, ok := claims[claim]; ok && val != nil {
+			id.Headers[header] = headerSafe(fmt.Sprint(val))
+		}
+	}
+	id.header = make(http.Header, len(id.Headers))
+	for k, val := range id.Headers {
+		id.header[k] = []string{val}
+	}
+	return id
+}
+
+// headerSafe drops control characters, so that no claim can inject a header, and caps length.
+func headerSafe(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > 1024 {
+		s = s[:1024]
+	}
+	return s
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.IsZero() || b.Before(a) {
+		return b
+	}
+	return a
+}
