@@ -13,6 +13,7 @@ KUBECONFORM_VERSION ?= v0.8.0
 
 CONTROLLER_GEN ?= $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 GOLANGCI_LINT ?= $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+HELM ?= $(BIN)/helm-$(HELM_VERSION)
 
 # go test flags; FUZZTIME bounds each fuzz target in `make test` (longer in `make fuzz`).
 TEST_FLAGS ?= -count=1
@@ -32,6 +33,7 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/.
 	$(CONTROLLER_GEN) crd rbac:roleName=tokenkeeper-manager webhook paths="./..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac \
 		output:webhook:artifacts:config=config/webhook
+	hack/sync-manifests.sh
 
 .PHONY: fmt
 fmt: ## Run gofmt.
@@ -51,29 +53,43 @@ envtest-assets: ## Build kube-apiserver and etcd from Go modules into bin/k8s (o
 	hack/envtest-assets.sh >/dev/null
 
 .PHONY: test
-test: manifests generate envtest-assets ## Run every test against a real kube-apiserver and etcd.
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test $(TEST_FLAGS) ./...
+test: manifests generate envtest-assets $(HELM) ## Run every test against a real kube-apiserver and etcd.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)" go test $(TEST_FLAGS) ./...
 	hack/fuzz.sh $(FUZZTIME)
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for longer (FUZZTIME=1m by default here).
 	hack/fuzz.sh $(if $(filter 5s,$(FUZZTIME)),1m,$(FUZZTIME))
 
+.PHONY: helm-lint
+helm-lint: $(HELM) ## Lint the Helm chart and render it with every option.
+	$(HELM) lint --strict charts/tokenkeeper
+	$(HELM) lint --strict charts/tokenkeeper --set certificates.mode=cert-manager --set metrics.serviceMonitor.enabled=true \
+		--set metrics.prometheusRule.enabled=true --set defaultPolicy.enabled=true
+	$(HELM) template tokenkeeper charts/tokenkeeper -n tokenkeeper-system >/dev/null
+
 .PHONY: bench
 bench: ## Benchmark token validation in process and over HTTP on loopback (medians of 5 runs).
 	hack/bench.sh
 
 .PHONY: verify
-verify: generate manifests lint ## Fail when generated code or manifests are stale, or lint fails.
-	@if [ -n "$$(git status --porcelain -- api config)" ]; then \
+verify: generate manifests lint helm-lint ## Fail when generated code or manifests are stale, or lint fails.
+	@if [ -n "$$(git status --porcelain -- api config charts)" ]; then \
 		echo "generated files are stale; run 'make generate manifests' and commit:"; \
-		git status --porcelain -- api config; git diff --stat -- api config; exit 1; fi
+		git status --porcelain -- api config charts; git diff --stat -- api config charts; exit 1; fi
 
 ##@ Build
 
 .PHONY: build
 build: generate ## Build the manager binary.
-	CGO_ENABLED=0 go build -trimpath -o $(BIN)/manager ./cmd
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(BIN)/manager ./cmd
+
+IMAGE ?= docker.io/local/tokenkeeper:dev
+
+.PHONY: image
+image: build ## Build the manager image as an OCI layout tar (bin/tokenkeeper-image.tar), no Docker needed.
+	go run ./hack/ociimage -ref $(IMAGE) -out $(BIN)/tokenkeeper-image.tar $(BIN)/manager:/manager
+	@echo "import with: ctr -n k8s.io image import $(BIN)/tokenkeeper-image.tar"
 
 .PHONY: run
 run: manifests generate ## Run the manager against the current kubeconfig.
@@ -92,6 +108,10 @@ help: ## Show this help.
 $(CONTROLLER_GEN):
 	GOBIN=$(BIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
 	mv $(BIN)/controller-gen $@
+
+$(HELM):
+	GOBIN=$(BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(BIN)/helm $@
 
 $(GOLANGCI_LINT):
 	GOBIN=$(BIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)

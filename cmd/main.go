@@ -6,6 +6,7 @@ import (
 	"context"
 	"flag"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -16,6 +17,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -80,6 +82,10 @@ func main() {
 		webhookConfig  string
 		validationAddr string
 		validationSvc  string
+		watch          string
+		qps            float64
+		burst          int
+		concurrency    int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
@@ -94,6 +100,10 @@ func main() {
 	flag.StringVar(&webhookConfig, "webhook-configuration", "tokenkeeper", "ValidatingWebhookConfiguration to inject the CA bundle into.")
 	flag.StringVar(&validationAddr, "validation-bind-address", ":8443", "Address the token validation endpoint (/validate, /tokenreview) listens on, with the webhook certificate.")
 	flag.StringVar(&validationSvc, "validation-service", "tokenkeeper", "Name of the validation Service, for the certificate's DNS names.")
+	flag.StringVar(&watch, "watch-namespaces", "", "Comma-separated namespaces to watch; empty watches all.")
+	flag.Float64Var(&qps, "kube-api-qps", 20, "Queries per second to the API server.")
+	flag.IntVar(&burst, "kube-api-burst", 40, "Burst of queries to the API server.")
+	flag.IntVar(&concurrency, "max-concurrent-reconciles", 4, "Reconciles run in parallel per controller.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -104,14 +114,26 @@ func main() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(tokenkeeperv1alpha1.AddToScheme(scheme))
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         leaderElection,
-		LeaderElectionID:       "tokenkeeper.tokenkeeper.io",
-		Cache:                  cache.Options{ByObject: controllers.CacheByObject()},
-		WebhookServer:          webhook.NewServer(webhook.Options{Port: webhookPort, CertDir: certDir}),
+	cfg := ctrl.GetConfigOrDie()
+	cfg.QPS, cfg.Burst = float32(qps), burst
+	cacheOpts := cache.Options{ByObject: controllers.CacheByObject()}
+	if watch != "" {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range strings.Split(watch, ",") {
+			cacheOpts.DefaultNamespaces[strings.TrimSpace(ns)] = cache.Config{}
+		}
+	}
+	shutdown := 30 * time.Second
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:  probeAddr,
+		LeaderElection:          leaderElection,
+		LeaderElectionID:        "tokenkeeper.tokenkeeper.io",
+		Cache:                   cacheOpts,
+		Controller:              config.Controller{MaxConcurrentReconciles: concurrency},
+		GracefulShutdownTimeout: &shutdown,
+		WebhookServer:           webhook.NewServer(webhook.Options{Port: webhookPort, CertDir: certDir}),
 	})
 	if err != nil {
 		log.Error(err, "creating manager")

@@ -1,0 +1,214 @@
+// Package install_test renders the Helm chart and the kustomize overlay and has the real API
+// server accept every object (server-side dry run), then checks what a platform engineer relies
+// on: two replicas with leader election, a locked-down pod, webhooks wired to their Service, and
+// least-privilege RBAC.
+package install_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	var err error
+	if env, err = testenv.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+func render(t *testing.T, name string, args ...string) []*unstructured.Unstructured {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), name, args...)
+	cmd.Dir = testenv.RepoRoot()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, stderr.String())
+	}
+	var objs []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return objs
+			}
+			t.Fatal(err)
+		}
+		if len(u.Object) > 0 {
+			objs = append(objs, u)
+		}
+	}
+}
+
+func helm(t *testing.T, set ...string) []*unstructured.Unstructured {
+	t.Helper()
+	bin := os.Getenv("HELM")
+	if bin == "" {
+		t.Fatal("HELM is not set: run the tests with `make test`, which builds helm into bin/")
+	}
+	args := []string{"template", "tokenkeeper", "charts/tokenkeeper", "--namespace", "tokenkeeper-system", "--include-crds"}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	return render(t, bin, args...)
+}
+
+// applyDryRun has the API server validate every object; kinds whose CRDs are not installed
+// here (cert-manager, Prometheus operator) are returned instead.
+func applyDryRun(t *testing.T, objs []*unstructured.Unstructured) (skipped []string) {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "tokenkeeper-system"}}
+	if err := env.Client.Create(t.Context(), ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if o.GetKind() == "CustomResourceDefinition" || o.GetKind() == "Namespace" {
+			continue // installed by envtest / above
+		}
+		err := env.Client.Create(t.Context(), o.DeepCopy(), client.DryRunAll)
+		switch {
+		case err == nil:
+		case strings.Contains(err.Error(), "no matches for kind"):
+			skipped = append(skipped, o.GetKind())
+		default:
+			t.Errorf("%s %s rejected by the API server: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+	return skipped
+}
+
+func find[T any](t *testing.T, objs []*unstructured.Unstructured, kind, name string) *T {
+	t.Helper()
+	for _, o := range objs {
+		if o.GetKind() == kind && o.GetName() == name {
+			out := new(T)
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, out); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+	}
+	t.Fatalf("no %s %s rendered", kind, name)
+	return nil
+}
+
+// checkInstall asserts the properties both install paths must have.
+func checkInstall(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	dep := find[appsv1.Deployment](t, objs, "Deployment", "tokenkeeper")
+	if dep.Namespace != "tokenkeeper-system" || dep.Spec.Replicas == nil || *dep.Spec.Replicas != 2 {
+		t.Errorf("Deployment: namespace %q replicas %v, want tokenkeeper-system and 2", dep.Namespace, dep.Spec.Replicas)
+	}
+	pod := dep.Spec.Template.Spec
+	c := pod.Containers[0]
+	if !slices.Contains(c.Args, "--leader-elect=true") {
+		t.Errorf("manager args %v lack --leader-elect=true", c.Args)
+	}
+	if pod.SecurityContext == nil || pod.SecurityContext.RunAsNonRoot == nil || !*pod.SecurityContext.RunAsNonRoot {
+		t.Errorf("pod does not run as non-root")
+	}
+	if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		t.Errorf("container is not locked down: %+v", c.SecurityContext)
+	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() {
+		t.Errorf("no resource requests")
+	}
+	for _, svc := range []string{"tokenkeeper", "tokenkeeper-webhook", "tokenkeeper-metrics"} {
+		find[corev1.Service](t, objs, "Service", svc)
+	}
+	var hooks unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == "ValidatingWebhookConfiguration" {
+			hooks = *o
+		}
+	}
+	if hooks.GetName() != "tokenkeeper" {
+		t.Fatalf("ValidatingWebhookConfiguration named %q, want tokenkeeper (the manager injects its CA there)", hooks.GetName())
+	}
+	webhooks, _, _ := unstructured.NestedSlice(hooks.Object, "webhooks")
+	if len(webhooks) != 4 {
+		t.Errorf("%d webhooks, want 4 (Credential, Issuer, ClusterIssuer, TokenPolicy)", len(webhooks))
+	}
+	for _, w := range webhooks {
+		svc, _, _ := unstructured.NestedStringMap(w.(map[string]any), "clientConfig", "service")
+		if svc["name"] != "tokenkeeper-webhook" || svc["namespace"] != "tokenkeeper-system" {
+			t.Errorf("webhook points at %v, want tokenkeeper-webhook in tokenkeeper-system", svc)
+		}
+	}
+	role := find[rbacv1.ClusterRole](t, objs, "ClusterRole", "tokenkeeper-manager")
+	for _, r := range role.Rules {
+		for _, v := range r.Verbs {
+			if v == "*" || (slices.Contains(r.Resources, "secrets") && (v == "delete" || v == "deletecollection")) {
+				t.Errorf("ClusterRole grants %q on %v: more than least privilege", v, r.Resources)
+			}
+		}
+		if slices.Contains(r.Resources, "*") {
+			t.Errorf("ClusterRole grants every resource in %v", r.APIGroups)
+		}
+	}
+}
+
+func TestHelmChart(t *testing.T) {
+	objs := helm(t)
+	if skipped := applyDryRun(t, objs); len(skipped) > 0 {
+		t.Errorf("default values render kinds the cluster does not know: %v", skipped)
+	}
+	checkInstall(t, objs)
+}
+
+func TestHelmChartAllOptions(t *testing.T) {
+	objs := helm(t, "certificates.mode=cert-manager", "metrics.serviceMonitor.enabled=true",
+		"metrics.prometheusRule.enabled=true", "defaultPolicy.enabled=true", `defaultPolicy.allowedIssuers={https://*.example.com}`)
+	skipped := applyDryRun(t, objs)
+	slices.Sort(skipped)
+	if want := []string{"Certificate", "Issuer", "PrometheusRule", "ServiceMonitor"}; !slices.Equal(slices.Compact(skipped), want) {
+		t.Errorf("kinds left to their operators' CRDs: %v, want %v", skipped, want)
+	}
+	checkInstall(t, objs)
+	if !slices.ContainsFunc(objs, func(o *unstructured.Unstructured) bool {
+		return o.GetKind() == "TokenPolicy" && o.GetName() == "default"
+	}) {
+		t.Errorf("no default TokenPolicy rendered")
+	}
+	dep := find[appsv1.Deployment](t, objs, "Deployment", "tokenkeeper")
+	if !slices.Contains(dep.Spec.Template.Spec.Containers[0].Args, "--webhook-cert-mode=external") {
+		t.Errorf("with cert-manager the manager must not manage its own certificate")
+	}
+}
+
+func TestKustomizeDefault(t *testing.T) {
+	objs := render(t, "kubectl", "kustomize", filepath.Join("config", "default"))
+	if skipped := applyDryRun(t, objs); len(skipped) > 0 {
+		t.Errorf("config/default renders kinds the cluster does not know: %v", skipped)
+	}
+	checkInstall(t, objs)
+}
