@@ -130,6 +130,7 @@ func main() {
 		HealthProbeBindAddress:  probeAddr,
 		LeaderElection:          leaderElection,
 		LeaderElectionID:        "tokenkeeper.tokenkeeper.io",
+		LeaderElectionNamespace: resourceNS, // the Lease lives beside the manager, in or out of a cluster
 		Cache:                   cacheOpts,
 		Controller:              config.Controller{MaxConcurrentReconciles: concurrency},
 		GracefulShutdownTimeout: &shutdown,

@@ -81,5 +81,14 @@ func start(webhooks bool) (*Env, error) {
 	return &Env{Config: cfg, Client: c, Scheme: scheme, env: env}, nil
 }
 
+// AdminKubeconfig returns a kubeconfig for a cluster admin, for running the manager binary.
+func (e *Env) AdminKubeconfig() ([]byte, error) {
+	u, err := e.env.AddUser(envtest.User{Name: "tokenkeeper-test-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return u.KubeConfig()
+}
+
 // Stop stops the control plane.
 func (e *Env) Stop() error { return e.env.Stop() }

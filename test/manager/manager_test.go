@@ -1,0 +1,182 @@
+// Package manager_test builds the real manager binary and runs it against a real API server:
+// it must come up, take the leader Lease, create its webhook certificate, reconcile, serve the
+// validation endpoint over TLS, and shut down cleanly on SIGTERM.
+package manager_test
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/internal/testenv"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cond(); err == nil {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s: %v", what, err)
+}
+
+func TestManagerBinary(t *testing.T) {
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = env.Stop() }()
+	ctx := t.Context()
+	c := env.Client
+	dir := t.TempDir()
+
+	bin := filepath.Join(dir, "manager")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd")
+	build.Dir = testenv.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the manager: %v\n%s", err, out)
+	}
+	kubeconfig, err := env.AdminKubeconfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kcPath := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kcPath, kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// What the chart installs before the manager starts: its namespace and the (empty) webhook
+	// configuration it injects its CA into.
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "tokenkeeper-system"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "tokenkeeper"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	health, metrics, webhookPort, validation := freePort(t), freePort(t), freePort(t), freePort(t)
+	var logs bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, "--kubeconfig="+kcPath, "--leader-elect=true",
+		"--health-probe-bind-address=127.0.0.1:"+strconv.Itoa(health), "--metrics-bind-address=127.0.0.1:"+strconv.Itoa(metrics),
+		"--webhook-port="+strconv.Itoa(webhookPort), "--validation-bind-address=127.0.0.1:"+strconv.Itoa(validation),
+		"--webhook-cert-dir="+filepath.Join(dir, "certs"), "--zap-encoder=json")
+	cmd.Env = append(os.Environ(), "POD_NAMESPACE=tokenkeeper-system")
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("manager output:\n%s", logs.String())
+		}
+	}()
+
+	waitFor(t, 30*time.Second, "/readyz", func() error {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", health))
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
+	waitFor(t, 30*time.Second, "the leader Lease", func() error {
+		return c.Get(ctx, types.NamespacedName{Namespace: "tokenkeeper-system", Name: "tokenkeeper.tokenkeeper.io"}, &coordinationv1.Lease{})
+	})
+
+	// The self-managed certificate: in its Secret, injected (no webhooks yet, so nothing to
+	// patch), and served by the validation endpoint.
+	cert := &corev1.Secret{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "tokenkeeper-system", Name: "tokenkeeper-webhook-cert"}, cert); err != nil {
+		t.Fatalf("webhook certificate Secret: %v", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(cert.Data["ca.crt"])
+	https := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "tokenkeeper.tokenkeeper-system.svc", MinVersion: tls.VersionTLS12}}}
+	waitFor(t, 10*time.Second, "the validation endpoint over TLS", func() error {
+		resp, err := https.Get(fmt.Sprintf("https://127.0.0.1:%d/validate/shop/none", validation))
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			return fmt.Errorf("status %d, want 404 for an unknown validator", resp.StatusCode)
+		}
+		return nil
+	})
+
+	// The controllers run: a ClusterIssuer is reconciled to Ready.
+	iss := &v1alpha1.ClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "smoke"}, Spec: v1alpha1.IssuerSpec{
+		URL: "https://login.example.com/token", JSON: &v1alpha1.JSONLogin{}}}
+	if err := c.Create(ctx, iss); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the ClusterIssuer Ready", func() error {
+		if err := c.Get(ctx, types.NamespacedName{Name: "smoke"}, iss); err != nil {
+			return err
+		}
+		if !meta.IsStatusConditionTrue(iss.Status.Conditions, v1alpha1.ConditionReady) {
+			return fmt.Errorf("conditions %v", iss.Status.Conditions)
+		}
+		return nil
+	})
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("metrics endpoint: %d", resp.StatusCode)
+	}
+
+	// SIGTERM: a clean, prompt exit.
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("manager exited with %v after SIGTERM", err)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("manager did not exit within 40 s of SIGTERM")
+	}
+}
