@@ -76,21 +76,6 @@ func ready(t *testing.T, key types.NamespacedName) (bool, string, *v1alpha1.Toke
 	return c.Status == metav1.ConditionTrue, c.Reason + ": " + c.Message, tv
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s; last: %s", what, last)
-}
-
 // answer is a forward-auth response: its status and headers.
 type answer struct {
 	StatusCode int
@@ -175,4 +160,9 @@ func TestMissingIssuerNotReady(t *testing.T) {
 	if resp := validate(t, "/validate/lonely/v", "Bearer abc"); resp.StatusCode != 404 {
 		t.Fatalf("a validator that is not Ready serves nothing: got %d", resp.StatusCode)
 	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	testenv.WaitFor(t, timeout, what, cond)
 }

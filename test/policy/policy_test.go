@@ -139,25 +139,15 @@ func readyState(c *v1alpha1.Credential) (bool, string) {
 	return cond.Status == metav1.ConditionTrue, cond.Reason + ": " + cond.Message
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s; last seen: %s", timeout, what, last)
-}
-
 func token(t *testing.T, ns string) string {
 	s := &corev1.Secret{}
 	if err := env.Client.Get(t.Context(), types.NamespacedName{Namespace: ns, Name: "token"}, s); err != nil {
 		return ""
 	}
 	return string(s.Data["token"])
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	testenv.WaitFor(t, timeout, what, cond)
 }
