@@ -48,6 +48,13 @@ type TokenValidatorSpec struct {
 	// +kubebuilder:validation:MaxItems=13
 	Algorithms []SigningAlgorithm `json:"algorithms,omitempty"`
 
+	// requiredType is the JWT typ header tokens must carry, such as at+jwt (RFC 9068), so that an
+	// ID token or another kind of JWT from the same issuer is not accepted as an access token.
+	// Compared case-insensitively, with or without the application/ prefix.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	RequiredType string `json:"requiredType,omitempty"`
+
 	// forwardClaims maps claims to the response headers that carry them to the service.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=32

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/controllers/credential"
@@ -397,5 +398,40 @@ func TestReplacedSessionRevokedAfterGrace(t *testing.T) {
 	if !f.srv.Valid(f.token()) || f.srv.Calls(issuertest.OpRevoke) != 1 || f.srv.Calls(issuertest.OpLogin) != 2 {
 		t.Fatalf("want the new token valid, 1 revocation and 2 logins; got valid=%t revokes=%d logins=%d",
 			f.srv.Valid(f.token()), f.srv.Calls(issuertest.OpRevoke), f.srv.Calls(issuertest.OpLogin))
+	}
+}
+
+// secretTemplate shapes the target Secret, and a reconcile with nothing new never rewrites it.
+func TestSecretTemplateAndNoNeedlessWrites(t *testing.T) {
+	t.Parallel()
+	f := setupWith(t, issuertest.Seed004, nil, func(c *v1alpha1.Credential) {
+		c.Spec.SecretTemplate = &v1alpha1.SecretTemplate{
+			Labels:      map[string]string{"team": "consent"},
+			Annotations: map[string]string{"owner": "platform"},
+			Data:        map[string]v1alpha1.BodyTemplate{"config.json": `{"token":"{{ .token }}","expires":"{{ .expiresAt }}"}`},
+		}
+	})
+	f.waitReady(30 * time.Second)
+	s := f.secret()
+	if s.Labels["team"] != "consent" || s.Annotations["owner"] != "platform" || s.Labels[credential.LabelManagedBy] != credential.ManagedByValue {
+		t.Fatalf("labels %v annotations %v", s.Labels, s.Annotations)
+	}
+	if want := `{"token":"` + f.token() + `","expires":"`; !strings.HasPrefix(string(s.Data["config.json"]), want) {
+		t.Fatalf("config.json not rendered from the template")
+	}
+	rv := s.ResourceVersion
+	for i := range 3 {
+		must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			c := f.cred()
+			if c.Annotations == nil {
+				c.Annotations = map[string]string{}
+			}
+			c.Annotations["poke"] = fmt.Sprint(i) // an annotation change triggers a reconcile
+			return env.Client.Update(t.Context(), c)
+		}))
+		time.Sleep(time.Second)
+	}
+	if got := f.secret().ResourceVersion; got != rv {
+		t.Fatalf("the target Secret was rewritten (resourceVersion %s -> %s) although nothing changed", rv, got)
 	}
 }

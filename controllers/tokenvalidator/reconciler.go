@@ -138,7 +138,7 @@ func (r *Reconciler) build(ctx context.Context, tv *v1alpha1.TokenValidator, iss
 	s := tv.Spec
 	cfg := validation.Config{
 		Audiences: s.Audiences, RequiredScopes: s.RequiredScopes, RequiredClaims: s.RequiredClaims,
-		ForwardClaims: map[string]string{}, AcceptTokenScheme: s.AcceptTokenScheme, DisableCache: s.DisableCache,
+		ForwardClaims: map[string]string{}, AcceptTokenScheme: s.AcceptTokenScheme, DisableCache: s.DisableCache, RequiredType: s.RequiredType,
 		Leeway: eff.Leeway, MaxTokenAge: eff.MaxTokenAge, Clock: r.Clock,
 	}
 	for _, a := range s.Algorithms {

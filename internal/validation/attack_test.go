@@ -130,6 +130,14 @@ func TestAttacks(t *testing.T) {
 		"TwoHeaders":            {reason: "two Authorization headers are ambiguous", auth: []string{"Bearer " + valid, "Bearer " + valid}, status: 400, code: "invalid_request", why: "multiple_headers"},
 		"OpaqueNoIntrospection": {reason: "an opaque token where no issuer can introspect", auth: bearer("c04c7ff7-5fa1-48fb-aa2a-bcf97a6b8a79"), status: 401, code: "invalid_token", why: "malformed"},
 	}
+	// With a required typ, an ID token (typ JWT) is not an access token.
+	typed := newTestValidator(t, k, clk, func(c *Config) { c.RequiredType = "at+jwt" })
+	if _, d := typed.Authenticate(t.Context(), bearer(k.sign(t, "RS256", "rsa1", claims(now, nil), map[string]any{"typ": "JWT"}))); d == nil || d.Reason != "type" {
+		t.Errorf("typ JWT where at+jwt is required: %v, want rejected for its type", d)
+	}
+	if _, d := typed.Authenticate(t.Context(), bearer(k.sign(t, "RS256", "rsa1", claims(now, nil), map[string]any{"typ": "application/AT+JWT"}))); d != nil {
+		t.Errorf("typ application/AT+JWT where at+jwt is required: %v", d)
+	}
 	rejected := 0
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -60,13 +60,15 @@ type Config struct {
 	Algorithms        []string
 	ForwardClaims     map[string]string // claim → header
 	AcceptTokenScheme bool
-	Leeway            time.Duration
-	MaxTokenAge       time.Duration
-	DisableCache      bool
-	UsernameClaim     string
-	UsernamePrefix    string
-	GroupsClaim       string
-	Clock             clock.PassiveClock
+	// RequiredType is the typ header JWTs must carry; empty accepts any.
+	RequiredType   string
+	Leeway         time.Duration
+	MaxTokenAge    time.Duration
+	DisableCache   bool
+	UsernameClaim  string
+	UsernamePrefix string
+	GroupsClaim    string
+	Clock          clock.PassiveClock
 }
 
 // Identity is an accepted token's holder.
@@ -232,6 +234,7 @@ var errUntrustedIssuer = errors.New("token issuer not trusted")
 type joseHeader struct {
 	Alg  string          `json:"alg"`
 	Kid  string          `json:"kid"`
+	Typ  string          `json:"typ"`
 	Crit json.RawMessage `json:"crit"`
 }
 
@@ -252,6 +255,9 @@ func (v *Validator) verifyJWT(ctx context.Context, token string) (jwt.MapClaims,
 	}
 	if !slices.Contains(v.cfg.Algorithms, hdr.Alg) {
 		return nil, invalid("algorithm", "signing algorithm not accepted")
+	}
+	if want := v.cfg.RequiredType; want != "" && !strings.EqualFold(strings.TrimPrefix(strings.ToLower(hdr.Typ), "application/"), strings.TrimPrefix(strings.ToLower(want), "application/")) {
+		return nil, invalid("type", "token type not accepted")
 	}
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{hdr.Alg}), jwt.WithExpirationRequired(),
