@@ -331,29 +331,6 @@ func TestRolloutRestart(t *testing.T) {
 	})
 }
 
-// Issuers report Ready when valid and their Secrets exist, and say which Secret is missing.
-func TestIssuerReadiness(t *testing.T) {
-	t.Parallel()
-	f := setup(t, issuertest.Seed002, nil)
-	issuerReady := func(name string) (bool, string) {
-		iss := &v1alpha1.Issuer{}
-		must(t, env.Client.Get(t.Context(), types.NamespacedName{Namespace: f.ns, Name: name}, iss))
-		c := meta.FindStatusCondition(iss.Status.Conditions, v1alpha1.ConditionReady)
-		if c == nil {
-			return false, "no condition"
-		}
-		return c.Status == metav1.ConditionTrue, c.Reason + ": " + c.Message
-	}
-	waitFor(t, 10*time.Second, "the Issuer Ready", func() (bool, string) { return issuerReady("issuer") })
-	spec := f.srv.Spec()
-	spec.Headers[0].ValueFrom.SecretKeyRef.Name = "missing-key"
-	must(t, env.Client.Create(t.Context(), &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "broken"}, Spec: spec}))
-	waitFor(t, 10*time.Second, "the broken Issuer to name its missing Secret", func() (bool, string) {
-		ok, state := issuerReady("broken")
-		return !ok && strings.Contains(state, v1alpha1.ReasonSecretNotFound) && strings.Contains(state, "missing-key"), state
-	})
-}
-
 // Renewals, failures, latency and expiry are exported as Prometheus metrics.
 func TestMetrics(t *testing.T) {
 	t.Parallel()

@@ -100,13 +100,3 @@ func (r *Reconciler) patchStatus(ctx context.Context, before, iss v1alpha1.Gener
 	}
 	return client.IgnoreNotFound(r.Status().Patch(ctx, iss, client.MergeFrom(before)))
 }
-
-// SetupWithManager registers the reconciler for its kind.
-func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	obj := r.New()
-	name := "issuer"
-	if _, cluster := obj.(*v1alpha1.ClusterIssuer); cluster {
-		name = "clusterissuer"
-	}
-	return ctrl.NewControllerManagedBy(mgr).Named(name).For(obj).Complete(r)
-}

@@ -21,7 +21,6 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
@@ -305,22 +304,4 @@ func (r *Reconciler) patchStatus(ctx context.Context, before, tv *v1alpha1.Token
 		return nil
 	}
 	return client.IgnoreNotFound(r.Status().Patch(ctx, tv, client.MergeFrom(before)))
-}
-
-// SetupWithManager watches TokenValidators and the issuers they trust.
-func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	all := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
-		var list v1alpha1.TokenValidatorList
-		if err := r.List(ctx, &list); err != nil {
-			return nil
-		}
-		reqs := make([]reconcile.Request, 0, len(list.Items))
-		for _, tv := range list.Items {
-			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: tv.Namespace, Name: tv.Name}})
-		}
-		return reqs
-	})
-	return ctrl.NewControllerManagedBy(mgr).For(&v1alpha1.TokenValidator{}).
-		Watches(&v1alpha1.Issuer{}, all).Watches(&v1alpha1.ClusterIssuer{}, all).Watches(&v1alpha1.TokenPolicy{}, all).
-		Complete(r)
 }

@@ -1,0 +1,121 @@
+package issuer_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/controllers/issuer"
+	"github.com/tokenkeeper/tokenkeeper/internal/testenv"
+)
+
+const resourceNS = "tokenkeeper-system"
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	var err error
+	if env, err = testenv.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	for _, newObj := range []func() v1alpha1.GenericIssuer{
+		func() v1alpha1.GenericIssuer { return &v1alpha1.Issuer{} },
+		func() v1alpha1.GenericIssuer { return &v1alpha1.ClusterIssuer{} },
+	} {
+		if err == nil {
+			err = (&issuer.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), New: newObj, ClusterResourceNamespace: resourceNS}).SetupWithManager(mgr)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { _ = mgr.Start(ctx) }()
+	code := m.Run()
+	cancel()
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readyOf(t *testing.T, obj v1alpha1.GenericIssuer) func() (bool, string) {
+	return func() (bool, string) {
+		must(t, env.Client.Get(t.Context(), client.ObjectKeyFromObject(obj), obj))
+		c := meta.FindStatusCondition(obj.GetStatus().Conditions, v1alpha1.ConditionReady)
+		if c == nil {
+			return false, "no condition"
+		}
+		return c.Status == metav1.ConditionTrue, c.Reason + ": " + c.Message
+	}
+}
+
+func withHeader(secret string) v1alpha1.IssuerSpec {
+	return v1alpha1.IssuerSpec{URL: "https://crm.example.com/auth/login", JSON: &v1alpha1.JSONLogin{},
+		Headers: []v1alpha1.Header{{Name: "Api-Key", ValueFrom: &v1alpha1.HeaderValueSource{
+			SecretKeyRef: v1alpha1.SecretKeySelector{Name: secret, Key: "api-key"}}}}}
+}
+
+func TestIssuerReadiness(t *testing.T) {
+	ctx := t.Context()
+	for _, ns := range []string{"shop", resourceNS} {
+		must(t, env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	}
+	must(t, env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "crm-app-key"},
+		StringData: map[string]string{"api-key": "k"}}))
+	must(t, env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: resourceNS, Name: "vendor-key"},
+		StringData: map[string]string{"api-key": "k"}}))
+
+	cases := map[string]struct {
+		reason string
+		obj    v1alpha1.GenericIssuer
+		ready  bool
+		want   string
+	}{
+		"IssuerWithSecret": {reason: "An Issuer whose header Secret exists in its namespace is Ready.",
+			obj: &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "crm"}, Spec: withHeader("crm-app-key")}, ready: true},
+		"IssuerMissingSecret": {reason: "A missing Secret is named, with the field that refers to it.",
+			obj:  &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "broken"}, Spec: withHeader("nope")},
+			want: "SecretNotFound: headers[Api-Key]: Secret shop/nope not found"},
+		"ClusterIssuerResourceNamespace": {reason: "A ClusterIssuer's Secrets default to the manager's namespace.",
+			obj: &v1alpha1.ClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "vendor"}, Spec: withHeader("vendor-key")}, ready: true},
+		"BadTemplate": {reason: "A body template that does not parse is reported before any login.",
+			obj: &v1alpha1.ClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "bad-template"}, Spec: v1alpha1.IssuerSpec{
+				URL: "https://consent.example.com/v1/sessions", JSON: &v1alpha1.JSONLogin{Body: `{"key":{{ .key | toJson }`}}},
+			want: "InvalidConfiguration: json.body"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			must(t, env.Client.Create(ctx, tc.obj))
+			testenv.WaitFor(t, 10*time.Second, "the issuer's Ready condition", func() (bool, string) {
+				ok, state := readyOf(t, tc.obj)()
+				if tc.ready {
+					return ok, state
+				}
+				return !ok && strings.HasPrefix(state, tc.want), state
+			})
+			if got := tc.obj.GetStatus().ObservedGeneration; got != tc.obj.GetGeneration() {
+				t.Errorf("%s\nobservedGeneration %d, want %d", tc.reason, got, tc.obj.GetGeneration())
+			}
+		})
+	}
+}
