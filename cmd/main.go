@@ -131,10 +131,13 @@ func main() {
 		LeaderElection:          leaderElection,
 		LeaderElectionID:        "tokenkeeper.tokenkeeper.io",
 		LeaderElectionNamespace: resourceNS, // the Lease lives beside the manager, in or out of a cluster
-		Cache:                   cacheOpts,
-		Controller:              config.Controller{MaxConcurrentReconciles: concurrency},
-		GracefulShutdownTimeout: &shutdown,
-		WebhookServer:           webhook.NewServer(webhook.Options{Port: webhookPort, CertDir: certDir}),
+		// The process exits right after the manager stops, so handing the Lease over at once is
+		// safe and spares the other replica the lease duration.
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         cacheOpts,
+		Controller:                    config.Controller{MaxConcurrentReconciles: concurrency},
+		GracefulShutdownTimeout:       &shutdown,
+		WebhookServer:                 webhook.NewServer(webhook.Options{Port: webhookPort, CertDir: certDir}),
 	})
 	if err != nil {
 		log.Error(err, "creating manager")

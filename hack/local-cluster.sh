@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# A real single-node Kubernetes on this machine, without Docker (see shared LOCAL-CLUSTER.md):
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd + runc, kubelet, a
+# bridge CNI and kube-proxy (iptables) so that pods reach the `kubernetes` Service.
+#   hack/local-cluster.sh up     # build what is missing, start everything, wait for the node
+#   hack/local-cluster.sh down   # stop everything it started
+#   hack/local-cluster.sh import IMAGE.tar   # load an OCI image tar into containerd
+# KUBECONFIG for kubectl: bin/cluster/admin.kubeconfig
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+state=${CLUSTER_DIR:-$root/bin/cluster}
+bin=$root/bin/k8s
+node=${NODE_NAME:-tokenkeeper-node}
+node_ip=${NODE_IP:-$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')}
+node_ip=${node_ip:-$(hostname -I | awk '{print $1}')}
+service_cidr=10.96.0.0/16
+pod_cidr=10.244.0.0/24
+sock=$state/containerd.sock
+log() { echo "local-cluster: $*" >&2; }
+
+pki() {
+  local d=$state/pki
+  [ -f "$d/ca.crt" ] && return
+  mkdir -p "$d"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=tokenkeeper-local-ca -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
+  # name CN O SANs
+  cert() {
+    local name=$1 cn=$2 org=$3 sans=${4:-}
+    local subj="/CN=$cn"; [ -n "$org" ] && subj="/O=$org/CN=$cn"
+    openssl req -newkey rsa:2048 -nodes -subj "$subj" -keyout "$d/$name.key" -out "$d/$name.csr" 2>/dev/null
+    local ext; ext=$(mktemp)
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n' >"$ext"
+    [ -n "$sans" ] && echo "subjectAltName=$sans" >>"$ext"
+    openssl x509 -req -in "$d/$name.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 3650 -extfile "$ext" -out "$d/$name.crt" 2>/dev/null
+    rm -f "$ext" "$d/$name.csr"
+  }
+  cert apiserver kube-apiserver "" "IP:127.0.0.1,IP:$node_ip,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  cert admin admin system:masters
+  cert kubelet "system:node:$node" system:nodes "IP:$node_ip,IP:127.0.0.1,DNS:$node"
+  cert controller-manager system:kube-controller-manager ""
+  cert scheduler system:kube-scheduler ""
+  cert proxy system:kube-proxy ""
+  openssl genrsa -out "$d/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$d/sa.key" -pubout -out "$d/sa.pub" 2>/dev/null
+}
+
+kubeconfig() { # name cert
+  local f=$state/$1.kubeconfig
+  cat >"$f" <<KC
+apiVersion: v1
+kind: Config
+clusters: [{name: local, cluster: {server: "https://$node_ip:6443", certificate-authority: "$state/pki/ca.crt"}}]
+users: [{name: $1, user: {client-certificate: "$state/pki/$2.crt", client-key: "$state/pki/$2.key"}}]
+contexts: [{name: local, context: {cluster: local, user: $1}}]
+current-context: local
+KC
+}
+
+start() { # name command...
+  local name=$1; shift
+  if [ -f "$state/$name.pid" ] && kill -0 "$(cat "$state/$name.pid")" 2>/dev/null; then return; fi
+  nohup "$@" >"$state/$name.log" 2>&1 &
+  echo $! >"$state/$name.pid"
+}
+
+wait_for() { # what seconds command...
+  local what=$1 secs=$2; shift 2
+  for _ in $(seq "$secs"); do "$@" >/dev/null 2>&1 && return 0; sleep 1; done
+  log "timed out waiting for $what"; return 1
+}
+
+images() {
+  local d=$state/images; mkdir -p "$d"
+  if [ ! -f "$d/pause.tar" ]; then
+    CGO_ENABLED=0 go build -C "$root" -o "$d/pause" ./hack/pause
+    go run -C "$root" ./hack/ociimage -ref docker.io/local/pause:1 -entrypoint /pause -user 65535:65535 -out "$d/pause.tar" "$d/pause:/pause"
+    go run -C "$root" ./hack/ociimage -ref docker.io/local/busybox:1 -entrypoint /bin/busybox -user 0:0 -out "$d/busybox.tar" /usr/bin/busybox:/bin/busybox
+  fi
+  for t in "$d/pause.tar" "$d/busybox.tar"; do ctr -a "$sock" -n k8s.io image import "$t" >/dev/null; done
+}
+
+up() {
+  [ -n "$node_ip" ] || { log "cannot find the node IP; set NODE_IP"; exit 1; }
+  command -v containerd >/dev/null || { log "missing containerd: apt-get install containerd runc containernetworking-plugins"; exit 1; }
+  "$root/hack/cluster-assets.sh" >/dev/null
+  mkdir -p "$state"
+  pki
+  for k in admin:admin kubelet:kubelet controller-manager:controller-manager scheduler:scheduler proxy:proxy; do kubeconfig "${k%%:*}" "${k##*:}"; done
+  local p=$state/pki
+  start etcd "$bin/etcd" --data-dir "$state/etcd" --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+    --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 --initial-cluster default=http://127.0.0.1:2380
+  start kube-apiserver "$bin/kube-apiserver" --etcd-servers http://127.0.0.1:2379 --bind-address 0.0.0.0 --secure-port 6443 \
+    --advertise-address "$node_ip" --service-cluster-ip-range "$service_cidr" --allow-privileged=true \
+    --client-ca-file "$p/ca.crt" --tls-cert-file "$p/apiserver.crt" --tls-private-key-file "$p/apiserver.key" \
+    --kubelet-client-certificate "$p/admin.crt" --kubelet-client-key "$p/admin.key" --kubelet-certificate-authority "$p/ca.crt" \
+    --kubelet-preferred-address-types InternalIP,Hostname \
+    --service-account-key-file "$p/sa.pub" --service-account-signing-key-file "$p/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local --authorization-mode Node,RBAC
+  wait_for kube-apiserver 60 kubectl --kubeconfig "$state/admin.kubeconfig" get --raw /readyz
+  start kube-controller-manager "$bin/kube-controller-manager" --kubeconfig "$state/controller-manager.kubeconfig" \
+    --authentication-kubeconfig "$state/controller-manager.kubeconfig" --authorization-kubeconfig "$state/controller-manager.kubeconfig" \
+    --service-account-private-key-file "$p/sa.key" --root-ca-file "$p/ca.crt" --use-service-account-credentials \
+    --cluster-signing-cert-file "$p/ca.crt" --cluster-signing-key-file "$p/ca.key" --leader-elect=false --bind-address 127.0.0.1
+  start kube-scheduler "$bin/kube-scheduler" --kubeconfig "$state/scheduler.kubeconfig" \
+    --authentication-kubeconfig "$state/scheduler.kubeconfig" --authorization-kubeconfig "$state/scheduler.kubeconfig" \
+    --leader-elect=false --bind-address 127.0.0.1
+
+  mkdir -p "$state/cni" "$state/containerd"
+  cat >"$state/cni/10-bridge.conflist" <<CNI
+{"cniVersion": "1.0.0", "name": "tokenkeeper", "plugins": [
+  {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$pod_cidr"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+  {"type": "loopback"}]}
+CNI
+  cat >"$state/containerd.toml" <<TOML
+version = 2
+root = "$state/containerd/root"
+state = "$state/containerd/state"
+[grpc]
+  address = "$sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "docker.io/local/pause:1"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$state/cni"
+TOML
+  start containerd containerd --config "$state/containerd.toml"
+  wait_for containerd 30 ctr -a "$sock" version
+  images
+
+  cat >"$state/kubelet.yaml" <<KCFG
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+containerRuntimeEndpoint: unix://$sock
+syncFrequency: 10s
+authentication:
+  anonymous: {enabled: false}
+  x509: {clientCAFile: "$p/ca.crt"}
+  webhook: {enabled: false}
+authorization: {mode: AlwaysAllow}
+tlsCertFile: "$p/kubelet.crt"
+tlsPrivateKeyFile: "$p/kubelet.key"
+evictionHard: {memory.available: "50Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+resolvConf: /etc/resolv.conf
+KCFG
+  start kubelet "$bin/kubelet" --config "$state/kubelet.yaml" --kubeconfig "$state/kubelet.kubeconfig" \
+    --hostname-override "$node" --node-ip "$node_ip" --root-dir "$state/kubelet"
+  cat >"$state/proxy.yaml" <<PCFG
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: "$state/proxy.kubeconfig"}
+mode: iptables
+clusterCIDR: 10.244.0.0/16
+hostnameOverride: $node
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+PCFG
+  start kube-proxy "$bin/kube-proxy" --config "$state/proxy.yaml"
+  wait_for "node $node Ready" 120 sh -c "kubectl --kubeconfig '$state/admin.kubeconfig' get node '$node' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -q True"
+  log "node $node is Ready; export KUBECONFIG=$state/admin.kubeconfig"
+}
+
+down() {
+  for name in kube-proxy kubelet containerd kube-scheduler kube-controller-manager kube-apiserver etcd; do
+    if [ -f "$state/$name.pid" ]; then
+      kill "$(cat "$state/$name.pid")" 2>/dev/null || true
+      rm -f "$state/$name.pid"
+    fi
+  done
+  # Containers outlive containerd: stop their shims too.
+  pkill -f "containerd-shim-runc-v2 -namespace k8s.io" 2>/dev/null || true
+  log "stopped"
+}
+
+case ${1:-} in
+  up) up ;;
+  down) down ;;
+  import) ctr -a "$sock" -n k8s.io image import "$2" ;;
+  *) echo "usage: $0 up|down|import IMAGE.tar" >&2; exit 2 ;;
+esac
