@@ -96,8 +96,12 @@ run: manifests generate ## Run the manager against the current kubeconfig.
 	go run ./cmd
 
 .PHONY: demo
-demo: ## Run tokenkeeper locally (arrives with issue 7; see README).
-	@echo "make demo arrives with the 'Ship it' issue: a single-node cluster, the Helm chart and demo issuers."; exit 1
+demo: ## Run tokenkeeper on a local single-node cluster with demo issuers and an app (Ctrl-C stops).
+	hack/demo.sh up
+
+.PHONY: demo-down
+demo-down: ## Stop everything make demo started.
+	hack/demo.sh down
 
 .PHONY: help
 help: ## Show this help.

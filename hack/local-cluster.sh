@@ -173,10 +173,13 @@ PCFG
 
 down() {
   for name in kube-proxy kubelet containerd kube-scheduler kube-controller-manager kube-apiserver etcd; do
-    if [ -f "$state/$name.pid" ]; then
-      kill "$(cat "$state/$name.pid")" 2>/dev/null || true
-      rm -f "$state/$name.pid"
-    fi
+    [ -f "$state/$name.pid" ] || continue
+    local pid; pid=$(cat "$state/$name.pid")
+    kill "$pid" 2>/dev/null || true
+    # Wait for it to exit (its ports must be free for the next `up`), then insist.
+    for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$state/$name.pid"
   done
   # Containers outlive containerd: stop their shims too.
   pkill -f "containerd-shim-runc-v2 -namespace k8s.io" 2>/dev/null || true

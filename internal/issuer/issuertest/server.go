@@ -5,6 +5,8 @@ package issuertest
 
 import (
 	"crypto/rand"
+	"crypto/tls"
+	"net"
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/hex"
@@ -123,7 +125,23 @@ func Start(f Flavor) *Server {
 	return s
 }
 
-// New returns a Server without listeners, to be served by the caller (the demo does).
+// StartOn starts a Server of the given flavor on addr with cert (the demo serves pods on the
+// node's address this way). Its URL is https://addr.
+func StartOn(f Flavor, addr string, cert tls.Certificate) (*Server, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s := New(f)
+	s.TLS = httptest.NewUnstartedServer(s)
+	_ = s.TLS.Listener.Close()
+	s.TLS.Listener = l
+	s.TLS.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	s.TLS.StartTLS()
+	return s, nil
+}
+
+// New returns a Server without listeners, to be served by the caller.
 func New(f Flavor) *Server {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
