@@ -5,14 +5,14 @@ package issuertest
 
 import (
 	"crypto/rand"
-	"crypto/tls"
-	"net"
 	"crypto/rsa"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
