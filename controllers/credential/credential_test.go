@@ -70,15 +70,7 @@ func setupWith(t *testing.T, f issuertest.Flavor, tune func(*issuertest.Server, 
 	}
 	cred := &v1alpha1.Credential{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cred"},
 		Spec: v1alpha1.CredentialSpec{IssuerRef: ref, SecretName: "token"}}
-	login := v1alpha1.LocalSecretReference{Name: "login"}
-	switch srv.LoginKind() {
-	case "apiKey":
-		cred.Spec.APIKey = &v1alpha1.APIKeyLogin{SecretRef: login}
-	case "clientCredentials":
-		cred.Spec.ClientCredentials = &v1alpha1.ClientCredentialsLogin{SecretRef: login}
-	default:
-		cred.Spec.Password = &v1alpha1.PasswordLogin{SecretRef: login}
-	}
+	srv.SetLogin(&cred.Spec, "login")
 	if edit != nil {
 		edit(cred)
 	}

@@ -108,15 +108,7 @@ func objects(s *issuertest.Server, ns string, lifetime time.Duration) []any {
 	cred := &v1alpha1.Credential{TypeMeta: tm, ObjectMeta: meta(name), Spec: v1alpha1.CredentialSpec{
 		IssuerRef: v1alpha1.IssuerReference{Name: name}, SecretName: name + "-token"}}
 	cred.Kind = "Credential"
-	ref := v1alpha1.LocalSecretReference{Name: name + "-login"}
-	switch s.LoginKind() {
-	case "apiKey":
-		cred.Spec.APIKey = &v1alpha1.APIKeyLogin{SecretRef: ref}
-	case "clientCredentials":
-		cred.Spec.ClientCredentials = &v1alpha1.ClientCredentialsLogin{SecretRef: ref}
-	default:
-		cred.Spec.Password = &v1alpha1.PasswordLogin{SecretRef: ref}
-	}
+	s.SetLogin(&cred.Spec, name+"-login")
 	return append(docs, iss, cred)
 }
 

@@ -68,16 +68,18 @@ func (s *Server) HeaderSecretData() map[string]string {
 	return nil
 }
 
-// LoginKind is how a Credential logs in at this server: "password", "apiKey" or
-// "clientCredentials".
-func (s *Server) LoginKind() string {
+// SetLogin sets the login of a Credential at this server, reading the input Secret named
+// secret: an API key for seed 004, client credentials for OAuth2, a password otherwise.
+func (s *Server) SetLogin(spec *v1alpha1.CredentialSpec, secret string) {
+	ref := v1alpha1.LocalSecretReference{Name: secret}
 	switch s.Flavor {
 	case Seed004:
-		return "apiKey"
+		spec.APIKey = &v1alpha1.APIKeyLogin{SecretRef: ref}
 	case OAuth2:
-		return "clientCredentials"
+		spec.ClientCredentials = &v1alpha1.ClientCredentialsLogin{SecretRef: ref}
+	default:
+		spec.Password = &v1alpha1.PasswordLogin{SecretRef: ref}
 	}
-	return "password"
 }
 
 // InputSecretData is the content of the Credential's input Secret.
