@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/controllers/issuerref"
@@ -169,5 +168,3 @@ func isBlocked(err error) (*blocked, bool) {
 	ok := errors.As(err, &b)
 	return b, ok
 }
-
-var _ client.Object = &v1alpha1.Credential{}

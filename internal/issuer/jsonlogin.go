@@ -193,11 +193,7 @@ var templateFuncs = template.FuncMap{
 	},
 }
 
-// RenderTemplate renders a body template with data and checks that the result is JSON.
-func RenderTemplate(name, text string, data map[string]any) ([]byte, error) {
-	return renderTemplate(name, text, data)
-}
-
+// renderTemplate renders a body template with data and checks that the result is JSON.
 func renderTemplate(name, text string, data map[string]any) ([]byte, error) {
 	t, err := template.New(name).Funcs(templateFuncs).Option("missingkey=error").Parse(text)
 	if err != nil {

@@ -194,7 +194,7 @@ func FuzzRenderTemplate(f *testing.F) {
 	f.Add(`{"p":{{ .secret }}}`, `x","y":"z`)
 	f.Add(`{{ .missing }}`, "s3cr3t-value")
 	f.Fuzz(func(t *testing.T, text, secret string) {
-		out, err := RenderTemplate("body", text, map[string]any{"key": "k", "secret": secret})
+		out, err := renderTemplate("body", text, map[string]any{"key": "k", "secret": secret})
 		if err != nil {
 			if len(secret) >= 6 && strings.Contains(err.Error(), secret) && !strings.Contains(text, secret) {
 				t.Fatalf("template error reveals the secret: %v", err)

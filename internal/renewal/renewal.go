@@ -29,10 +29,9 @@ const (
 	// Transient failures (5xx, timeouts, 429, malformed answers) retry in seconds to minutes.
 	Transient FailureKind = iota
 	// Persistent failures (rejected credentials, bad configuration) wait for a change, retrying
-	// rarely in case the issuer was wrong.
+	// rarely in case the issuer was wrong. (A rejected refresh token is no failure: the
+	// controller logs in at once.)
 	Persistent
-	// RefreshRejected means the refresh token is dead: log in at once.
-	RefreshRejected
 )
 
 // Failure is the last failed attempt since the last success.
@@ -77,7 +76,7 @@ type Decision struct {
 // Decide is the renewal policy. It is total: every input yields a decision.
 func Decide(in Input) Decision {
 	changed := in.Session != nil && in.Session.InputsVersion != in.InputsVersion
-	if f := in.Failure; f != nil && f.InputsVersion == in.InputsVersion && f.Kind != RefreshRejected {
+	if f := in.Failure; f != nil && f.InputsVersion == in.InputsVersion {
 		if next := f.At.Add(Backoff(*f, in.JitterKey)); in.Now.Before(next) {
 			return Decision{Action: Wait, At: next, Reason: "backing off after a failure"}
 		}
@@ -96,8 +95,6 @@ func Decide(in Input) Decision {
 	switch {
 	case !in.CanRefresh || !s.HasRefreshToken:
 		return Decision{Action: Login, At: in.Now, Reason: "renewal due; no refresh token"}
-	case in.Failure != nil && in.Failure.Kind == RefreshRejected && in.Failure.InputsVersion == in.InputsVersion:
-		return Decision{Action: Login, At: in.Now, Reason: "refresh token rejected"}
 	case !s.RefreshExpiresAt.IsZero() && !in.Now.Before(s.RefreshExpiresAt):
 		return Decision{Action: Login, At: in.Now, Reason: "refresh token expired"}
 	case in.Policy.MaxSessionAge > 0 && !in.Now.Before(s.Start.Add(in.Policy.MaxSessionAge)):

@@ -125,11 +125,6 @@ func TestDecide(t *testing.T) {
 			in:     Input{Now: late, Session: fresh, InputsVersion: "v1", CanRefresh: true, Policy: policy.Effective{MaxSessionAge: 30 * time.Minute, BeforeExpiryPercent: 33}},
 			want:   Login,
 		},
-		"RefreshRejected": {
-			reason: "After a rejected refresh: log in now, no backoff.",
-			in:     Input{Now: late, Session: fresh, InputsVersion: "v1", CanRefresh: true, Failure: &Failure{At: late, Attempts: 1, Kind: RefreshRejected, InputsVersion: "v1"}},
-			want:   Login,
-		},
 		"TransientBackoff": {
 			reason: "5 s after the first transient failure: wait.",
 			in:     Input{Now: late.Add(time.Second), Session: fresh, InputsVersion: "v1", CanRefresh: true, Failure: &Failure{At: late, Attempts: 1, InputsVersion: "v1"}},

@@ -23,9 +23,6 @@ func (s *Server) serveOAuth2(w http.ResponseWriter, r *http.Request) {
 		s.count(OpJWKS)
 		s.mu.Lock()
 		keys := []any{jwk(&s.key.PublicKey, s.kid)}
-		for i, k := range s.oldKeys {
-			keys = append(keys, jwk(&k.PublicKey, "old-"+string(rune('a'+i))))
-		}
 		s.mu.Unlock()
 		writeJSON(w, 200, map[string]any{"keys": keys})
 	case "/oauth/token":

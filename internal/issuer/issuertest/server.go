@@ -110,7 +110,6 @@ type Server struct {
 	sessionAsked    time.Duration
 	key             *rsa.PrivateKey
 	kid             string
-	oldKeys         []*rsa.PrivateKey
 	hmacKey         []byte
 	issued          []string
 }
@@ -233,22 +232,6 @@ func (s *Server) RevokeAll() {
 	})
 }
 
-// RotateKey replaces the JWT signing key; the old key stays in the JWKS unless dropOld.
-func (s *Server) RotateKey(dropOld bool) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	s.locked(func() {
-		if !dropOld {
-			s.oldKeys = append(s.oldKeys, s.key)
-		} else {
-			s.oldKeys = nil
-		}
-		s.key, s.kid = key, randHex(8)
-	})
-}
-
 // Calls counts the operations of kind op so far.
 func (s *Server) Calls(op Op) int {
 	s.mu.Lock()
@@ -270,29 +253,6 @@ func (s *Server) Valid(token string) bool {
 	se := s.byAccess[token]
 	return se != nil && !se.revoked && time.Now().Before(se.expires)
 }
-
-// LiveSessions counts sessions that are neither revoked nor expired.
-func (s *Server) LiveSessions() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, se := range s.byAccess {
-		if !se.revoked && time.Now().Before(se.expires) {
-			n++
-		}
-	}
-	return n
-}
-
-// PublicKey is the current signing key's public half, with its kid.
-func (s *Server) PublicKey() (*rsa.PublicKey, string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return &s.key.PublicKey, s.kid
-}
-
-// HMACKey is the secret seed 002 signs its access tokens with.
-func (s *Server) HMACKey() []byte { return s.hmacKey }
 
 func (s *Server) locked(f func()) {
 	s.mu.Lock()
