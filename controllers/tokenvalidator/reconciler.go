@@ -1,6 +1,8 @@
 // Package tokenvalidator reconciles TokenValidators: it builds a validator from the trusted
 // issuers (key sets by JWKS or OIDC discovery, HMAC secrets, introspection), installs it in the
-// validation server, refreshes keys periodically and reports Ready with the key count.
+// validation server, refreshes keys periodically and reports Ready with the key count. Every
+// replica serves validations, so every replica reconciles TokenValidators; only the leader writes
+// their status.
 package tokenvalidator
 
 import (
@@ -42,6 +44,8 @@ type Reconciler struct {
 	Server                   *validation.Server
 	ClusterResourceNamespace string
 	Clock                    clock.PassiveClock
+	// Elected is closed once this replica leads (the manager's Elected()); nil: always leads.
+	Elected <-chan struct{}
 
 	mu    sync.Mutex
 	built map[types.NamespacedName]*built
@@ -299,8 +303,21 @@ func setReady(tv *v1alpha1.TokenValidator, status metav1.ConditionStatus, reason
 		Reason: reason, Message: msg, ObservedGeneration: tv.Generation})
 }
 
+// leading reports whether this replica writes status.
+func (r *Reconciler) leading() bool {
+	if r.Elected == nil {
+		return true
+	}
+	select {
+	case <-r.Elected:
+		return true
+	default:
+		return false
+	}
+}
+
 func (r *Reconciler) patchStatus(ctx context.Context, before, tv *v1alpha1.TokenValidator) error {
-	if equality.Semantic.DeepEqual(before.Status, tv.Status) {
+	if !r.leading() || equality.Semantic.DeepEqual(before.Status, tv.Status) {
 		return nil
 	}
 	return client.IgnoreNotFound(r.Status().Patch(ctx, tv, client.MergeFrom(before)))

@@ -7,20 +7,27 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/controllers"
+	"github.com/tokenkeeper/tokenkeeper/controllers/tokenvalidator"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer/issuertest"
 	"github.com/tokenkeeper/tokenkeeper/internal/testenv"
@@ -165,4 +172,82 @@ func TestMissingIssuerNotReady(t *testing.T) {
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	testenv.WaitFor(t, timeout, what, cond)
+}
+
+// A replica that does not lead still serves every TokenValidator (the validation Service sends
+// requests to all replicas) and leaves their status to the leader.
+func TestFollowerServesValidations(t *testing.T) {
+	ctx := t.Context()
+	// Someone else holds the Lease for an hour: the follower's manager never leads.
+	holder, hour := "another-replica", int32(3600)
+	must(t, env.Client.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "follower-test"},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &hour,
+			AcquireTime: &metav1.MicroTime{Time: time.Now()}, RenewTime: &metav1.MicroTime{Time: time.Now()}}}))
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0", Cache: cache.Options{ByObject: controllers.CacheByObject()},
+		LeaderElection: true, LeaderElectionID: "follower-test", LeaderElectionNamespace: "default",
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)}}) // a second replica in one process
+	must(t, err)
+	var statusWrites atomic.Int32
+	server := validation.NewServer()
+	r := &tokenvalidator.Reconciler{Client: statusCounter{mgr.GetClient(), &statusWrites}, APIReader: mgr.GetAPIReader(),
+		Server: server, ClusterResourceNamespace: "default", Clock: clock.RealClock{}}
+	must(t, r.SetupWithManager(mgr))
+	mctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { _ = mgr.Start(mctx) }()
+	follower := httptest.NewServer(server)
+	defer follower.Close()
+
+	idp := issuertest.Start(issuertest.OAuth2)
+	defer idp.Close()
+	must(t, env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "follower"}}))
+	must(t, env.Client.Create(ctx, &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: "follower", Name: "idp"}, Spec: idp.Spec()}))
+	must(t, env.Client.Create(ctx, &v1alpha1.TokenValidator{ObjectMeta: metav1.ObjectMeta{Namespace: "follower", Name: "api"}, Spec: v1alpha1.TokenValidatorSpec{
+		Issuers: []v1alpha1.IssuerReference{{Name: "idp"}}, Audiences: []string{"orders"}}}))
+	c, err := issuer.New(issuer.Config{Spec: idp.Spec()})
+	must(t, err)
+	tok, err := c.Login(ctx, issuer.Request{Kind: issuer.LoginClientCredentials, Inputs: idp.InputSecretData()})
+	must(t, err)
+	waitFor(t, 20*time.Second, "the follower accepting the token", func() (bool, string) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, follower.URL+"/validate/follower/api", nil)
+		req.Header.Set("Authorization", tok.Authorization())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false, err.Error()
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Sprintf("status %d", resp.StatusCode)
+	})
+	select {
+	case <-mgr.Elected():
+		t.Fatal("the follower was elected")
+	default:
+	}
+	if n := statusWrites.Load(); n != 0 {
+		t.Fatalf("the follower wrote status %d times", n)
+	}
+}
+
+// statusCounter counts status writes.
+type statusCounter struct {
+	client.Client
+	writes *atomic.Int32
+}
+
+func (c statusCounter) Status() client.SubResourceWriter { return statusWriter{c.Client.Status(), c.writes} }
+
+type statusWriter struct {
+	client.SubResourceWriter
+	writes *atomic.Int32
+}
+
+func (w statusWriter) Patch(ctx context.Context, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
+	w.writes.Add(1)
+	return w.SubResourceWriter.Patch(ctx, obj, p, opts...)
+}
+
+func (w statusWriter) Update(ctx context.Context, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+	w.writes.Add(1)
+	return w.SubResourceWriter.Update(ctx, obj, opts...)
 }
