@@ -25,11 +25,7 @@ up() {
   rm -rf "$state" && mkdir -p "$state"
   hack/local-cluster.sh up
   log "building and importing images"
-  make -s image >/dev/null
-  hack/local-cluster.sh import bin/tokenkeeper-image.tar >/dev/null
-  CGO_ENABLED=0 go build -o "$state/demo-app" ./hack/demo-app
-  go run ./hack/ociimage -ref docker.io/local/demo-app:1 -entrypoint /demo-app -out "$state/demo-app.tar" "$state/demo-app:/demo-app"
-  hack/local-cluster.sh import "$state/demo-app.tar" >/dev/null
+  IMAGES_DIR=$state hack/demo-images.sh
   log "installing tokenkeeper with its Helm chart"
   make -s "$helm" >/dev/null
   "$helm" upgrade --install tokenkeeper charts/tokenkeeper -n tokenkeeper-system --create-namespace \

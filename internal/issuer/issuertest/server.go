@@ -112,6 +112,13 @@ type Server struct {
 	kid             string
 	hmacKey         []byte
 	issued          []string
+	grants          []Grant
+}
+
+// Grant is one access token the server issued, at a login or a refresh.
+type Grant struct {
+	At    time.Time
+	Token string
 }
 
 // Start starts a Server of the given flavor on loopback. Callers Close it.
@@ -239,6 +246,13 @@ func (s *Server) Calls(op Op) int {
 	return s.calls[op]
 }
 
+// Grants lists the access tokens issued so far, oldest first.
+func (s *Server) Grants() []Grant {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Grant(nil), s.grants...)
+}
+
 // SessionAsked is the session duration the last login asked for (seed 000), or 0.
 func (s *Server) SessionAsked() time.Duration {
 	s.mu.Lock()
@@ -285,6 +299,7 @@ func (s *Server) issue(se *session, lifetime time.Duration) {
 	}
 	s.byAccess[se.access] = se
 	s.issued = append(s.issued, se.access)
+	s.grants = append(s.grants, Grant{At: now, Token: se.access})
 	if s.Flavor == Seed000 || s.Flavor == Seed004 {
 		return // no refresh tokens
 	}
