@@ -5,6 +5,7 @@
 #   hack/local-cluster.sh up     # build what is missing, start everything, wait for the node
 #   hack/local-cluster.sh down   # stop everything it started
 #   hack/local-cluster.sh import IMAGE.tar   # load an OCI image tar into containerd
+#   hack/local-cluster.sh deps   # install the Debian packages it needs (as root), if missing
 # KUBECONFIG for kubectl: bin/cluster/admin.kubeconfig
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -79,9 +80,30 @@ images() {
   for t in "$d/pause.tar" "$d/busybox.tar"; do ctr -a "$sock" -n k8s.io image import "$t" >/dev/null; done
 }
 
+# The node's packages: containerd and runc run pods, the CNI plugins wire them, busybox-static is
+# a tiny image for debugging, iptables and conntrack serve kube-proxy, openssl makes the PKI.
+packages=(containerd runc busybox-static containernetworking-plugins iptables conntrack openssl)
+deps() {
+  local missing=()
+  command -v containerd >/dev/null || missing+=(containerd)
+  command -v runc >/dev/null || missing+=(runc)
+  [ -x /usr/bin/busybox ] || missing+=(busybox-static)
+  [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+  command -v iptables >/dev/null || missing+=(iptables)
+  command -v conntrack >/dev/null || missing+=(conntrack)
+  command -v openssl >/dev/null || missing+=(openssl)
+  [ ${#missing[@]} -eq 0 ] && return
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    log "missing ${missing[*]}: run as root: apt-get install ${packages[*]}"; exit 1
+  fi
+  log "installing ${missing[*]} with apt-get"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
 up() {
   [ -n "$node_ip" ] || { log "cannot find the node IP; set NODE_IP"; exit 1; }
-  command -v containerd >/dev/null || { log "missing containerd: apt-get install containerd runc containernetworking-plugins"; exit 1; }
+  deps
   "$root/hack/cluster-assets.sh" >/dev/null
   mkdir -p "$state"
   pki
@@ -171,24 +193,46 @@ PCFG
   log "node $node is Ready; export KUBECONFIG=$state/admin.kubeconfig"
 }
 
+stop() { # name
+  local name=$1
+  [ -f "$state/$name.pid" ] || return 0
+  local pid; pid=$(cat "$state/$name.pid")
+  kill "$pid" 2>/dev/null || true
+  # Wait for it to exit (its ports must be free for the next `up`), then insist.
+  for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$state/$name.pid"
+}
+
 down() {
-  for name in kube-proxy kubelet containerd kube-scheduler kube-controller-manager kube-apiserver etcd; do
-    [ -f "$state/$name.pid" ] || continue
-    local pid; pid=$(cat "$state/$name.pid")
-    kill "$pid" 2>/dev/null || true
-    # Wait for it to exit (its ports must be free for the next `up`), then insist.
-    for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -9 "$pid" 2>/dev/null || true
-    rm -f "$state/$name.pid"
-  done
-  # Containers outlive containerd: stop their shims too.
+  stop kube-proxy
+  stop kubelet
+  # Containers outlive containerd and their shims: kill them while containerd still knows them.
+  local ids; ids=$(ctr -a "$sock" -n k8s.io tasks ls -q 2>/dev/null || true)
+  for id in $ids; do ctr -a "$sock" -n k8s.io tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true; done
+  [ -z "$ids" ] || sleep 1
+  for name in containerd kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$name"; done
+  # The shims outlive containerd too.
   pkill -f "containerd-shim-runc-v2 -namespace k8s.io" 2>/dev/null || true
+  # Pod volumes and container filesystems stay mounted after their owners are gone, and so do
+  # the pods' network namespaces and addresses: release them, or the next start cannot delete
+  # this directory and the pod network runs out of addresses.
+  grep -o " $state/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  local ipam=/var/lib/cni/networks/tokenkeeper
+  if [ -d "$ipam" ]; then
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+      local addr; addr=$(ip netns exec "$ns" ip -4 -o addr show dev eth0 2>/dev/null | awk '{print $4}' | cut -d/ -f1)
+      if [ -n "$addr" ] && [ -f "$ipam/$addr" ]; then ip netns delete "$ns" 2>/dev/null || true; fi
+    done
+    rm -rf "$ipam"
+  fi
   log "stopped"
 }
 
 case ${1:-} in
   up) up ;;
   down) down ;;
+  deps) deps ;;
   import) ctr -a "$sock" -n k8s.io image import "$2" ;;
   *) echo "usage: $0 up|down|import IMAGE.tar" >&2; exit 2 ;;
 esac
