@@ -73,6 +73,9 @@ func main() {
 		metricsAddr    string
 		probeAddr      string
 		leaderElection bool
+		leaseDuration  time.Duration
+		renewDeadline  time.Duration
+		retryPeriod    time.Duration
 		resourceNS     string
 		webhookPort    int
 		certDir        string
@@ -90,6 +93,10 @@ func main() {
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	flag.BoolVar(&leaderElection, "leader-elect", true, "Elect a leader (Lease) so that only one replica reconciles.")
+	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 15*time.Second,
+		"How long a standby waits, after the leader's last renewal, before taking the Lease from a leader that died.")
+	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader tries to renew before it gives up leading.")
+	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often candidates try to take, and the leader to renew, the Lease.")
 	flag.StringVar(&resourceNS, "cluster-resource-namespace", envOr("POD_NAMESPACE", "tokenkeeper-system"),
 		"Namespace of the Secrets that ClusterIssuers refer to without a namespace.")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port the admission webhook server listens on.")
@@ -134,6 +141,9 @@ func main() {
 		// The process exits right after the manager stops, so handing the Lease over at once is
 		// safe and spares the other replica the lease duration.
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &leaseDuration,
+		RenewDeadline:                 &renewDeadline,
+		RetryPeriod:                   &retryPeriod,
 		Cache:                         cacheOpts,
 		Controller:                    config.Controller{MaxConcurrentReconciles: concurrency},
 		GracefulShutdownTimeout:       &shutdown,
