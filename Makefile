@@ -40,8 +40,8 @@ fmt: ## Run gofmt.
 	gofmt -s -w $$(git ls-files '*.go')
 
 .PHONY: vet
-vet: ## Run go vet.
-	go vet ./...
+vet: ## Run go vet (the end-to-end suite too).
+	go vet -tags e2e ./...
 
 .PHONY: lint
 lint: vet $(GOLANGCI_LINT) ## Run gofmt check, go vet and golangci-lint.
@@ -56,6 +56,10 @@ envtest-assets: ## Build kube-apiserver and etcd from Go modules into bin/k8s (o
 test: manifests generate envtest-assets $(HELM) ## Run every test against a real kube-apiserver and etcd.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)" go test $(TEST_FLAGS) ./...
 	hack/fuzz.sh $(FUZZTIME) ./internal/issuer
+
+.PHONY: e2e
+e2e: $(HELM) ## Run test/e2e on a fresh local single-node cluster (as root: installs containerd etc. if missing).
+	HELM="$(HELM)" hack/e2e.sh
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target (issuer parsing, Authorization headers, tokens) for longer (1m each).

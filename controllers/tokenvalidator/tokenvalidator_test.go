@@ -235,7 +235,9 @@ type statusCounter struct {
 	writes *atomic.Int32
 }
 
-func (c statusCounter) Status() client.SubResourceWriter { return statusWriter{c.Client.Status(), c.writes} }
+func (c statusCounter) Status() client.SubResourceWriter {
+	return statusWriter{c.Client.Status(), c.writes}
+}
 
 type statusWriter struct {
 	client.SubResourceWriter
