@@ -8,6 +8,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=${ASSETS_DIR:-$root/bin/k8s}
 mod=$root/bin/.build/kube-cluster
 "$root/hack/envtest-assets.sh" >/dev/null
+exec 9>"$root/bin/.build/.cluster-assets.lock"
+flock 9
 cmds=(kubelet kube-controller-manager kube-scheduler kube-proxy)
 missing=()
 for c in "${cmds[@]}"; do

@@ -10,6 +10,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=${ASSETS_DIR:-$root/bin/k8s}
 work=$root/bin/.build
 mkdir -p "$out" "$work"
+# One build at a time (CI builds the cluster binaries in the background while make test waits for
+# these); a waiting caller finds the binaries built when it gets the lock.
+exec 9>"$work/.envtest-assets.lock"
+flock 9
 
 stamp() { cat "$out/.$1.version" 2>/dev/null || true; }
 log() { echo "envtest-assets: $*" >&2; }
