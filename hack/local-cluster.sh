@@ -73,7 +73,7 @@ wait_for() { # what seconds command...
 images() {
   local d=$state/images; mkdir -p "$d"
   if [ ! -f "$d/pause.tar" ]; then
-    CGO_ENABLED=0 go build -C "$root" -o "$d/pause" ./hack/pause
+    CGO_ENABLED=0 go build -C "$root" -trimpath -o "$d/pause" ./hack/pause
     go run -C "$root" ./hack/ociimage -ref docker.io/local/pause:1 -entrypoint /pause -user 65535:65535 -out "$d/pause.tar" "$d/pause:/pause"
     go run -C "$root" ./hack/ociimage -ref docker.io/local/busybox:1 -entrypoint /bin/busybox -user 0:0 -out "$d/busybox.tar" /usr/bin/busybox:/bin/busybox
   fi
