@@ -9,8 +9,7 @@ state=$root/bin/e2e
 export CLUSTER_DIR=$state/cluster
 export KUBECONFIG=$CLUSTER_DIR/admin.kubeconfig
 helm=${HELM:-$root/bin/helm-v3.22.0}
-node_ip=${NODE_IP:-$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')}
-node_ip=${node_ip:-$(hostname -I | awk '{print $1}')}
+node_ip=$(hack/local-cluster.sh node-ip)
 log() { echo "e2e: $*" >&2; }
 
 diagnose() {

@@ -5,6 +5,7 @@
 #   hack/local-cluster.sh up     # build what is missing, start everything, wait for the node
 #   hack/local-cluster.sh down   # stop everything it started
 #   hack/local-cluster.sh import IMAGE.tar   # load an OCI image tar into containerd
+#   hack/local-cluster.sh node-ip   # the address pods reach this machine at (NODE_IP overrides)
 #   hack/local-cluster.sh deps   # install the Debian packages it needs (as root), if missing
 # KUBECONFIG for kubectl: bin/cluster/admin.kubeconfig
 set -euo pipefail
@@ -234,5 +235,6 @@ case ${1:-} in
   down) down ;;
   deps) deps ;;
   import) ctr -a "$sock" -n k8s.io image import "$2" ;;
-  *) echo "usage: $0 up|down|import IMAGE.tar" >&2; exit 2 ;;
+  node-ip) echo "$node_ip" ;;
+  *) echo "usage: $0 up|down|deps|node-ip|import IMAGE.tar" >&2; exit 2 ;;
 esac

@@ -61,9 +61,13 @@ type suite struct {
 // TestEndToEnd is one story, in order: each step needs the ones before it.
 func TestEndToEnd(t *testing.T) {
 	s := newSuite(t)
+	defer func() {
+		if s.issuers != nil {
+			s.issuers.Close()
+		}
+	}()
 	step(t, "the chart installs and the manager becomes Ready", s.install)
 	step(t, "every seed's Credential becomes Ready and the application pod runs", s.deployIssuers)
-	defer s.issuers.Close()
 	step(t, "the validation endpoint accepts issued tokens and rejects forged ones", s.validation)
 	step(t, "a TokenPolicy rejects a non-compliant Credential at kubectl apply", s.policy)
 	step(t, "a deleted leader hands the Lease over", s.leaderDeleted)
