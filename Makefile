@@ -61,6 +61,11 @@ test: manifests generate envtest-assets $(HELM) ## Run every test against a real
 e2e: $(HELM) ## Run test/e2e on a fresh local single-node cluster (as root: installs containerd etc. if missing).
 	HELM="$(HELM)" hack/e2e.sh
 
+.PHONY: chaos
+chaos: manifests generate envtest-assets ## Kill the manager and restart the API server for CHAOS_DURATION (default 1h); see test/chaos.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" CHAOS_DURATION=$${CHAOS_DURATION:-1h} \
+		go test -count=1 -timeout=0 -run TestChaos -v ./test/chaos/
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target (issuer parsing, Authorization headers, tokens) for longer (1m each).
 	hack/fuzz.sh $(if $(filter 5s,$(FUZZTIME)),1m,$(FUZZTIME))

@@ -25,7 +25,9 @@ import (
 
 	tokenkeeperv1alpha1 "github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/controllers"
+	"github.com/tokenkeeper/tokenkeeper/controllers/credential"
 	"github.com/tokenkeeper/tokenkeeper/internal/admission"
+	"github.com/tokenkeeper/tokenkeeper/internal/egress"
 	"github.com/tokenkeeper/tokenkeeper/internal/validation"
 	"github.com/tokenkeeper/tokenkeeper/internal/webhookcert"
 )
@@ -89,6 +91,8 @@ func main() {
 		qps            float64
 		burst          int
 		concurrency    int
+		callsPerNS     int
+		allowEgress    string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
@@ -111,11 +115,21 @@ func main() {
 	flag.Float64Var(&qps, "kube-api-qps", 20, "Queries per second to the API server.")
 	flag.IntVar(&burst, "kube-api-burst", 40, "Burst of queries to the API server.")
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 4, "Reconciles run in parallel per controller.")
+	flag.IntVar(&callsPerNS, "max-issuer-calls-per-namespace", credential.DefaultCallsPerNamespace,
+		"Issuer calls in flight at once per namespace and per issuer; each holds a worker, so an issuer that hangs holds at most this many.")
+	flag.StringVar(&allowEgress, "allow-egress-cidrs", "",
+		"Comma-separated CIDRs or addresses the manager may reach although they are loopback, link-local, metadata or its own "+
+			"(issuers on 127.0.0.1 for a local run, say). Everything else in those ranges is refused when connecting.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
+	allowed, err := egress.ParsePrefixes(allowEgress)
+	if err != nil {
+		log.Error(err, "reading --allow-egress-cidrs")
+		os.Exit(1)
+	}
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -170,7 +184,8 @@ func main() {
 		log.Error(err, "adding the validation endpoint")
 		os.Exit(1)
 	}
-	if err := controllers.Setup(ctx, mgr, controllers.Options{ClusterResourceNamespace: resourceNS, Validation: validationServer}); err != nil {
+	if err := controllers.Setup(ctx, mgr, controllers.Options{ClusterResourceNamespace: resourceNS, Validation: validationServer,
+		IssuerCallsPerNamespace: callsPerNS, Egress: egress.Default(allowed)}); err != nil {
 		log.Error(err, "setting up controllers")
 		os.Exit(1)
 	}

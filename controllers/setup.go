@@ -14,6 +14,7 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/controllers/credential"
 	"github.com/tokenkeeper/tokenkeeper/controllers/issuer"
 	"github.com/tokenkeeper/tokenkeeper/controllers/tokenvalidator"
+	"github.com/tokenkeeper/tokenkeeper/internal/egress"
 	"github.com/tokenkeeper/tokenkeeper/internal/validation"
 )
 
@@ -26,6 +27,11 @@ type Options struct {
 	Transport http.RoundTripper
 	// Validation receives the TokenValidators' validators; nil leaves them out.
 	Validation *validation.Server
+	// Egress refuses outbound connections to addresses tenants must not reach; nil checks
+	// nothing (tests against local issuers).
+	Egress *egress.Policy
+	// IssuerCallsPerNamespace bounds the issuer calls in flight per namespace and per issuer.
+	IssuerCallsPerNamespace int
 }
 
 // CacheByObject restricts the manager's cache: of Secrets it holds only tokenkeeper's own.
@@ -43,10 +49,15 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 			return err
 		}
 	}
+	names, err := credential.NewSecretNameCache(mgr)
+	if err != nil {
+		return err
+	}
 	cr := &credential.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: mgr.GetScheme(),
 		Recorder: mgr.GetEventRecorder("tokenkeeper"), Clock: clock.RealClock{},
 		ClusterResourceNamespace: opts.ClusterResourceNamespace, Transport: opts.Transport,
+		CallsPerNamespace: opts.IssuerCallsPerNamespace, SecretNames: names, Egress: opts.Egress,
 	}
 	if err := cr.SetupWithManager(ctx, mgr); err != nil {
 		return err
@@ -55,6 +66,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return nil
 	}
 	tv := &tokenvalidator.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Server: opts.Validation,
-		ClusterResourceNamespace: opts.ClusterResourceNamespace, Clock: clock.RealClock{}}
+		ClusterResourceNamespace: opts.ClusterResourceNamespace, Clock: clock.RealClock{}, SecretNames: names,
+		Egress: opts.Egress}
 	return tv.SetupWithManager(mgr)
 }

@@ -30,6 +30,24 @@ const (
 	ReasonValid              = "Valid"
 	ReasonKeysLoaded         = "KeysLoaded"
 	ReasonKeysUnavailable    = "KeysUnavailable"
+	// ReasonRefreshTokenSpent: a refreshToken login whose input refresh token was already sent
+	// (it is never sent twice); a new one in the input Secret starts a new session.
+	ReasonRefreshTokenSpent = "RefreshTokenSpent"
+)
+
+// Event reasons that are not condition reasons.
+const (
+	// ReasonInterrupted: a login or refresh was sent but its outcome never recorded (the manager
+	// died or lost the API server); its refresh token is never sent again.
+	ReasonInterrupted = "Interrupted"
+	// ReasonStateRestored: the state Secret was deleted and recreated from the current session.
+	ReasonStateRestored = "StateRestored"
+	// ReasonSecretAdopted: a target Secret that had lost its owner reference was taken back.
+	ReasonSecretAdopted = "SecretAdopted"
+	// ReasonSecretRestored: the target Secret was recreated or its edits undone.
+	ReasonSecretRestored = "SecretRestored"
+	// ReasonOrphanRevoked: a token obtained but superseded before it was saved was revoked.
+	ReasonOrphanRevoked = "OrphanRevoked"
 )
 
 // SecretKeySelector selects one key of a Secret.

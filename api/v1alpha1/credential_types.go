@@ -264,6 +264,7 @@ type EffectivePolicy struct {
 // +kubebuilder:printcolumn:name="Renews",type=string,JSONPath=`.status.renewalTime`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 235",message="metadata.name may be at most 235 characters, so that the state Secret <name>.tokenkeeper-state fits the 253-character limit of Secret names"
 
 // Credential is one identity at one issuer; tokenkeeper keeps its token fresh in a Secret.
 type Credential struct {

@@ -81,7 +81,8 @@ func (r *Reconciler) prepare(ctx context.Context, cred *v1alpha1.Credential) (*e
 	}
 	e.headers, versions = headers, append(versions, headerVersions...)
 	e.inputsVersion = strings.Join(versions, ";")
-	e.client, err = issuer.New(issuer.Config{Spec: *iss.GetSpec(), Headers: e.headers, CheckURL: e.policy.CheckURL, Clock: r.Clock, Transport: r.Transport})
+	e.client, err = issuer.New(issuer.Config{Spec: *iss.GetSpec(), Headers: e.headers, CheckURL: e.policy.CheckURL, Clock: r.Clock,
+		Transport: r.Transport, Egress: r.Egress})
 	if err != nil {
 		return nil, block(v1alpha1.ReasonInvalidConfig, "issuer %s: %v", e.issuerKey, err)
 	}

@@ -5,12 +5,14 @@ package credential
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -18,12 +20,15 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/internal/egress"
+	"github.com/tokenkeeper/tokenkeeper/internal/failpoint"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
 	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
 	"github.com/tokenkeeper/tokenkeeper/internal/renewal"
@@ -47,6 +52,16 @@ type Reconciler struct {
 	ClusterResourceNamespace string
 	// Transport replaces the issuer HTTP transport, for tests. Optional.
 	Transport http.RoundTripper
+	// Egress refuses issuer connections to addresses tenants must not reach; nil checks nothing.
+	Egress *egress.Policy
+	// SecretNames caches Secret names only, to watch input Secrets; created when nil.
+	SecretNames cache.Cache
+	// CallsPerNamespace bounds the issuer calls in flight per namespace and per issuer (each holds
+	// a worker); DefaultCallsPerNamespace when 0.
+	CallsPerNamespace int
+
+	store *stateStore
+	slots *callSlots
 }
 
 // +kubebuilder:rbac:groups=tokenkeeper.io,resources=credentials,verbs=get;list;watch;update;patch
@@ -65,6 +80,9 @@ type Reconciler struct {
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
 	cred := &v1alpha1.Credential{}
 	if err := r.Get(ctx, req.NamespacedName, cred); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.store.drop(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !cred.DeletionTimestamp.IsZero() {
@@ -79,7 +97,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	defer func() { reterr = errors.Join(reterr, r.patchStatus(ctx, before, cred)) }()
 	cred.Status.ObservedGeneration = cred.Generation
 
-	st, err := r.loadState(ctx, cred)
+	st, err := r.store.load(ctx, cred)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -89,6 +107,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}
 	defer e.client.Close()
 	cred.Status.EffectivePolicy = e.policy.EffectiveStatus()
+	if err := r.recover(ctx, cred, e, st); err != nil {
+		return ctrl.Result{}, err
+	}
 	if err := r.revokeRetired(ctx, cred, e, st); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -112,7 +133,7 @@ func (r *Reconciler) wait(ctx context.Context, cred *v1alpha1.Credential, e *env
 			return r.blocked(cred, err)
 		}
 		if changed {
-			r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, "SecretRestored", "Restore", "Secret %s restored from the current session", cred.Spec.SecretName)
+			r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, v1alpha1.ReasonSecretRestored, "Restore", "Secret %s restored from the current session", cred.Spec.SecretName)
 		}
 		r.observeToken(cred, e, st, d.At)
 	}
@@ -120,24 +141,57 @@ func (r *Reconciler) wait(ctx context.Context, cred *v1alpha1.Credential, e *env
 	return ctrl.Result{RequeueAfter: r.nextWake(d.At, st).Sub(r.Clock.Now())}, nil
 }
 
-// renew logs in or refreshes, then persists the session before it writes the target Secret.
+// renew logs in or refreshes. The call is recorded in the state Secret before it is sent (so a
+// refresh token is only sent from a state known to be current, and never again once it may have
+// been spent), and its outcome is written there before anything else, the target Secret last.
 func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *env, st *state, d renewal.Decision) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
-	tok, method, err := r.obtain(ctx, e, st, d.Action)
-	if err != nil {
-		return r.failed(ctx, cred, e, st, err)
+	if d.Action == renewal.Login && e.request.Kind == issuer.LoginRefreshToken && st.spentInput != "" && st.spentInput == e.inputsVersion {
+		return r.blocked(cred, block(v1alpha1.ReasonRefreshTokenSpent, "the refresh token in Secret %s was already sent to the issuer and "+
+			"is never sent twice; put a new refresh token in the Secret to start a new session", cred.Spec.RefreshToken.SecretRef.Name))
 	}
-	next := &state{token: tok, sessionStart: st.sessionStart, inputsVersion: e.inputsVersion, retired: st.retired, retireAt: st.retireAt}
-	if method == "login" {
+	release, ok := r.slots.acquire("namespace/"+cred.Namespace, "issuer/"+issuerSlot(cred))
+	if !ok {
+		log.V(1).Info("issuer calls of this namespace or issuer are all in flight; waiting", "issuer", e.issuerKey)
+		return ctrl.Result{RequeueAfter: busyRetry(string(cred.UID))}, nil
+	}
+	defer release()
+	op := "refresh"
+	if d.Action == renewal.Login {
+		op = "login"
+	}
+	if err := r.store.begin(ctx, cred, st, op, e.issuerKey, e.inputsVersion); err != nil {
+		return ctrl.Result{}, err // nothing was sent
+	}
+	failpoint.Inject("call-recorded")
+	o := r.obtain(ctx, e, st, d.Action)
+	prev := st.clone()
+	prev.pending, prev.basedOn = nil, st.pending.ID
+	if o.refreshSpent {
+		prev.dropRefreshToken()
+	}
+	if o.inputSpent {
+		prev.spentInput = e.inputsVersion
+	}
+	if o.err != nil {
+		return r.failed(ctx, cred, e, prev, o.err)
+	}
+	failpoint.Inject("issuer-answered")
+	tok := o.tok
+	next := prev.clone()
+	next.token, next.inputsVersion = tok, e.inputsVersion
+	if o.method == "login" {
 		next.sessionStart = tok.IssuedAt
-		r.retire(ctx, cred, e, st, next)
+		r.retire(ctx, cred, e, prev, next)
 	}
-	if err := r.saveState(ctx, cred, next); err != nil {
-		return ctrl.Result{}, err
+	if err := r.store.commit(ctx, cred, next); err != nil {
+		return ctrl.Result{}, fmt.Errorf("saving the new token (kept in memory, saved first at the next attempt): %w", err)
 	}
+	failpoint.Inject("state-saved")
 	if _, err := r.syncTarget(ctx, cred, e, tok); err != nil {
 		return r.blocked(cred, err)
 	}
+	failpoint.Inject("target-written")
 	now := r.Clock.Now()
 	renewAt := renewal.RenewalTime(*next.session(), e.policy, string(cred.UID))
 	cred.Status.LastRotationTime = &metav1.Time{Time: now}
@@ -145,15 +199,23 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 	cred.Status.RenewalTime = &metav1.Time{Time: renewAt}
 	r.observeToken(cred, e, next, renewAt)
 	reason := v1alpha1.ReasonIssued
-	if method == "refresh" {
+	if o.method == "refresh" {
 		reason = v1alpha1.ReasonRefreshed
 	}
-	metrics.Renewals.WithLabelValues(e.issuerKey, method).Inc()
-	r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, reason, method, "New token %s from %s (%s), expires %s",
+	metrics.Renewals.WithLabelValues(e.issuerKey, o.method).Inc()
+	r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, reason, o.method, "New token %s from %s (%s), expires %s",
 		tok.Fingerprint(), e.issuerKey, d.Reason, tok.ExpiresAt.UTC().Format(time.RFC3339))
-	log.Info("token rotated", "method", method, "fingerprint", tok.Fingerprint(), "expiresAt", tok.ExpiresAt, "renewAt", renewAt)
+	log.Info("token rotated", "method", o.method, "fingerprint", tok.Fingerprint(), "expiresAt", tok.ExpiresAt, "renewAt", renewAt)
 	r.rolloutRestart(ctx, cred)
 	return ctrl.Result{RequeueAfter: r.nextWake(renewAt, next).Sub(now)}, nil
+}
+
+// issuerSlot names the issuer a Credential calls, across namespaces.
+func issuerSlot(cred *v1alpha1.Credential) string {
+	if cred.Spec.IssuerRef.Kind == v1alpha1.IssuerKindCluster {
+		return "ClusterIssuer/" + cred.Spec.IssuerRef.Name
+	}
+	return "Issuer/" + cred.Namespace + "/" + cred.Spec.IssuerRef.Name
 }
 
 // retire schedules the revocation of a session that a fresh login replaced while it was still
@@ -181,7 +243,7 @@ func (r *Reconciler) revokeRetired(ctx context.Context, cred *v1alpha1.Credentia
 	}
 	r.revokeNow(ctx, cred, e, st.retired)
 	st.retired, st.retireAt = nil, time.Time{}
-	return r.saveState(ctx, cred, st)
+	return r.store.commit(ctx, cred, st)
 }
 
 // nextWake is the earlier of the next renewal and a pending revocation.
@@ -192,17 +254,33 @@ func (r *Reconciler) nextWake(renewAt time.Time, st *state) time.Time {
 	return renewAt
 }
 
+// outcome is what one renewal got from the issuer, and what it may have used up.
+type outcome struct {
+	tok    *issuer.Token
+	method string // "login" or "refresh"
+	err    error
+	// refreshSpent: the session's refresh token may have been consumed; never send it again.
+	refreshSpent bool
+	// inputSpent: the input Secret's refresh token (refreshToken logins) may have been consumed.
+	inputSpent bool
+}
+
 // obtain refreshes when asked and possible, and falls back to a login when the refresh token is
 // rejected or refreshing is not supported.
-func (r *Reconciler) obtain(ctx context.Context, e *env, st *state, action renewal.Action) (*issuer.Token, string, error) {
+func (r *Reconciler) obtain(ctx context.Context, e *env, st *state, action renewal.Action) outcome {
+	var o outcome
 	if action == renewal.Refresh {
 		tok, err := timed(e, "refresh", func() (*issuer.Token, error) { return e.client.Refresh(ctx, e.request, st.token) })
+		o.refreshSpent = issuer.MayHaveSpent(err)
 		if !errors.Is(err, issuer.ErrRefreshRejected) && !errors.Is(err, issuer.ErrUnsupported) {
-			return tok, "refresh", err
+			o.tok, o.method, o.err = tok, "refresh", err
+			return o
 		}
 	}
-	tok, err := timed(e, "login", func() (*issuer.Token, error) { return e.client.Login(ctx, e.request) })
-	return tok, "login", err
+	o.tok, o.err = timed(e, "login", func() (*issuer.Token, error) { return e.client.Login(ctx, e.request) })
+	o.method = "login"
+	o.inputSpent = e.request.Kind == issuer.LoginRefreshToken && issuer.MayHaveSpent(o.err)
+	return o
 }
 
 func timed(e *env, op string, f func() (*issuer.Token, error)) (*issuer.Token, error) {
@@ -225,7 +303,7 @@ func (r *Reconciler) failed(ctx context.Context, cred *v1alpha1.Credential, e *e
 	cred.Status.NextRetryTime = &metav1.Time{Time: next}
 	cred.Status.RenewalTime = &metav1.Time{Time: next}
 	st.failedInputs = e.inputsVersion
-	if serr := r.saveState(ctx, cred, st); serr != nil {
+	if serr := r.store.commit(ctx, cred, st); serr != nil {
 		return ctrl.Result{}, serr
 	}
 	metrics.RenewalFailures.WithLabelValues(e.issuerKey, reason).Inc()
@@ -278,26 +356,43 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, cred *v1alpha1.Credent
 	if !controllerutil.ContainsFinalizer(cred, Finalizer) {
 		return ctrl.Result{}, nil
 	}
-	r.revoke(ctx, cred)
+	if err := r.revoke(ctx, cred); err != nil {
+		return ctrl.Result{}, err
+	}
 	controllerutil.RemoveFinalizer(cred, Finalizer)
-	return ctrl.Result{}, r.Update(ctx, cred)
+	if err := r.Update(ctx, cred); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.store.drop(client.ObjectKeyFromObject(cred))
+	return ctrl.Result{}, nil
 }
 
-// revoke ends the session at the issuer, best effort and bounded in time.
-func (r *Reconciler) revoke(ctx context.Context, cred *v1alpha1.Credential) {
-	st, err := r.loadState(ctx, cred)
-	if err != nil || st.token == nil {
-		return
+// revoke ends the Credential's sessions at the issuer, best effort and bounded in time: the
+// current one, a retired one, and one obtained but not yet saved.
+func (r *Reconciler) revoke(ctx context.Context, cred *v1alpha1.Credential) error {
+	held := r.store.unsavedOf(cred)
+	st, err := r.store.read(ctx, cred)
+	if err != nil {
+		return err
 	}
 	e, err := r.prepare(ctx, cred)
 	if err != nil || !e.policy.RevokeOnDelete || !e.client.CanRevoke() {
-		return
+		return nil
 	}
 	defer e.client.Close()
-	r.revokeNow(ctx, cred, e, st.token)
-	if st.retired != nil {
-		r.revokeNow(ctx, cred, e, st.retired)
+	seen := map[string]bool{}
+	for _, s := range []*state{st, held} {
+		if s == nil {
+			continue
+		}
+		for _, tok := range []*issuer.Token{s.token, s.retired} {
+			if tok != nil && !seen[tok.AccessToken] {
+				seen[tok.AccessToken] = true
+				r.revokeNow(ctx, cred, e, tok)
+			}
+		}
 	}
+	return nil
 }
 
 // revokeNow ends one session at the issuer, best effort and bounded in time.

@@ -2,10 +2,11 @@ package credential
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"maps"
 	"strings"
-	"text/template"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -17,7 +18,7 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
-	"github.com/tokenkeeper/tokenkeeper/internal/renewal"
+	"github.com/tokenkeeper/tokenkeeper/internal/tmpl"
 )
 
 // Labels and annotations on the Secrets tokenkeeper manages. The manager caches only Secrets
@@ -30,7 +31,6 @@ const (
 	AnnotationExpiresAt = "tokenkeeper.io/expires-at"
 	annotationInputs    = "tokenkeeper.io/inputs-version"
 	annotationFailed    = "tokenkeeper.io/failed-inputs-version"
-	stateSuffix         = ".tokenkeeper-state"
 )
 
 // Keys of the target Secret.
@@ -40,89 +40,6 @@ const (
 	KeyTokenType     = "token-type"
 	KeyExpiresAt     = "expires-at"
 )
-
-// state is what the state Secret holds: the session, so that a restarted manager carries on
-// without logging in again and a rotated refresh token is never lost.
-type state struct {
-	token         *issuer.Token // nil: no session
-	sessionStart  time.Time
-	inputsVersion string
-	failedInputs  string
-	// retired is a session replaced by a fresh login, revoked at retireAt: once pods have had
-	// time to read the new token from their mounted Secret.
-	retired  *issuer.Token
-	retireAt time.Time
-}
-
-// StateSecretName is the name of a Credential's state Secret.
-func StateSecretName(cred *v1alpha1.Credential) string { return cred.Name + stateSuffix }
-
-func (s *state) session() *renewal.Session {
-	if s.token == nil {
-		return nil
-	}
-	return &renewal.Session{IssuedAt: s.token.IssuedAt, ExpiresAt: s.token.ExpiresAt, RefreshExpiresAt: s.token.RefreshExpiresAt,
-		HasRefreshToken: s.token.RefreshToken != "", Start: s.sessionStart, InputsVersion: s.inputsVersion}
-}
-
-func (r *Reconciler) loadState(ctx context.Context, cred *v1alpha1.Credential) (*state, error) {
-	sec := &corev1.Secret{}
-	err := r.Get(ctx, types.NamespacedName{Namespace: cred.Namespace, Name: StateSecretName(cred)}, sec)
-	if apierrors.IsNotFound(err) {
-		return &state{}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	st := &state{inputsVersion: sec.Annotations[annotationInputs], failedInputs: sec.Annotations[annotationFailed]}
-	d := func(k string) string { return string(sec.Data[k]) }
-	t := func(k string) time.Time { v, _ := time.Parse(time.RFC3339Nano, d(k)); return v }
-	if d("access-token") != "" {
-		st.token = &issuer.Token{AccessToken: d("access-token"), Scheme: d("token-type"), RefreshToken: d("refresh-token"),
-			RefreshField: d("refresh-field"), IssuedAt: t("issued-at"), ExpiresAt: t("expires-at"),
-			ExpirySource: issuer.ExpirySource(d("expiry-source")), RefreshExpiresAt: t("refresh-expires-at")}
-		_ = json.Unmarshal(sec.Data["extra"], &st.token.Extra)
-		st.sessionStart = t("session-start")
-	}
-	if d("retired-access-token") != "" {
-		st.retired = &issuer.Token{AccessToken: d("retired-access-token"), RefreshToken: d("retired-refresh-token"), Scheme: d("retired-token-type")}
-		st.retireAt = t("retire-at")
-	}
-	return st, nil
-}
-
-// saveState writes the state Secret. It runs before the target Secret is written, so a rotated
-// refresh token is persisted before anything else can lose it.
-func (r *Reconciler) saveState(ctx context.Context, cred *v1alpha1.Credential, st *state) error {
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: cred.Namespace, Name: StateSecretName(cred)}}
-	_, err := controllerutil.CreateOrPatch(ctx, r.Client, sec, func() error {
-		setManaged(&sec.ObjectMeta, cred, "state")
-		sec.Annotations[annotationInputs] = st.inputsVersion
-		sec.Annotations[annotationFailed] = st.failedInputs
-		sec.Data = map[string][]byte{}
-		if tok := st.token; tok != nil {
-			ts := func(t time.Time) []byte {
-				if t.IsZero() {
-					return nil
-				}
-				return []byte(t.UTC().Format(time.RFC3339Nano))
-			}
-			extra, _ := json.Marshal(tok.Extra)
-			sec.Data = map[string][]byte{
-				"access-token": []byte(tok.AccessToken), "token-type": []byte(tok.Scheme), "refresh-token": []byte(tok.RefreshToken),
-				"refresh-field": []byte(tok.RefreshField), "issued-at": ts(tok.IssuedAt), "expires-at": ts(tok.ExpiresAt),
-				"expiry-source": []byte(tok.ExpirySource), "refresh-expires-at": ts(tok.RefreshExpiresAt),
-				"session-start": ts(st.sessionStart), "extra": extra,
-			}
-		}
-		if old := st.retired; old != nil {
-			sec.Data["retired-access-token"], sec.Data["retired-refresh-token"] = []byte(old.AccessToken), []byte(old.RefreshToken)
-			sec.Data["retired-token-type"], sec.Data["retire-at"] = []byte(old.Scheme), []byte(st.retireAt.UTC().Format(time.RFC3339Nano))
-		}
-		return controllerutil.SetControllerReference(cred, sec, r.Scheme)
-	})
-	return err
-}
 
 // syncTarget makes the target Secret hold the current token: it creates it, restores it when
 // edited, and writes nothing when it is already right. It refuses to take over a Secret that
@@ -145,8 +62,8 @@ func (r *Reconciler) syncTarget(ctx context.Context, cred *v1alpha1.Credential, 
 	case err != nil:
 		return false, err
 	default:
-		if owner := metav1.GetControllerOf(sec); owner == nil || owner.UID != cred.UID {
-			return false, block(v1alpha1.ReasonSecretConflict, "Secret %s already exists and is not managed by this Credential", key.Name)
+		if err := r.claim(cred, sec); err != nil {
+			return false, err
 		}
 	}
 	before := sec.DeepCopy()
@@ -186,18 +103,51 @@ func targetData(cred *v1alpha1.Credential, e *env, tok *issuer.Token) (map[strin
 		vars := map[string]string{"token": tok.AccessToken, "tokenType": tok.Scheme, "authorization": tok.Authorization(),
 			"expiresAt": tok.ExpiresAt.UTC().Format(time.RFC3339)}
 		for k, text := range t.Data {
-			tmpl, err := template.New(k).Option("missingkey=error").Parse(string(text))
+			parsed, err := tmpl.Parse(k, string(text))
 			if err != nil {
-				return nil, block(v1alpha1.ReasonInvalidConfig, "secretTemplate.data[%s]: %v", k, err)
+				return nil, block(v1alpha1.ReasonInvalidConfig, "spec.secretTemplate.data[%s]: %v", k, err)
 			}
-			var b strings.Builder
-			if err := tmpl.Execute(&b, vars); err != nil {
-				return nil, block(v1alpha1.ReasonInvalidConfig, "secretTemplate.data[%s]: rendering failed", k)
+			out, err := parsed.Execute(vars)
+			if errors.Is(err, tmpl.ErrTooLarge) {
+				return nil, block(v1alpha1.ReasonInvalidConfig, "spec.secretTemplate.data[%s]: %v", k, err)
 			}
-			data[k] = []byte(b.String())
+			if err != nil {
+				// The error may quote the token: say only that it failed.
+				return nil, block(v1alpha1.ReasonInvalidConfig, "spec.secretTemplate.data[%s]: rendering failed", k)
+			}
+			data[k] = []byte(out)
 		}
 	}
 	return data, nil
+}
+
+// claim checks that the existing target Secret is this Credential's. A Secret that carries this
+// Credential's labels but lost its owner reference (removed by hand, or restored from a backup)
+// is taken back; any other Secret is left alone and reported, saying what to do.
+func (r *Reconciler) claim(cred *v1alpha1.Credential, sec *corev1.Secret) error {
+	owner := metav1.GetControllerOf(sec)
+	switch {
+	case owner != nil && owner.UID == cred.UID:
+		return nil
+	case owner == nil && sec.Labels[LabelManagedBy] == ManagedByValue && sec.Labels[LabelCredential] == credentialLabel(cred.Name) &&
+		sec.Labels[LabelRole] == "token":
+		r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, v1alpha1.ReasonSecretAdopted, "Adopt",
+			"Secret %s carries this Credential's labels but had no owner: taken back", sec.Name)
+		return nil
+	case owner != nil:
+		return block(v1alpha1.ReasonSecretConflict, "Secret %s belongs to %s %s: set spec.secretName to another name", sec.Name, owner.Kind, owner.Name)
+	}
+	return block(v1alpha1.ReasonSecretConflict, "Secret %s already exists and tokenkeeper did not create it: delete it to let this Credential create it, or set spec.secretName to another name", sec.Name)
+}
+
+// credentialLabel is a Credential's name as a label value: the name itself when it fits the
+// 63-character limit of label values, else a prefix of it and a hash of the whole.
+func credentialLabel(name string) string {
+	if len(name) <= 63 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return name[:50] + "-" + hex.EncodeToString(sum[:6])
 }
 
 func setManaged(m *metav1.ObjectMeta, cred *v1alpha1.Credential, role string) {
@@ -208,6 +158,6 @@ func setManaged(m *metav1.ObjectMeta, cred *v1alpha1.Credential, role string) {
 		m.Annotations = map[string]string{}
 	}
 	m.Labels[LabelManagedBy] = ManagedByValue
-	m.Labels[LabelCredential] = cred.Name
+	m.Labels[LabelCredential] = credentialLabel(cred.Name)
 	m.Labels[LabelRole] = role
 }

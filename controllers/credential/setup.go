@@ -26,17 +26,27 @@ import (
 
 // Field indexes.
 const (
-	indexInputSecret  = "credential.inputSecret" // Credential → its input Secret's name
-	indexIssuer       = "credential.issuer"      // Credential → "Issuer/name" or "ClusterIssuer/name"
-	indexIssuerSecret = "issuer.secrets"         // Issuer → "ns/name" of each Secret it reads
+	indexInputSecret  = "credential.inputSecret"  // Credential → its input Secret's name
+	indexTargetSecret = "credential.targetSecret" // Credential → its target Secret's name
+	indexIssuer       = "credential.issuer"       // Credential → "Issuer/name" or "ClusterIssuer/name"
+	indexIssuerSecret = "issuer.secrets"          // Issuer → "ns/name" of each Secret it reads
 )
 
 // SetupWithManager registers the controller: Credentials, their Secrets, the input Secrets
 // (metadata only, through an index), issuers and policies.
 func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	r.store = newStateStore(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetScheme())
+	r.slots = newCallSlots(r.CallsPerNamespace)
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &v1alpha1.Credential{}, indexInputSecret, func(o client.Object) []string {
 		return []string{inputSecretName(&o.(*v1alpha1.Credential).Spec)}
+	}); err != nil {
+		return err
+	}
+	// A target Secret that is not (or no longer) owned by its Credential brings the Credential
+	// back when it changes or goes: deleting a conflicting Secret lets the Credential recover.
+	if err := idx.IndexField(ctx, &v1alpha1.Credential{}, indexTargetSecret, func(o client.Object) []string {
+		return []string{o.(*v1alpha1.Credential).Spec.SecretName}
 	}); err != nil {
 		return err
 	}
@@ -61,16 +71,12 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		}
 	}
 
-	// Input Secrets are watched through a cache of Secret names only: never their data, never
-	// their annotations (kubectl's last-applied-configuration can hold the whole Secret).
-	secretNames, err := cache.New(mgr.GetConfig(), cache.Options{
-		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), DefaultTransform: keepIdentityOnly,
-	})
-	if err != nil {
-		return fmt.Errorf("creating the Secret metadata cache: %w", err)
-	}
-	if err := mgr.Add(secretNames); err != nil {
-		return err
+	if r.SecretNames == nil {
+		names, err := NewSecretNameCache(mgr)
+		if err != nil {
+			return err
+		}
+		r.SecretNames = names
 	}
 	secretMeta := &metav1.PartialObjectMetadata{}
 	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
@@ -79,7 +85,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		For(&v1alpha1.Credential{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
 		Owns(&corev1.Secret{}).
-		WatchesRawSource(source.Kind(secretNames, secretMeta,
+		WatchesRawSource(source.Kind(r.SecretNames, secretMeta,
 			handler.TypedEnqueueRequestsFromMapFunc(r.forSecret),
 			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
 		Watches(&v1alpha1.Issuer{}, handler.EnqueueRequestsFromMapFunc(r.forIssuer(v1alpha1.IssuerKindNamespaced))).
@@ -88,6 +94,19 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.inNamespace),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		Complete(r)
+}
+
+// NewSecretNameCache returns a cache of Secret names only, added to mgr: input Secrets are
+// watched through it, never their data, never their annotations (kubectl's
+// last-applied-configuration can hold the whole Secret).
+func NewSecretNameCache(mgr ctrl.Manager) (cache.Cache, error) {
+	names, err := cache.New(mgr.GetConfig(), cache.Options{
+		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), DefaultTransform: keepIdentityOnly,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating the Secret metadata cache: %w", err)
+	}
+	return names, mgr.Add(names)
 }
 
 // keepIdentityOnly strips everything but identity and version from cached Secret metadata.
@@ -100,9 +119,11 @@ func keepIdentityOnly(in any) (any, error) {
 	return in, nil
 }
 
-// forSecret maps a Secret to the Credentials that read it, directly or through their issuer.
+// forSecret maps a Secret to the Credentials that read it, directly or through their issuer,
+// and to those that write it.
 func (r *Reconciler) forSecret(ctx context.Context, s *metav1.PartialObjectMetadata) []reconcile.Request {
 	reqs := r.list(ctx, client.InNamespace(s.Namespace), client.MatchingFields{indexInputSecret: s.Name})
+	reqs = append(reqs, r.list(ctx, client.InNamespace(s.Namespace), client.MatchingFields{indexTargetSecret: s.Name})...)
 	key := types.NamespacedName{Namespace: s.Namespace, Name: s.Name}.String()
 	var issuers v1alpha1.IssuerList
 	if err := r.List(ctx, &issuers, client.MatchingFields{indexIssuerSecret: key}); err == nil {

@@ -101,7 +101,11 @@ func TestIssuerReadiness(t *testing.T) {
 		"BadTemplate": {reason: "A body template that does not parse is reported before any login.",
 			obj: &v1alpha1.ClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "bad-template"}, Spec: v1alpha1.IssuerSpec{
 				URL: "https://consent.example.com/v1/sessions", JSON: &v1alpha1.JSONLogin{Body: `{"key":{{ .key | toJson }`}}},
-			want: "InvalidConfiguration: json.body"},
+			want: "InvalidConfiguration: spec.json.body"},
+		"UnboundedTemplate": {reason: "A body template with a loop (6,000,000 copies of an input took 1.38 GB) is refused before any login.",
+			obj: &v1alpha1.ClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "loop-template"}, Spec: v1alpha1.IssuerSpec{
+				URL: "https://consent.example.com/v1/sessions", JSON: &v1alpha1.JSONLogin{Body: `{"k":"{{ range 6000000 }}{{ $.key }}{{ end }}"}`}}},
+			want: "InvalidConfiguration: spec.json.body: range is not allowed"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -17,16 +17,19 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/controllers/issuerref"
+	"github.com/tokenkeeper/tokenkeeper/internal/egress"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
 	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
 	"github.com/tokenkeeper/tokenkeeper/internal/policy"
@@ -46,6 +49,11 @@ type Reconciler struct {
 	Clock                    clock.PassiveClock
 	// Elected is closed once this replica leads (the manager's Elected()); nil: always leads.
 	Elected <-chan struct{}
+	// Egress refuses key-set and introspection connections to addresses tenants must not reach.
+	Egress *egress.Policy
+	// SecretNames caches Secret names only (no data), to notice rotated HMAC and introspection
+	// Secrets. Optional.
+	SecretNames cache.Cache
 
 	mu    sync.Mutex
 	built map[types.NamespacedName]*built
@@ -56,6 +64,8 @@ type built struct {
 	version string
 	keys    []*validation.KeySet
 	clients []*issuer.Client
+	// refreshed is when the key sets were last fetched; zero until the first fetch.
+	refreshed time.Time
 }
 
 // +kubebuilder:rbac:groups=tokenkeeper.io,resources=tokenvalidators,verbs=get;list;watch
@@ -78,18 +88,25 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	if err != nil {
 		return r.notReady(tv, req.NamespacedName, err)
 	}
+	// Key sets are fetched when the validator is (re)built and every keyRefresh, never because
+	// some watched object changed: events from other tenants' objects cost no fetches.
+	if due := b.refreshed.Add(keyRefresh); b.refreshed.IsZero() || !r.Clock.Now().Before(due) {
+		for _, ks := range b.keys {
+			if err := ks.Refresh(ctx); err != nil {
+				return r.notReady(tv, req.NamespacedName, &issuerref.NotFound{Reason: v1alpha1.ReasonKeysUnavailable, Message: err.Error()})
+			}
+		}
+		b.refreshed = r.Clock.Now()
+		tv.Status.LastKeyRefresh = &metav1.Time{Time: b.refreshed}
+	}
 	keys := 0
 	for _, ks := range b.keys {
-		if err := ks.Refresh(ctx); err != nil {
-			return r.notReady(tv, req.NamespacedName, &issuerref.NotFound{Reason: v1alpha1.ReasonKeysUnavailable, Message: err.Error()})
-		}
 		keys += ks.Len()
 	}
 	tv.Status.Keys = int32(min(keys, 1<<20))
-	tv.Status.LastKeyRefresh = &metav1.Time{Time: r.Clock.Now()}
 	setReady(tv, metav1.ConditionTrue, v1alpha1.ReasonKeysLoaded,
 		fmt.Sprintf("%d keys from %d issuers; serving /validate/%s/%s and /tokenreview/%s/%s", keys, len(tv.Spec.Issuers), tv.Namespace, tv.Name, tv.Namespace, tv.Name))
-	return ctrl.Result{RequeueAfter: keyRefresh}, nil
+	return ctrl.Result{RequeueAfter: b.refreshed.Add(keyRefresh).Sub(r.Clock.Now())}, nil
 }
 
 // ensure builds and installs the validator when the TokenValidator or its issuers changed.
@@ -99,7 +116,10 @@ func (r *Reconciler) ensure(ctx context.Context, tv *v1alpha1.TokenValidator, ke
 		return nil, err
 	}
 	issuers := make([]v1alpha1.GenericIssuer, 0, len(tv.Spec.Issuers))
-	version := []string{strconv.FormatInt(tv.Generation, 10)}
+	// The version covers everything the validator is built from: the spec, each issuer, the
+	// policy's validation rules, and every Secret it reads (an HMAC secret rotated takes effect
+	// at once; the old one stops working).
+	version := []string{strconv.FormatInt(tv.Generation, 10), fmt.Sprintf("policy:%s:%s", eff.Leeway, eff.MaxTokenAge)}
 	for _, ref := range tv.Spec.Issuers {
 		iss, err := issuerref.Get(ctx, r.Client, tv.Namespace, ref)
 		if err != nil {
@@ -111,6 +131,11 @@ func (r *Reconciler) ensure(ctx context.Context, tv *v1alpha1.TokenValidator, ke
 		issuers = append(issuers, iss)
 		version = append(version, string(iss.GetUID())+":"+strconv.FormatInt(iss.GetGeneration(), 10))
 	}
+	secrets, err := r.secretVersions(ctx, tv, issuers)
+	if err != nil {
+		return nil, err
+	}
+	version = append(version, secrets...)
 	r.mu.Lock()
 	old := r.built[key]
 	r.mu.Unlock()
@@ -135,6 +160,32 @@ func (r *Reconciler) ensure(ctx context.Context, tv *v1alpha1.TokenValidator, ke
 	}
 	r.built[key] = b
 	return b, nil
+}
+
+// secretVersions reads the resourceVersion of every Secret a validator uses.
+func (r *Reconciler) secretVersions(ctx context.Context, tv *v1alpha1.TokenValidator, issuers []v1alpha1.GenericIssuer) ([]string, error) {
+	var keys []types.NamespacedName
+	if ref := tv.Spec.IntrospectionSecretRef; ref != nil {
+		keys = append(keys, types.NamespacedName{Namespace: tv.Namespace, Name: ref.Name})
+	}
+	for _, iss := range issuers {
+		if ref := iss.GetSpec().HMACSecretRef; ref != nil {
+			keys = append(keys, issuerref.SecretKey(iss, *ref, r.ClusterResourceNamespace))
+		}
+	}
+	versions := make([]string, 0, len(keys))
+	for _, key := range keys {
+		s := &metav1.PartialObjectMetadata{}
+		s.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		if err := r.APIReader.Get(ctx, key, s); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, &issuerref.NotFound{Reason: v1alpha1.ReasonSecretNotFound, Message: fmt.Sprintf("Secret %s not found", key)}
+			}
+			return nil, err
+		}
+		versions = append(versions, key.String()+":"+s.ResourceVersion)
+	}
+	return versions, nil
 }
 
 func (r *Reconciler) build(ctx context.Context, tv *v1alpha1.TokenValidator, issuers []v1alpha1.GenericIssuer, eff policy.Effective) (validation.Config, *built, error) {
@@ -190,7 +241,7 @@ func (r *Reconciler) trust(ctx context.Context, ref v1alpha1.IssuerReference, is
 	if err != nil {
 		return validation.TrustedIssuer{}, err
 	}
-	c, err := issuer.New(issuer.Config{Spec: *spec, Headers: headers, CheckURL: eff.CheckURL, Clock: r.Clock})
+	c, err := issuer.New(issuer.Config{Spec: *spec, Headers: headers, CheckURL: eff.CheckURL, Clock: r.Clock, Egress: r.Egress})
 	if err != nil {
 		return validation.TrustedIssuer{}, &issuerref.NotFound{Reason: v1alpha1.ReasonInvalidConfig, Message: err.Error()}
 	}

@@ -3,36 +3,95 @@ package tokenvalidator
 import (
 	"context"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/controllers/issuerref"
 )
 
-// SetupWithManager watches TokenValidators and the issuers they trust, on every replica (not only
-// the leader): each replica's validation endpoint needs the validators.
+// SetupWithManager watches TokenValidators, the issuers they trust, policies and the Secrets
+// they read, on every replica (not only the leader): each replica's validation endpoint needs
+// the validators. An issuer's change brings back only the validators that trust it.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Elected == nil {
 		r.Elected = mgr.Elected()
 	}
-	all := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+	b := ctrl.NewControllerManagedBy(mgr).For(&v1alpha1.TokenValidator{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&v1alpha1.Issuer{}, handler.EnqueueRequestsFromMapFunc(r.trusting(v1alpha1.IssuerKindNamespaced)),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&v1alpha1.ClusterIssuer{}, handler.EnqueueRequestsFromMapFunc(r.trusting(v1alpha1.IssuerKindCluster)),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&v1alpha1.TokenPolicy{}, handler.EnqueueRequestsFromMapFunc(r.matching(func(*v1alpha1.TokenValidator) bool { return true })),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)})
+	if r.SecretNames != nil {
+		meta := &metav1.PartialObjectMetadata{}
+		meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		b = b.WatchesRawSource(source.Kind(r.SecretNames, meta, handler.TypedEnqueueRequestsFromMapFunc(r.reading),
+			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{}))
+	}
+	return b.Complete(r)
+}
+
+// matching maps an event to the TokenValidators that keep.
+func (r *Reconciler) matching(keep func(*v1alpha1.TokenValidator) bool) handler.MapFunc {
+	return func(ctx context.Context, _ client.Object) []reconcile.Request {
 		var list v1alpha1.TokenValidatorList
 		if err := r.List(ctx, &list); err != nil {
 			return nil
 		}
-		reqs := make([]reconcile.Request, 0, len(list.Items))
-		for _, tv := range list.Items {
-			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: tv.Namespace, Name: tv.Name}})
+		var reqs []reconcile.Request
+		for i := range list.Items {
+			if tv := &list.Items[i]; keep(tv) {
+				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: tv.Namespace, Name: tv.Name}})
+			}
 		}
 		return reqs
-	})
-	return ctrl.NewControllerManagedBy(mgr).For(&v1alpha1.TokenValidator{}).
-		Watches(&v1alpha1.Issuer{}, all).Watches(&v1alpha1.ClusterIssuer{}, all).Watches(&v1alpha1.TokenPolicy{}, all).
-		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
-		Complete(r)
+	}
+}
+
+// trusting maps an issuer to the TokenValidators that trust it.
+func (r *Reconciler) trusting(kind v1alpha1.IssuerKind) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		return r.matching(func(tv *v1alpha1.TokenValidator) bool {
+			for _, ref := range tv.Spec.Issuers {
+				if issuerref.Kind(ref) == kind && ref.Name == o.GetName() && (kind == v1alpha1.IssuerKindCluster || tv.Namespace == o.GetNamespace()) {
+					return true
+				}
+			}
+			return false
+		})(ctx, o)
+	}
+}
+
+// reading maps a Secret to the TokenValidators that read it: as their introspection credentials
+// or as the HMAC secret of an issuer they trust.
+func (r *Reconciler) reading(ctx context.Context, s *metav1.PartialObjectMetadata) []reconcile.Request {
+	secret := types.NamespacedName{Namespace: s.Namespace, Name: s.Name}
+	return r.matching(func(tv *v1alpha1.TokenValidator) bool {
+		if ref := tv.Spec.IntrospectionSecretRef; ref != nil && tv.Namespace == s.Namespace && ref.Name == s.Name {
+			return true
+		}
+		for _, ref := range tv.Spec.Issuers {
+			iss, err := issuerref.Get(ctx, r.Client, tv.Namespace, ref)
+			if err != nil {
+				continue
+			}
+			if h := iss.GetSpec().HMACSecretRef; h != nil && issuerref.SecretKey(iss, *h, r.ClusterResourceNamespace) == secret {
+				return true
+			}
+		}
+		return false
+	})(ctx, s)
 }

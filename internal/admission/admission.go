@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,7 +22,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
 	"github.com/tokenkeeper/tokenkeeper/internal/policy"
+	"github.com/tokenkeeper/tokenkeeper/internal/tmpl"
 )
 
 // +kubebuilder:webhook:path=/validate-tokenkeeper-io-v1alpha1-credential,mutating=false,failurePolicy=fail,sideEffects=None,groups=tokenkeeper.io,resources=credentials,verbs=create;update,versions=v1alpha1,name=vcredential.tokenkeeper.io,admissionReviewVersions=v1
@@ -93,6 +97,9 @@ func (v *credentialValidator) ValidateDelete(context.Context, *v1alpha1.Credenti
 }
 
 func (v *credentialValidator) validate(ctx context.Context, c *v1alpha1.Credential) (admission.Warnings, error) {
+	if err := validateSecretTemplate(c.Spec.SecretTemplate); err != nil {
+		return nil, err
+	}
 	sel, err := v.p.forNamespace(ctx, c.Namespace)
 	if err != nil {
 		return nil, err
@@ -118,6 +125,22 @@ func (v *credentialValidator) validate(ctx context.Context, c *v1alpha1.Credenti
 	return nil, denied(violations)
 }
 
+// validateSecretTemplate parses every secretTemplate.data template within the bounds of package
+// tmpl (no loops, no nested templates), so that a template that can never render is refused now
+// rather than failing at every renewal.
+func validateSecretTemplate(t *v1alpha1.SecretTemplate) error {
+	if t == nil {
+		return nil
+	}
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(t.Data)) {
+		if _, err := tmpl.Parse(k, string(t.Data[k])); err != nil {
+			errs = append(errs, fmt.Errorf("spec.secretTemplate.data[%s]: %w", k, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 type issuerValidator[T v1alpha1.GenericIssuer] struct{ p *policies }
 
 func (v *issuerValidator[T]) ValidateCreate(ctx context.Context, iss T) (admission.Warnings, error) {
@@ -138,6 +161,9 @@ func (v *issuerValidator[T]) ValidateDelete(context.Context, T) (admission.Warni
 // validate checks an Issuer against the policies of its namespace and a ClusterIssuer against
 // the policies that cover every namespace.
 func (v *issuerValidator[T]) validate(ctx context.Context, iss T) error {
+	if err := issuer.Validate(iss.GetSpec()); err != nil {
+		return err
+	}
 	sel, err := v.p.forNamespace(ctx, iss.GetNamespace())
 	if err != nil {
 		return err

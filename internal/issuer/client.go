@@ -18,12 +18,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"text/template"
 	"time"
 
 	"k8s.io/utils/clock"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/internal/egress"
+	"github.com/tokenkeeper/tokenkeeper/internal/tmpl"
 )
 
 const (
@@ -81,6 +82,9 @@ type Config struct {
 	Clock clock.PassiveClock
 	// Transport replaces the HTTP transport, for tests. Optional.
 	Transport http.RoundTripper
+	// Egress refuses connections to addresses a tenant must not reach (metadata, loopback, the
+	// manager itself), checked on the address dialled. Nil checks nothing (tests, libraries).
+	Egress *egress.Policy
 }
 
 // Client talks to one issuer. It is safe for concurrent use.
@@ -110,6 +114,9 @@ func New(cfg Config) (*Client, error) {
 	if rt == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		if cfg.Egress != nil {
+			t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: cfg.Egress.Control}).DialContext
+		}
 		if cfg.Spec.CABundle != "" {
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM([]byte(cfg.Spec.CABundle)) {
@@ -248,6 +255,9 @@ func (c *Client) send(ctx context.Context, in call) (*response, error) {
 		hreq.Header.Set("Content-Type", in.contentType)
 	}
 	resp, err := c.http.Do(hreq)
+	if errors.Is(err, egress.ErrDenied) { // refused before anything was sent
+		return nil, &Error{Class: ClassConfig, Op: in.op, Reason: in.secrets.sanitize(transportReason(err, u))}
+	}
 	if err != nil {
 		return nil, &Error{Class: ClassUnavailable, Op: in.op, Reason: in.secrets.sanitize(transportReason(err, u))}
 	}
@@ -437,22 +447,22 @@ func Validate(spec *v1alpha1.IssuerSpec) error {
 		if body == "" {
 			return nil
 		}
-		if _, err := template.New(field).Funcs(templateFuncs).Parse(string(body)); err != nil {
+		if _, err := tmpl.Parse(field, string(body)); err != nil {
 			return fmt.Errorf("%s: %w", field, err)
 		}
 		return nil
 	}
 	var errs []error
 	if spec.JSON != nil {
-		errs = append(errs, check("json.body", spec.JSON.Body))
+		errs = append(errs, check("spec.json.body", spec.JSON.Body))
 	}
-	for field, ep := range map[string]*v1alpha1.Endpoint{"refresh.body": spec.Refresh, "revoke.body": spec.Revoke, "tokenInfo.body": spec.TokenInfo} {
+	for field, ep := range map[string]*v1alpha1.Endpoint{"spec.refresh.body": spec.Refresh, "spec.revoke.body": spec.Revoke, "spec.tokenInfo.body": spec.TokenInfo} {
 		if ep != nil {
 			errs = append(errs, check(field, ep.Body))
 		}
 	}
 	if spec.CABundle != "" && !x509.NewCertPool().AppendCertsFromPEM([]byte(spec.CABundle)) {
-		errs = append(errs, errors.New("caBundle holds no PEM certificate"))
+		errs = append(errs, errors.New("spec.caBundle holds no PEM certificate"))
 	}
 	return errors.Join(errs...)
 }

@@ -167,3 +167,29 @@ func (r redactor) sanitize(s string) string {
 }
 
 func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
+
+// MayHaveSpent reports whether a login or refresh that ended with err may have consumed the
+// refresh token it sent, so that sending it again could trip the issuer's reuse detection. It is
+// true after a success, after a rejection (the token is dead anyway), and whenever the request
+// left but no usable answer came back (a timeout, a dropped connection, a 2xx that cannot be
+// parsed): the issuer may have rotated the token and the answer was lost. It is false when the
+// request never left (configuration, discovery) or the issuer answered with an error status that
+// grants nothing (429, 5xx, 404).
+func MayHaveSpent(err error) bool {
+	if err == nil {
+		return true
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Op == "discovery" {
+		return false
+	}
+	switch e.Class {
+	case ClassMalformedResponse:
+		return true
+	case ClassUnavailable:
+		return e.StatusCode == 0 || e.StatusCode/100 == 2 // sent, and the answer never arrived whole
+	case ClassRefreshRejected, ClassInvalidCredentials:
+		return e.StatusCode != 0
+	}
+	return false
+}

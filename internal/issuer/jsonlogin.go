@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"text/template"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/internal/tmpl"
 )
 
 const contentJSON = "application/json"
@@ -186,24 +186,18 @@ func templateData(req Request) map[string]any {
 	return data
 }
 
-var templateFuncs = template.FuncMap{
-	"toJson": func(v any) (string, error) {
-		b, err := json.Marshal(v)
-		return string(b), err
-	},
-}
-
-// renderTemplate renders a body template with data and checks that the result is JSON.
+// renderTemplate renders a body template with data, within the bounds of package tmpl, and
+// checks that the result is JSON.
 func renderTemplate(name, text string, data map[string]any) ([]byte, error) {
-	t, err := template.New(name).Funcs(templateFuncs).Option("missingkey=error").Parse(text)
+	t, err := tmpl.Parse(name, text)
 	if err != nil {
 		return nil, fmt.Errorf("parsing %s template: %w", name, err)
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, data); err != nil {
+	rendered, err := t.Execute(data)
+	if err != nil {
 		return nil, fmt.Errorf("rendering %s template: %w", name, err)
 	}
-	out := []byte(b.String())
+	out := []byte(rendered)
 	if !json.Valid(out) {
 		// The rendered text holds secrets: say what is wrong without showing it.
 		return nil, fmt.Errorf("%s template does not render valid JSON (quote string values with toJson)", name)

@@ -26,6 +26,7 @@ const (
 	ExpiryFromJWT      ExpirySource = "JWT"              // the access token's exp claim
 	ExpiryFromDefault  ExpirySource = "DefaultLifetime"  // the issuer's defaultLifetime
 	ExpiryAssumed      ExpirySource = "Assumed"          // the requested session duration
+	ExpiryFromSecret   ExpirySource = "TargetSecret"     // recovered from the target Secret's expires-at
 )
 
 // Token is the result of a login or refresh. Its String and GoString never show a secret, so a

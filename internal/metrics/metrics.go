@@ -32,10 +32,17 @@ var (
 		Help:    "Latency of issuer operations (login, refresh, revoke), including failures.",
 		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 	}, []string{"issuer", "operation"})
+
+	// InterruptedCalls counts logins and refreshes whose outcome was never recorded (the manager
+	// died or lost the API server after sending them), found and settled at the next reconcile.
+	InterruptedCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenkeeper_interrupted_calls_total",
+		Help: "Logins and refreshes sent but whose outcome was never recorded, by issuer and operation.",
+	}, []string{"issuer", "operation"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(CredentialExpiry, Renewals, RenewalFailures, IssuerRequestDuration)
+	metrics.Registry.MustRegister(CredentialExpiry, Renewals, RenewalFailures, IssuerRequestDuration, InterruptedCalls)
 }
 
 var (

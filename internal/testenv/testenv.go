@@ -3,13 +3,21 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apiruntime "k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -27,6 +35,9 @@ type Env struct {
 	Client client.Client
 	Scheme *apiruntime.Scheme
 	env    *envtest.Environment
+	// apiserver is the kube-apiserver started by RestartAPIServer, once it has been restarted.
+	apiserver *exec.Cmd
+	exited    chan struct{}
 }
 
 // Scheme returns a scheme with the Kubernetes and tokenkeeper types.
@@ -93,7 +104,76 @@ func (e *Env) AdminKubeconfig() ([]byte, error) {
 }
 
 // Stop stops the control plane.
-func (e *Env) Stop() error { return e.env.Stop() }
+func (e *Env) Stop() error {
+	if e.apiserver != nil {
+		_ = e.apiserver.Process.Kill()
+		<-e.exited
+	}
+	return e.env.Stop()
+}
+
+// RestartAPIServer stops kube-apiserver with SIGTERM, keeps it down for down, and starts it
+// again with the same flags, port and certificates, so that every client's credentials stay
+// valid and etcd keeps the data. It returns when the API server answers again. Watches break and
+// caches relist, as after a real control-plane restart.
+func (e *Env) RestartAPIServer(ctx context.Context, down time.Duration) error {
+	pid, args, err := e.apiServerProcess()
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return fmt.Errorf("stopping kube-apiserver: %w", err)
+	}
+	if e.apiserver != nil {
+		<-e.exited
+	} else {
+		for syscall.Kill(pid, 0) == nil { // envtest reaps its own child
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	time.Sleep(down)
+	cmd := exec.Command(args[0], args[1:]...) //nolint:gosec // the command line envtest started it with
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting kube-apiserver again: %w", err)
+	}
+	e.apiserver, e.exited = cmd, make(chan struct{})
+	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(e.exited)
+	for {
+		var nss corev1.NamespaceList
+		if err := e.Client.List(ctx, &nss, client.Limit(1)); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-e.exited:
+			return fmt.Errorf("kube-apiserver exited after its restart")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// apiServerProcess finds the running kube-apiserver and its command line.
+func (e *Env) apiServerProcess() (int, []string, error) {
+	if e.apiserver != nil {
+		return e.apiserver.Process.Pid, e.apiserver.Args, nil
+	}
+	port := "--secure-port=" + e.env.ControlPlane.APIServer.Port
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		raw, err := os.ReadFile(filepath.Join(d, "cmdline")) //nolint:gosec // /proc/<pid>/cmdline
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+		if filepath.Base(args[0]) == "kube-apiserver" && slices.Contains(args, port) {
+			pid, _ := strconv.Atoi(filepath.Base(d))
+			return pid, args, nil
+		}
+	}
+	return 0, nil, fmt.Errorf("no kube-apiserver process with %s", port)
+}
 
 // Main starts the control plane, runs the tests and stops it, for TestMain functions without
 // further setup. *env is set before the tests run.

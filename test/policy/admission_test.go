@@ -55,6 +55,26 @@ func TestAdmissionRejects(t *testing.T) {
 				Refresh: &v1alpha1.Endpoint{URL: "https://collector.evil.test/refresh"}}},
 			want: `TokenPolicy "default": spec.refresh.url: issuer https://collector.evil.test/refresh is not in allowedIssuers ` + allowed,
 		},
+		"CredentialUnboundedSecretTemplate": {
+			reason: "The reported attack: 6,000,000 copies of the token took the manager to 1.83 GB. Loops are refused.",
+			obj: &v1alpha1.Credential{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "big"}, Spec: v1alpha1.CredentialSpec{
+				IssuerRef: v1alpha1.IssuerReference{Name: "none"}, Password: login, SecretName: "t",
+				SecretTemplate: &v1alpha1.SecretTemplate{Data: map[string]v1alpha1.BodyTemplate{"big": `{{ range 6000000 }}{{ $.token }}{{ end }}`}}}},
+			want: `spec.secretTemplate.data[big]: range is not allowed: templates render one value, without loops`,
+		},
+		"IssuerUnboundedBodyTemplate": {
+			reason: "An issuer body template that loops (1.38 GB reported) is refused, naming the field.",
+			obj: &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "loop"}, Spec: v1alpha1.IssuerSpec{
+				URL: "https://login.example.com/token", JSON: &v1alpha1.JSONLogin{Body: `{"k":"{{ range 6000000 }}{{ $.key }}{{ end }}"}`}}},
+			want: `spec.json.body: range is not allowed: templates render one value, without loops`,
+		},
+		"IssuerSelfCallingTemplate": {
+			reason: "A template that defines and calls itself.",
+			obj: &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "recurse"}, Spec: v1alpha1.IssuerSpec{
+				URL: "https://login.example.com/token", JSON: &v1alpha1.JSONLogin{},
+				Refresh: &v1alpha1.Endpoint{URL: "https://login.example.com/refresh", Body: `{{ define "a" }}{{ template "a" }}{{ end }}{}`}}},
+			want: `spec.refresh.body: define is not allowed: a template is one body`,
+		},
 		"TokenPolicyLeadOverSession": {
 			reason: "A minimum lead as long as the default session renews constantly.",
 			obj: &v1alpha1.TokenPolicy{ObjectMeta: metav1.ObjectMeta{Name: "bad-lead"}, Spec: v1alpha1.TokenPolicySpec{

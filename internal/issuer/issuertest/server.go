@@ -4,6 +4,7 @@
 package issuertest
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
@@ -11,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -113,6 +115,10 @@ type Server struct {
 	hmacKey         []byte
 	issued          []string
 	grants          []Grant
+	reuses          int
+	inFlight        int
+	maxInFlight     int
+	closing         chan struct{} // closed by Close: hanging handlers return
 }
 
 // Grant is one access token the server issued, at a login or a refresh.
@@ -158,7 +164,7 @@ func New(f Flavor) *Server {
 		lifetime: defaultLifetime(f), refreshLifetime: 30 * 24 * time.Hour,
 		rotate:   f == OAuth2 || f == Seed001 || f == Seed002 || f == Seed003,
 		byAccess: map[string]*session{}, byRefresh: map[string]*session{}, retired: map[string]*session{},
-		calls: map[Op]int{}, key: key, kid: randHex(8), hmacKey: []byte(randHex(32)),
+		calls: map[Op]int{}, key: key, kid: randHex(8), hmacKey: []byte(randHex(32)), closing: make(chan struct{}),
 	}
 	return s
 }
@@ -173,8 +179,15 @@ func defaultLifetime(f Flavor) time.Duration {
 	return time.Hour
 }
 
-// Close stops the listeners.
+// Close stops the listeners; handlers told to hang return at once.
 func (s *Server) Close() {
+	s.mu.Lock()
+	select {
+	case <-s.closing:
+	default:
+		close(s.closing)
+	}
+	s.mu.Unlock()
 	if s.TLS != nil {
 		s.TLS.CloseClientConnections()
 		s.TLS.Close()
@@ -246,6 +259,21 @@ func (s *Server) Calls(op Op) int {
 	return s.calls[op]
 }
 
+// MaxInFlight is the most requests the server was answering at once.
+func (s *Server) MaxInFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxInFlight
+}
+
+// Reuses counts refreshes with a refresh token that had already been used: each one made the
+// server revoke the whole session, as reuse detection does.
+func (s *Server) Reuses() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reuses
+}
+
 // Grants lists the access tokens issued so far, oldest first.
 func (s *Server) Grants() []Grant {
 	s.mu.Lock()
@@ -266,6 +294,22 @@ func (s *Server) Valid(token string) bool {
 	defer s.mu.Unlock()
 	se := s.byAccess[token]
 	return se != nil && !se.revoked && time.Now().Before(se.expires)
+}
+
+// Why says why the protected API rejects token, or "valid".
+func (s *Server) Why(token string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	se := s.byAccess[token]
+	switch {
+	case se == nil:
+		return "unknown token"
+	case se.revoked:
+		return "session revoked"
+	case !time.Now().Before(se.expires):
+		return "expired " + time.Since(se.expires).Round(time.Second).String() + " ago"
+	}
+	return "valid"
 }
 
 func (s *Server) locked(f func()) {
@@ -345,6 +389,7 @@ func (s *Server) issuerURL() string {
 // useRefresh trades a refresh token; a retired (already used) one kills its session. Callers hold mu.
 func (s *Server) useRefresh(rt string, lifetime time.Duration) (*session, string) {
 	if se, reused := s.retired[rt]; reused {
+		s.reuses++
 		se.revoked = true
 		delete(s.byRefresh, se.refresh)
 		return nil, "refresh token reuse detected: session revoked"
@@ -376,6 +421,9 @@ func (s *Server) useRefresh(rt string, lifetime time.Duration) (*session, string
 // ServeHTTP applies the configured faults, then routes by flavor.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
+	s.inFlight++
+	s.maxInFlight = max(s.maxInFlight, s.inFlight)
+	defer s.locked(func() { s.inFlight-- })
 	hang, status, retry := s.hang, 0, s.retryAfter
 	if s.failCount != 0 {
 		status = s.failStatus
@@ -385,9 +433,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	if hang > 0 {
+		// Read the body first: only then does net/http notice a client that gives up, and the
+		// handler ends with it (MaxInFlight counts what clients are waiting for).
+		body, _ := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		select {
 		case <-time.After(hang):
 		case <-r.Context().Done():
+			return
+		case <-s.closing:
 			return
 		}
 	}
