@@ -55,7 +55,7 @@ envtest-assets: ## Build kube-apiserver and etcd from Go modules into bin/k8s (o
 .PHONY: test
 test: manifests generate envtest-assets $(HELM) ## Run every test against a real kube-apiserver and etcd.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)" go test $(TEST_FLAGS) ./...
-	hack/fuzz.sh $(FUZZTIME) ./internal/issuer
+	hack/fuzz.sh $(FUZZTIME) ./internal/issuer ./internal/tmpl
 
 .PHONY: e2e
 e2e: $(HELM) ## Run test/e2e on a fresh local single-node cluster (as root: installs containerd etc. if missing).

@@ -94,14 +94,22 @@ type TokenReviewMapping struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=256
 	UsernameClaim string `json:"usernameClaim,omitempty"`
-	// usernamePrefix is prepended to the username.
+	// usernamePrefix is prepended to the username. It may not start with "system:", the
+	// namespace of Kubernetes' own users.
 	// +optional
 	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('system:')",message="usernamePrefix may not start with system:, the namespace of Kubernetes' own users"
 	UsernamePrefix string `json:"usernamePrefix,omitempty"`
 	// groupsClaim is the claim holding groups. Defaults to groups.
 	// +optional
 	// +kubebuilder:validation:MaxLength=256
 	GroupsClaim string `json:"groupsClaim,omitempty"`
+	// groupsPrefix is prepended to every group from the token. Groups that would still start
+	// with "system:" are dropped: a token never makes its bearer a member of system:masters.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('system:')",message="groupsPrefix may not start with system:, the namespace of Kubernetes' own groups"
+	GroupsPrefix string `json:"groupsPrefix,omitempty"`
 }
 
 // TokenValidatorStatus is the observed state of a TokenValidator.

@@ -208,7 +208,7 @@ func (r *Reconciler) build(ctx context.Context, tv *v1alpha1.TokenValidator, iss
 		cfg.MaxTokenAge = s.MaxTokenAge.Duration
 	}
 	if tr := s.TokenReview; tr != nil {
-		cfg.UsernameClaim, cfg.UsernamePrefix, cfg.GroupsClaim = tr.UsernameClaim, tr.UsernamePrefix, tr.GroupsClaim
+		cfg.UsernameClaim, cfg.UsernamePrefix, cfg.GroupsClaim, cfg.GroupsPrefix = tr.UsernameClaim, tr.UsernamePrefix, tr.GroupsClaim, tr.GroupsPrefix
 	}
 	introspection := issuer.Request{Inputs: map[string]string{}}
 	if ref := s.IntrospectionSecretRef; ref != nil {

@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 	authnv1 "k8s.io/api/authentication/v1"
 	authnv1beta1 "k8s.io/api/authentication/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -118,23 +121,29 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var review authnv1.TokenReview
-	if err := json.Unmarshal(body, &review); err != nil || review.Spec.Token == "" {
-		http.Error(w, "not a TokenReview", http.StatusBadRequest)
+	if err := json.Unmarshal(body, &review); err != nil || review.Spec.Token == "" || review.Kind != "TokenReview" ||
+		(review.APIVersion != authnv1.SchemeGroupVersion.String() && review.APIVersion != authnv1beta1.SchemeGroupVersion.String()) {
+		http.Error(w, "not an authentication.k8s.io/v1 or v1beta1 TokenReview", http.StatusBadRequest)
 		return
-	}
-	if review.APIVersion == "" {
-		review.APIVersion = authnv1.SchemeGroupVersion.String()
 	}
 	id, d := v.AuthenticateToken(r.Context(), review.Spec.Token)
 	v.observe(d, start)
 	review.Spec.Token = "" // never echo the token back
 	review.Status = authnv1.TokenReviewStatus{}
+	audiences := review.Spec.Audiences
+	if d == nil && len(audiences) > 0 {
+		// The API server asks for these audiences: confirm only those the token carries.
+		audiences = slices.DeleteFunc(slices.Clone(audiences), func(a string) bool { return !slices.Contains(id.Audiences, a) })
+		if len(audiences) == 0 {
+			d = &Denial{Description: "token audiences do not match the requested audiences"}
+		}
+	}
 	if d != nil {
 		review.Status.Error = d.Description
 	} else {
 		review.Status.Authenticated = true
 		review.Status.User = authnv1.UserInfo{Username: id.Username, UID: id.Subject, Groups: id.Groups}
-		review.Status.Audiences = review.Spec.Audiences
+		review.Status.Audiences = audiences
 	}
 	var out any = &review
 	if review.APIVersion == authnv1beta1.SchemeGroupVersion.String() {
@@ -154,6 +163,10 @@ func (e *entry) observe(d *Denial, start time.Time) {
 	e.duration.Observe(time.Since(start).Seconds())
 }
 
+// MaxConnections bounds the connections one replica's validation endpoint holds open; more wait
+// to be accepted.
+const MaxConnections = 1024
+
 // Listener runs the Server on its own port, with TLS from CertDir (tls.crt, tls.key, reloaded
 // when they change) or plain HTTP when CertDir is empty. It runs on every replica.
 type Listener struct {
@@ -167,11 +180,18 @@ func (l *Listener) NeedLeaderElection() bool { return false }
 
 // Start serves until ctx ends.
 func (l *Listener) Start(ctx context.Context) error {
-	srv := &http.Server{Addr: l.Addr, Handler: l.Handler, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 16 << 10}
+	// Every phase of a connection is bounded, so slow or idle clients cannot pile up.
+	srv := &http.Server{Addr: l.Addr, Handler: l.Handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 15 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10}
+	ln, err := net.Listen("tcp", l.Addr)
+	if err != nil {
+		return err
+	}
+	ln = netutil.LimitListener(ln, MaxConnections)
 	errc := make(chan error, 1)
 	go func() {
 		if l.CertDir == "" {
-			errc <- srv.ListenAndServe()
+			errc <- srv.Serve(ln)
 			return
 		}
 		w, err := certwatcher.New(l.CertDir+"/tls.crt", l.CertDir+"/tls.key")
@@ -181,7 +201,7 @@ func (l *Listener) Start(ctx context.Context) error {
 		}
 		go func() { _ = w.Start(ctx) }()
 		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: w.GetCertificate}
-		errc <- srv.ListenAndServeTLS("", "")
+		errc <- srv.ServeTLS(ln, "", "")
 	}()
 	logf.FromContext(ctx).Info("serving token validation", "addr", l.Addr, "tls", l.CertDir != "")
 	select {

@@ -68,14 +68,18 @@ type Config struct {
 	UsernameClaim  string
 	UsernamePrefix string
 	GroupsClaim    string
-	Clock          clock.PassiveClock
+	// GroupsPrefix is prepended to every group; groups still starting with system: are dropped.
+	GroupsPrefix string
+	Clock        clock.PassiveClock
 }
 
 // Identity is an accepted token's holder.
 type Identity struct {
-	Subject   string
-	Username  string
-	Groups    []string
+	Subject  string
+	Username string
+	Groups   []string
+	// Audiences are the token's aud values.
+	Audiences []string
 	Claims    map[string]any
 	ExpiresAt time.Time
 	// Headers are the identity headers for forward auth: X-Auth-Subject and forwarded claims,
@@ -207,6 +211,9 @@ func (v *Validator) authenticate(ctx context.Context, token string) (*Identity, 
 	}
 	if d == nil {
 		d = v.authorize(claims)
+	}
+	if d == nil {
+		d = v.identifiable(claims)
 	}
 	if d != nil {
 		if !v.cfg.DisableCache && d.Reason == "inactive" {
@@ -345,8 +352,13 @@ func (v *Validator) introspect(ctx context.Context, token string) (jwt.MapClaims
 		if _, ok := claims["exp"]; !ok || in.ExpiresAt.IsZero() {
 			claims["exp"] = float64(v.cfg.Clock.Now().Add(time.Minute).Unix()) // trust an answer for a minute at most
 		}
+		// An issuer that says active is still held to the times and audience it states.
+		opts := []jwt.ParserOption{jwt.WithLeeway(v.cfg.Leeway), jwt.WithTimeFunc(v.cfg.Clock.Now), jwt.WithExpirationRequired()}
+		if err := jwt.NewValidator(opts...).Validate(claims); err != nil {
+			return nil, deny(http.StatusUnauthorized, "invalid_token", "inactive", "introspection: "+claimError(err))
+		}
 		if len(v.cfg.Audiences) > 0 {
-			if aud, err := claims.GetAudience(); err == nil && len(aud) > 0 && !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(v.cfg.Audiences, a) }) {
+			if aud, err := claims.GetAudience(); err != nil || !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(v.cfg.Audiences, a) }) {
 				return nil, deny(http.StatusUnauthorized, "invalid_token", "audience", "audience not accepted")
 			}
 		}
@@ -356,6 +368,26 @@ func (v *Validator) introspect(ctx context.Context, token string) (jwt.MapClaims
 		return nil, deny(http.StatusUnauthorized, "invalid_token", "malformed", "not a JWT, and no trusted issuer can introspect tokens")
 	}
 	return nil, deny(http.StatusUnauthorized, "invalid_token", "inactive", "token is not active")
+}
+
+// identifiable requires what an identity is made of: a non-empty string subject, and a username
+// outside Kubernetes' reserved system: namespace.
+func (v *Validator) identifiable(claims jwt.MapClaims) *Denial {
+	if sub, ok := claims["sub"].(string); !ok || strings.TrimSpace(sub) == "" {
+		return deny(http.StatusUnauthorized, "invalid_token", "subject", "token has no subject (sub)")
+	}
+	userClaim := v.cfg.UsernameClaim
+	if userClaim == "" {
+		userClaim = defaultSubject
+	}
+	u := claimStrings(claims[userClaim])
+	if len(u) == 0 || u[0] == "" {
+		return deny(http.StatusUnauthorized, "invalid_token", "username", fmt.Sprintf("token has no username claim %q", userClaim))
+	}
+	if strings.HasPrefix(v.cfg.UsernamePrefix+u[0], "system:") {
+		return deny(http.StatusUnauthorized, "invalid_token", "username", "username would be in the reserved system: namespace")
+	}
+	return nil
 }
 
 // authorize checks scopes and required claims: failures are 403 insufficient_scope.
@@ -422,7 +454,12 @@ func (v *Validator) identity(claims jwt.MapClaims) *Identity {
 	if groupsClaim == "" {
 		groupsClaim = defaultGroups
 	}
-	id.Groups = claimStrings(claims[groupsClaim])
+	for _, g := range claimStrings(claims[groupsClaim]) {
+		if g = v.cfg.GroupsPrefix + g; g != "" && !strings.HasPrefix(g, "system:") {
+			id.Groups = append(id.Groups, g) // never a system: group from a token
+		}
+	}
+	id.Audiences, _ = claims.GetAudience()
 	id.Headers[subjectHeader] = headerSafe(id.Subject)
 	for claim, header := range v.cfg.ForwardClaims {
 		header = http.CanonicalHeaderKey(header)
@@ -451,6 +488,21 @@ func headerSafe(s string) string {
 		s = s[:1024]
 	}
 	return s
+}
+
+// claimError names the registered claim a validation failed on.
+func claimError(err error) string {
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return "token expired (exp)"
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return "token not valid yet (nbf)"
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return "token issued in the future (iat)"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return "token lacks a required claim (exp)"
+	}
+	return "invalid claims"
 }
 
 func minTime(a, b time.Time) time.Time {

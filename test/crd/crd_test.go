@@ -311,6 +311,26 @@ func TestInvalidManifestsAreRejected(t *testing.T) {
 			wantField: "spec.algorithms[0]",
 			wantMsg:   `Unsupported value: "none"`,
 		},
+		"TokenValidatorSystemUsernamePrefix": {
+			reason:    "A username prefix in system: would make every token a Kubernetes system user.",
+			base:      "apiVersion: tokenkeeper.io/v1alpha1\nkind: TokenValidator\nmetadata: {name: bad, namespace: crd-test}\nspec: {issuers: [{name: a}]}",
+			patch:     `spec: {tokenReview: {usernamePrefix: "system:"}}`,
+			wantField: "spec.tokenReview.usernamePrefix",
+			wantMsg:   "usernamePrefix may not start with system:",
+		},
+		"TokenValidatorSystemGroupsPrefix": {
+			reason:    "A groups prefix in system: would put every token in Kubernetes' own groups.",
+			base:      "apiVersion: tokenkeeper.io/v1alpha1\nkind: TokenValidator\nmetadata: {name: bad, namespace: crd-test}\nspec: {issuers: [{name: a}]}",
+			patch:     `spec: {tokenReview: {groupsPrefix: "system:serviceaccounts:"}}`,
+			wantField: "spec.tokenReview.groupsPrefix",
+			wantMsg:   "groupsPrefix may not start with system:",
+		},
+		"CredentialNameTooLong": {
+			reason:    "A name whose state Secret cannot fit 253 characters.",
+			base:      "apiVersion: tokenkeeper.io/v1alpha1\nkind: Credential\nmetadata: {name: " + strings.Repeat("n", 236) + ", namespace: crd-test}\nspec: {issuerRef: {name: a}, secretName: t, password: {secretRef: {name: a}}}",
+			wantField: "",
+			wantMsg:   "metadata.name may be at most 235 characters",
+		},
 		"TokenValidatorMixedHMAC": {
 			reason:    "Mixing HMAC and public-key algorithms opens the key-confusion attack.",
 			base:      "apiVersion: tokenkeeper.io/v1alpha1\nkind: TokenValidator\nmetadata: {name: bad, namespace: crd-test}\nspec: {issuers: [{name: a}]}",
