@@ -157,6 +157,8 @@ type SecretTemplate struct {
 	// .expiresAt, for applications that want another file format.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=16
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 253 && k.matches('^[-._a-zA-Z0-9]+$'))",message="secretTemplate.data keys must be valid Secret keys: letters, digits, '-', '_' and '.', at most 253 characters"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['token', 'authorization', 'token-type', 'expires-at']))",message="secretTemplate.data may not replace the token, authorization, token-type or expires-at keys"
 	Data map[string]BodyTemplate `json:"data,omitempty"`
 }
 

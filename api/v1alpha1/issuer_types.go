@@ -10,6 +10,7 @@ import (
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=2048
 // +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && size(url(self).getHostname()) > 0",message="must be an absolute http or https URL"
+// +kubebuilder:validation:XValidation:rule="!self.matches('^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@')",message="must not hold a user name or password: put credentials in a Secret"
 type EndpointURL string
 
 // JSONPath is a dotted path into a JSON document, such as "data.token".
@@ -84,6 +85,7 @@ type IssuerSpec struct {
 	// defaultLifetime is how long a token lives when neither the response nor the token itself
 	// says so.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="defaultLifetime must be positive"
 	DefaultLifetime *metav1.Duration `json:"defaultLifetime,omitempty"`
 
 	// sessionDurationField is the request body field (a dotted path) through which a json issuer
@@ -243,6 +245,7 @@ type Header struct {
 	// +kubebuilder:validation:MaxLength=128
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9-]+$`
 	// +kubebuilder:validation:XValidation:rule="!(self.lowerAscii() in ['authorization', 'content-type', 'content-length', 'host'])",message="Authorization, Content-Type, Content-Length and Host are set by tokenkeeper"
+	// +kubebuilder:validation:XValidation:rule="!(self.lowerAscii() in ['token', 'token-type', 'expires-at'])",message="a header named token, token-type or expires-at would replace that key of the token Secret"
 	Name string `json:"name"`
 
 	// value is a literal, non-secret value.

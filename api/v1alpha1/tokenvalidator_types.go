@@ -55,9 +55,12 @@ type TokenValidatorSpec struct {
 	// +kubebuilder:validation:MaxLength=128
 	RequiredType string `json:"requiredType,omitempty"`
 
-	// forwardClaims maps claims to the response headers that carry them to the service.
+	// forwardClaims maps claims to the response headers that carry them to the service. The
+	// headers that carry identity or HTTP framing (Authorization, Cookie, Set-Cookie, Host,
+	// Content-*, Transfer-Encoding, Connection, X-Auth-Subject) cannot be set from a claim.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(c, !(self[c].lowerAscii() in ['authorization', 'cookie', 'set-cookie', 'host', 'content-type', 'content-length', 'transfer-encoding', 'connection', 'x-auth-subject']))",message="forwardClaims may not set Authorization, Cookie, Set-Cookie, Host, Content-Type, Content-Length, Transfer-Encoding, Connection or X-Auth-Subject"
 	ForwardClaims map[string]HeaderName `json:"forwardClaims,omitempty"`
 
 	// acceptTokenScheme also accepts "Authorization: Token …".

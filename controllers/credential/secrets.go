@@ -97,7 +97,9 @@ func targetData(cred *v1alpha1.Credential, e *env, tok *issuer.Token) (map[strin
 	}
 	// The issuer's extra headers travel with the token (seed 002's Api-Key): key "api-key".
 	for name, value := range e.headers {
-		data[strings.ToLower(name)] = []byte(value)
+		if k := strings.ToLower(name); data[k] == nil { // never over the token's own keys
+			data[k] = []byte(value)
+		}
 	}
 	if t := cred.Spec.SecretTemplate; t != nil {
 		vars := map[string]string{"token": tok.AccessToken, "tokenType": tok.Scheme, "authorization": tok.Authorization(),

@@ -292,5 +292,13 @@ func Matches(p v1alpha1.IssuerPattern, u *url.URL) bool {
 		return false
 	}
 	prefix := strings.TrimSuffix(pu.Path, "/")
-	return prefix == "" || u.Path == prefix || strings.HasPrefix(u.Path, prefix+"/")
+	if prefix == "" {
+		return true
+	}
+	// A path under the prefix must stay under it on any server: no dot segments, whether written
+	// plainly or percent-encoded, and no backslashes (which some servers read as slashes).
+	if strings.Contains(u.Path, `\`) || slices.ContainsFunc(strings.Split(u.Path, "/"), func(seg string) bool { return seg == "." || seg == ".." }) {
+		return false
+	}
+	return u.Path == prefix || strings.HasPrefix(u.Path, prefix+"/")
 }

@@ -118,6 +118,11 @@ func TestCheckURL(t *testing.T) {
 		"WrongPort":              {url: "https://idp.corp:9443/oauth/token", want: "not in allowedIssuers"},
 		"PlainHTTP":              {url: "http://billing.example.com/token", want: "HTTPS is required"},
 		"MetadataService":        {url: "https://169.254.169.254/latest", want: "not in allowedIssuers"},
+		"DotDotOutOfPrefix":      {url: "https://idp.corp:8443/oauth/../admin", want: `TokenPolicy "a"`},
+		"EncodedDotDot":          {url: "https://idp.corp:8443/oauth/%2e%2e/admin", want: `TokenPolicy "a"`},
+		"EncodedSlashDotDot":     {url: "https://idp.corp:8443/oauth/..%2fadmin", want: `TokenPolicy "a"`},
+		"BackslashDotDot":        {url: "https://idp.corp:8443/oauth/..%5cadmin", want: `TokenPolicy "a"`},
+		"SingleDot":              {url: "https://idp.corp:8443/oauth/./token", want: `TokenPolicy "a"`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
