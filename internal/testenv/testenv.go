@@ -17,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	apiruntime "k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -101,6 +103,42 @@ func (e *Env) AdminKubeconfig() ([]byte, error) {
 		return nil, err
 	}
 	return u.KubeConfig()
+}
+
+// Manager builds the manager binary (with the given build tags) into dir and prepares what it
+// needs to run against this control plane: an admin kubeconfig in dir, and what the chart
+// installs before the manager starts (its namespace, and the empty webhook configuration it
+// injects its CA into). It returns the binary's and the kubeconfig's paths.
+func (e *Env) Manager(t testing.TB, dir string, tags ...string) (bin, kubeconfig string) {
+	t.Helper()
+	bin = filepath.Join(dir, "manager")
+	args := []string{"build", "-o", bin}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	build := exec.Command("go", append(args, "./cmd")...) //nolint:gosec // go build of this repository
+	build.Dir = RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the manager: %v\n%s", err, out)
+	}
+	kc, err := e.AdminKubeconfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, obj := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "tokenkeeper-system"}},
+		&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "tokenkeeper"}},
+	} {
+		if err := e.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bin, kubeconfig
 }
 
 // Stop stops the control plane.

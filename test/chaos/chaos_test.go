@@ -28,7 +28,6 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -87,21 +86,9 @@ func TestChaos(t *testing.T) {
 	}
 	defer func() { _ = env.Stop() }()
 	ctx := t.Context()
-	c := env.Client
 	dir := t.TempDir()
 
-	bin := filepath.Join(dir, "manager")
-	build := exec.CommandContext(ctx, "go", "build", "-tags", "chaos", "-o", bin, "./cmd")
-	build.Dir = testenv.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the manager with failpoints: %v\n%s", err, out)
-	}
-	kubeconfig, err := env.AdminKubeconfig()
-	must(t, err)
-	kcPath := filepath.Join(dir, "kubeconfig")
-	must(t, os.WriteFile(kcPath, kubeconfig, 0o600))
-	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "tokenkeeper-system"}}))
-	must(t, c.Create(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "tokenkeeper"}}))
+	bin, kcPath := env.Manager(t, dir, "chaos") // with failpoints
 
 	creds := createCredentials(t, env)
 	m := &supervisor{bin: bin, dir: dir, args: []string{"--kubeconfig=" + kcPath, "--leader-elect=false", "--allow-egress-cidrs=127.0.0.0/8",

@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -62,28 +61,7 @@ func TestManagerBinary(t *testing.T) {
 	c := env.Client
 	dir := t.TempDir()
 
-	bin := filepath.Join(dir, "manager")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd")
-	build.Dir = testenv.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the manager: %v\n%s", err, out)
-	}
-	kubeconfig, err := env.AdminKubeconfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kcPath := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kcPath, kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	// What the chart installs before the manager starts: its namespace and the (empty) webhook
-	// configuration it injects its CA into.
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "tokenkeeper-system"}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Create(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "tokenkeeper"}}); err != nil {
-		t.Fatal(err)
-	}
+	bin, kcPath := env.Manager(t, dir)
 
 	health, metrics, webhookPort, validation := freePort(t), freePort(t), freePort(t), freePort(t)
 	var logs bytes.Buffer
