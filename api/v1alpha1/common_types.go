@@ -46,8 +46,6 @@ const (
 	ReasonSecretAdopted = "SecretAdopted"
 	// ReasonSecretRestored: the target Secret was recreated or its edits undone.
 	ReasonSecretRestored = "SecretRestored"
-	// ReasonOrphanRevoked: a token obtained but superseded before it was saved was revoked.
-	ReasonOrphanRevoked = "OrphanRevoked"
 )
 
 // SecretKeySelector selects one key of a Secret.
