@@ -119,7 +119,7 @@ func (r *Reconciler) ensure(ctx context.Context, tv *v1alpha1.TokenValidator, ke
 	// The version covers everything the validator is built from: the spec, each issuer, the
 	// policy's validation rules, and every Secret it reads (an HMAC secret rotated takes effect
 	// at once; the old one stops working).
-	version := []string{strconv.FormatInt(tv.Generation, 10), fmt.Sprintf("policy:%s:%s", eff.Leeway, eff.MaxTokenAge)}
+	version := []string{strconv.FormatInt(tv.Generation, 10), fmt.Sprintf("policy:%v:%s", ptrString(eff.Leeway), eff.MaxTokenAge)}
 	for _, ref := range tv.Spec.Issuers {
 		iss, err := issuerref.Get(ctx, r.Client, tv.Namespace, ref)
 		if err != nil {
@@ -162,6 +162,13 @@ func (r *Reconciler) ensure(ctx context.Context, tv *v1alpha1.TokenValidator, ke
 	return b, nil
 }
 
+func ptrString(d *time.Duration) string {
+	if d == nil {
+		return "unset"
+	}
+	return d.String()
+}
+
 // secretVersions reads the resourceVersion of every Secret a validator uses.
 func (r *Reconciler) secretVersions(ctx context.Context, tv *v1alpha1.TokenValidator, issuers []v1alpha1.GenericIssuer) ([]string, error) {
 	var keys []types.NamespacedName
@@ -202,7 +209,8 @@ func (r *Reconciler) build(ctx context.Context, tv *v1alpha1.TokenValidator, iss
 		cfg.ForwardClaims[claim] = string(header)
 	}
 	if s.Leeway != nil {
-		cfg.Leeway = s.Leeway.Duration
+		d := s.Leeway.Duration
+		cfg.Leeway = &d
 	}
 	if s.MaxTokenAge != nil {
 		cfg.MaxTokenAge = s.MaxTokenAge.Duration

@@ -42,8 +42,9 @@ type Effective struct {
 	RevokeOnDelete bool
 	// RequireHTTPS forbids plain-http issuers.
 	RequireHTTPS bool
-	// Leeway and MaxTokenAge are TokenValidator defaults; 0 when no policy sets them.
-	Leeway      time.Duration
+	// Leeway and MaxTokenAge are TokenValidator defaults; Leeway is nil and MaxTokenAge 0 when no
+	// policy sets them (a leeway of 0 is a choice: no tolerance).
+	Leeway      *time.Duration
 	MaxTokenAge time.Duration
 
 	allowed          []allowList
@@ -134,7 +135,8 @@ func Resolve(selecting []v1alpha1.TokenPolicy, spec *v1alpha1.CredentialSpec) (E
 		}
 		if val := s.Validation; val != nil {
 			if val.Leeway != nil && !leeway {
-				e.Leeway, leeway = val.Leeway.Duration, true
+				d := val.Leeway.Duration
+				e.Leeway, leeway = &d, true
 			}
 			if val.MaxTokenAge != nil && !age {
 				e.MaxTokenAge, age = val.MaxTokenAge.Duration, true

@@ -130,3 +130,17 @@ func TestIntrospectionChecksClaims(t *testing.T) {
 		})
 	}
 }
+
+// leeway: 0s means no tolerance, not the 30-second default.
+func TestZeroLeewayIsZero(t *testing.T) {
+	k := newKeyServer(t)
+	clk := clocktesting.NewFakeClock(time.Now())
+	expired := k.sign(t, "RS256", "rsa1", claims(clk.Now(), func(c jwt.MapClaims) { c["exp"] = clk.Now().Add(-10 * time.Second).Unix() }), nil)
+	if _, d := newTestValidator(t, k, clk, nil).AuthenticateToken(t.Context(), expired); d != nil {
+		t.Fatalf("default leeway: a token expired 10 s ago was refused: %v", d)
+	}
+	zero := time.Duration(0)
+	if _, d := newTestValidator(t, k, clk, func(c *Config) { c.Leeway = &zero }).AuthenticateToken(t.Context(), expired); d == nil {
+		t.Fatalf("leeway 0s: a token expired 10 s ago was accepted")
+	}
+}

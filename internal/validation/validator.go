@@ -61,8 +61,9 @@ type Config struct {
 	ForwardClaims     map[string]string // claim → header
 	AcceptTokenScheme bool
 	// RequiredType is the typ header JWTs must carry; empty accepts any.
-	RequiredType   string
-	Leeway         time.Duration
+	RequiredType string
+	// Leeway tolerates clock skew; nil means DefaultLeeway, an explicit 0 none.
+	Leeway         *time.Duration
 	MaxTokenAge    time.Duration
 	DisableCache   bool
 	UsernameClaim  string
@@ -136,8 +137,9 @@ func New(cfg Config) *Validator {
 	if len(cfg.Algorithms) == 0 {
 		cfg.Algorithms = DefaultAlgorithms
 	}
-	if cfg.Leeway == 0 {
-		cfg.Leeway = DefaultLeeway
+	if cfg.Leeway == nil { // unset; an explicit 0 means no tolerance
+		d := DefaultLeeway
+		cfg.Leeway = &d
 	}
 	return &Validator{cfg: cfg, verified: newCache[*Identity](cacheSize), negative: newCache[*Denial](cacheSize)}
 }
@@ -268,7 +270,7 @@ func (v *Validator) verifyJWT(ctx context.Context, token string) (jwt.MapClaims,
 	}
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{hdr.Alg}), jwt.WithExpirationRequired(),
-		jwt.WithLeeway(v.cfg.Leeway), jwt.WithIssuedAt(), jwt.WithTimeFunc(v.cfg.Clock.Now),
+		jwt.WithLeeway(*v.cfg.Leeway), jwt.WithIssuedAt(), jwt.WithTimeFunc(v.cfg.Clock.Now),
 	}
 	if len(v.cfg.Audiences) > 0 {
 		opts = append(opts, jwt.WithAudience(v.cfg.Audiences...))
@@ -323,7 +325,7 @@ func (v *Validator) verifyJWT(ctx context.Context, token string) (jwt.MapClaims,
 		if err != nil || iat == nil {
 			return nil, invalid("claim_missing", "token lacks iat, needed to bound its age")
 		}
-		if v.cfg.Clock.Now().Sub(iat.Time) > v.cfg.MaxTokenAge+v.cfg.Leeway {
+		if v.cfg.Clock.Now().Sub(iat.Time) > v.cfg.MaxTokenAge+*v.cfg.Leeway {
 			return nil, invalid("too_old", "token older than the maximum token age")
 		}
 	}
@@ -353,7 +355,7 @@ func (v *Validator) introspect(ctx context.Context, token string) (jwt.MapClaims
 			claims["exp"] = float64(v.cfg.Clock.Now().Add(time.Minute).Unix()) // trust an answer for a minute at most
 		}
 		// An issuer that says active is still held to the times and audience it states.
-		opts := []jwt.ParserOption{jwt.WithLeeway(v.cfg.Leeway), jwt.WithTimeFunc(v.cfg.Clock.Now), jwt.WithExpirationRequired()}
+		opts := []jwt.ParserOption{jwt.WithLeeway(*v.cfg.Leeway), jwt.WithTimeFunc(v.cfg.Clock.Now), jwt.WithExpirationRequired()}
 		if err := jwt.NewValidator(opts...).Validate(claims); err != nil {
 			return nil, deny(http.StatusUnauthorized, "invalid_token", "inactive", "introspection: "+claimError(err))
 		}
