@@ -255,3 +255,67 @@ func TestHangingIssuerStarvesNoOne(t *testing.T) {
 		t.Errorf("the hanging issuer had %d calls in flight at once, want at most %d", n, credential.DefaultCallsPerNamespace)
 	}
 }
+
+// A refreshToken Credential's input refresh token works once. Editing its Issuer (new inputs,
+// so a new "login") carries the session on with its own refresh token instead of resending the
+// spent input one, which reuse detection would punish. Once the session is gone it says so
+// (RefreshTokenSpent), and a new refresh token in the Secret starts a new session.
+func TestRefreshTokenLoginNeverResendsItsInput(t *testing.T) {
+	t.Parallel()
+	var c *issuer.Client
+	f := setupWith(t, issuertest.Seed001, func(s *issuertest.Server, in map[string]string) {
+		c = mustClient(t, s)
+		tok, err := c.Login(t.Context(), issuer.Request{Kind: issuer.LoginPassword, Inputs: s.InputSecretData()})
+		must(t, err)
+		in["refresh_token"] = tok.RefreshToken
+	}, func(cred *v1alpha1.Credential) {
+		cred.Spec.RefreshToken = &v1alpha1.RefreshTokenLogin{SecretRef: *cred.Spec.Password.SecretRef.DeepCopy()}
+		cred.Spec.Password = nil
+	})
+	f.waitReady(30 * time.Second)
+	editIssuer := func(timeout time.Duration) {
+		must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			iss := &v1alpha1.Issuer{}
+			must(t, env.Client.Get(t.Context(), types.NamespacedName{Namespace: f.ns, Name: "issuer"}, iss))
+			iss.Spec.Timeout = &metav1.Duration{Duration: timeout}
+			return env.Client.Update(t.Context(), iss)
+		}))
+	}
+	first := f.token()
+	editIssuer(7 * time.Second)
+	waitFor(t, 15*time.Second, "a new token after the Issuer edit", func() (bool, string) {
+		return f.token() != first && f.srv.Valid(f.token()), "same token"
+	})
+	if n := f.srv.Reuses(); n != 0 {
+		t.Fatalf("the spent input refresh token was sent again: %d reuse detections", n)
+	}
+
+	f.srv.RevokeAll() // the session ends at the issuer
+	editIssuer(8 * time.Second)
+	waitFor(t, 15*time.Second, "Ready=False RefreshTokenSpent", func() (bool, string) {
+		ok, state := ready(f.cred())
+		return !ok && strings.HasPrefix(state, v1alpha1.ReasonRefreshTokenSpent), state
+	})
+	if n := f.srv.Reuses(); n != 0 {
+		t.Fatalf("the spent input refresh token was sent again: %d reuse detections", n)
+	}
+	fresh, err := c.Login(t.Context(), issuer.Request{Kind: issuer.LoginPassword, Inputs: f.srv.InputSecretData()})
+	must(t, err)
+	must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		s := &corev1.Secret{}
+		must(t, env.Client.Get(t.Context(), types.NamespacedName{Namespace: f.ns, Name: "login"}, s))
+		s.Data["refresh_token"] = []byte(fresh.RefreshToken)
+		return env.Client.Update(t.Context(), s)
+	}))
+	f.waitReady(15 * time.Second)
+	if !f.srv.Valid(f.token()) || f.srv.Reuses() != 0 {
+		t.Fatalf("after a new refresh token: valid=%t reuses=%d", f.srv.Valid(f.token()), f.srv.Reuses())
+	}
+}
+
+func mustClient(t *testing.T, s *issuertest.Server) *issuer.Client {
+	t.Helper()
+	c, err := issuer.New(issuer.Config{Spec: s.Spec(), Headers: s.HeaderValues()})
+	must(t, err)
+	return c
+}

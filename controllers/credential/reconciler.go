@@ -146,9 +146,17 @@ func (r *Reconciler) wait(ctx context.Context, cred *v1alpha1.Credential, e *env
 // been spent), and its outcome is written there before anything else, the target Secret last.
 func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *env, st *state, d renewal.Decision) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
-	if d.Action == renewal.Login && e.request.Kind == issuer.LoginRefreshToken && st.spentInput != "" && st.spentInput == e.inputsVersion {
-		return r.blocked(cred, block(v1alpha1.ReasonRefreshTokenSpent, "the refresh token in Secret %s was already sent to the issuer and "+
-			"is never sent twice; put a new refresh token in the Secret to start a new session", cred.Spec.RefreshToken.SecretRef.Name))
+	// A refreshToken login sends the input Secret's refresh token, which works once. After that,
+	// a "login" (the inputs changed, say) carries the session on with its own refresh token, and
+	// without one there is nothing left to send.
+	input := inputToken(e)
+	inputSpent := input != "" && st.spentInput == input
+	action := d.Action
+	if action == renewal.Login && inputSpent {
+		if st.token == nil || st.token.RefreshToken == "" || !e.client.CanRefresh() {
+			return r.blocked(cred, errRefreshTokenSpent(cred))
+		}
+		action = renewal.Refresh
 	}
 	release, ok := r.slots.acquire("namespace/"+cred.Namespace, "issuer/"+issuerSlot(cred))
 	if !ok {
@@ -156,22 +164,28 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 		return ctrl.Result{RequeueAfter: busyRetry(string(cred.UID))}, nil
 	}
 	defer release()
-	op := "refresh"
-	if d.Action == renewal.Login {
-		op = "login"
+	op, sends := "refresh", ""
+	if action == renewal.Login {
+		op, sends = "login", input
 	}
-	if err := r.store.begin(ctx, cred, st, op, e.issuerKey, e.inputsVersion); err != nil {
+	if err := r.store.begin(ctx, cred, st, op, e.issuerKey, sends); err != nil {
 		return ctrl.Result{}, err // nothing was sent
 	}
 	failpoint.Inject("call-recorded")
-	o := r.obtain(ctx, e, st, d.Action)
+	o := r.obtain(ctx, e, st, action, !inputSpent)
 	prev := st.clone()
 	prev.pending, prev.basedOn = nil, st.pending.ID
 	if o.refreshSpent {
 		prev.dropRefreshToken()
 	}
 	if o.inputSpent {
-		prev.spentInput = e.inputsVersion
+		prev.spentInput = input
+	}
+	if o.err != nil && errors.Is(o.err, issuer.ErrRefreshRejected) && inputSpent {
+		if err := r.store.commit(ctx, cred, prev); err != nil {
+			return ctrl.Result{}, err
+		}
+		return r.blocked(cred, errRefreshTokenSpent(cred))
 	}
 	if o.err != nil {
 		return r.failed(ctx, cred, e, prev, o.err)
@@ -208,6 +222,19 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 	log.Info("token rotated", "method", o.method, "fingerprint", tok.Fingerprint(), "expiresAt", tok.ExpiresAt, "renewAt", renewAt)
 	r.rolloutRestart(ctx, cred)
 	return ctrl.Result{RequeueAfter: r.nextWake(renewAt, next).Sub(now)}, nil
+}
+
+// inputToken is the fingerprint of the refresh token a refreshToken login would send, or "".
+func inputToken(e *env) string {
+	if e.request.Kind != issuer.LoginRefreshToken {
+		return ""
+	}
+	return issuer.Fingerprint(e.request.Inputs[issuer.InputRefreshToken])
+}
+
+func errRefreshTokenSpent(cred *v1alpha1.Credential) error {
+	return block(v1alpha1.ReasonRefreshTokenSpent, "the session's refresh token is gone and the one in Secret %s was already sent to the "+
+		"issuer, which tokenkeeper never does twice: put a new refresh token in the Secret to start a new session", cred.Spec.RefreshToken.SecretRef.Name)
 }
 
 // issuerSlot names the issuer a Credential calls, across namespaces.
@@ -266,13 +293,14 @@ type outcome struct {
 }
 
 // obtain refreshes when asked and possible, and falls back to a login when the refresh token is
-// rejected or refreshing is not supported.
-func (r *Reconciler) obtain(ctx context.Context, e *env, st *state, action renewal.Action) outcome {
+// rejected or refreshing is not supported, unless a login is not allowed (it would resend a spent
+// input refresh token).
+func (r *Reconciler) obtain(ctx context.Context, e *env, st *state, action renewal.Action, loginAllowed bool) outcome {
 	var o outcome
 	if action == renewal.Refresh {
 		tok, err := timed(e, "refresh", func() (*issuer.Token, error) { return e.client.Refresh(ctx, e.request, st.token) })
 		o.refreshSpent = issuer.MayHaveSpent(err)
-		if !errors.Is(err, issuer.ErrRefreshRejected) && !errors.Is(err, issuer.ErrUnsupported) {
+		if !loginAllowed || !errors.Is(err, issuer.ErrRefreshRejected) && !errors.Is(err, issuer.ErrUnsupported) {
 			o.tok, o.method, o.err = tok, "refresh", err
 			return o
 		}

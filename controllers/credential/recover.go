@@ -48,7 +48,10 @@ func (r *Reconciler) interrupted(cred *v1alpha1.Credential, e *env, st *state, p
 		consequence = "its refresh token is never sent again; the next renewal logs in afresh"
 	}
 	if p.Op != "refresh" && e.request.Kind == issuer.LoginRefreshToken {
-		st.spentInput = p.Inputs
+		st.spentInput = p.InputToken
+		if st.spentInput == "" { // unreadable record: assume the current input token was sent
+			st.spentInput = inputToken(e)
+		}
 		consequence = "the input refresh token it sent is never sent again"
 	}
 	st.pending = nil

@@ -45,8 +45,9 @@ type state struct {
 	// pending is the issuer call recorded before it was sent; found on load, it is a call whose
 	// outcome was never recorded (the manager died, or could not reach the API server).
 	pending *attempt
-	// spentInput is the inputsVersion whose input refresh token has been sent (refreshToken
-	// logins): it is never sent again; only a new one in the input Secret starts a new session.
+	// spentInput is the fingerprint of the input Secret's refresh token once it has been sent
+	// (refreshToken logins): that token is never sent again, whatever else changes; only a new
+	// one in the input Secret can start a new session.
 	spentInput string
 
 	// resourceVersion is the state Secret's version this state was read at or written as; ""
@@ -65,7 +66,8 @@ type attempt struct {
 	ID     string    `json:"id"`
 	Op     string    `json:"op"` // "login" or "refresh"
 	Issuer string    `json:"issuer"`
-	Inputs string    `json:"inputs"` // the inputsVersion it was sent with
+	// InputToken is the fingerprint of the input refresh token a refreshToken login sends.
+	InputToken string `json:"inputToken,omitempty"`
 	At     time.Time `json:"at"`
 }
 
@@ -216,10 +218,10 @@ func stateKey(cred *v1alpha1.Credential) types.NamespacedName {
 
 // begin records a call in the state Secret before it is sent. It succeeds only if the state
 // Secret is still at st's resourceVersion: the refresh token in st is then the current one.
-func (s *stateStore) begin(ctx context.Context, cred *v1alpha1.Credential, st *state, op, issuerKey, inputs string) error {
+func (s *stateStore) begin(ctx context.Context, cred *v1alpha1.Credential, st *state, op, issuerKey, inputToken string) error {
 	id := make([]byte, 8)
 	_, _ = rand.Read(id)
-	st.pending = &attempt{ID: hex.EncodeToString(id), Op: op, Issuer: issuerKey, Inputs: inputs, At: time.Now().UTC()}
+	st.pending = &attempt{ID: hex.EncodeToString(id), Op: op, Issuer: issuerKey, InputToken: inputToken, At: time.Now().UTC()}
 	if err := s.write(ctx, cred, st); err != nil {
 		st.pending = nil
 		return err
