@@ -63,12 +63,12 @@ type state struct {
 
 // attempt is one login or refresh, recorded in the state Secret before it is sent.
 type attempt struct {
-	ID     string    `json:"id"`
-	Op     string    `json:"op"` // "login" or "refresh"
-	Issuer string    `json:"issuer"`
+	ID     string `json:"id"`
+	Op     string `json:"op"` // "login" or "refresh"
+	Issuer string `json:"issuer"`
 	// InputToken is the fingerprint of the input refresh token a refreshToken login sends.
-	InputToken string `json:"inputToken,omitempty"`
-	At     time.Time `json:"at"`
+	InputToken string    `json:"inputToken,omitempty"`
+	At         time.Time `json:"at"`
 }
 
 // StateSecretName is the name of a Credential's state Secret.
