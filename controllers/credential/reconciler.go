@@ -82,11 +82,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	if err := r.Get(ctx, req.NamespacedName, cred); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.store.drop(req.NamespacedName)
+			r.slots.forget(req.String())
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !cred.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, cred)
+	}
+	if r.slots.stillWaiting(req.String(), slotKeys(cred)...) {
+		return ctrl.Result{RequeueAfter: busyRetry(string(cred.UID))}, nil // no API request while waiting
 	}
 	if controllerutil.AddFinalizer(cred, Finalizer) {
 		if err := r.Update(ctx, cred); err != nil {
@@ -158,7 +162,7 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 		}
 		action = renewal.Refresh
 	}
-	release, ok := r.slots.acquire("namespace/"+cred.Namespace, "issuer/"+issuerSlot(cred))
+	release, ok := r.slots.take(client.ObjectKeyFromObject(cred).String(), slotKeys(cred)...)
 	if !ok {
 		log.V(1).Info("issuer calls of this namespace or issuer are all in flight; waiting", "issuer", e.issuerKey)
 		return ctrl.Result{RequeueAfter: busyRetry(string(cred.UID))}, nil
@@ -237,12 +241,14 @@ func errRefreshTokenSpent(cred *v1alpha1.Credential) error {
 		"issuer, which tokenkeeper never does twice: put a new refresh token in the Secret to start a new session", cred.Spec.RefreshToken.SecretRef.Name)
 }
 
-// issuerSlot names the issuer a Credential calls, across namespaces.
-func issuerSlot(cred *v1alpha1.Credential) string {
+// slotKeys are the call slots a Credential's issuer calls take: its namespace's and its issuer's
+// (across namespaces).
+func slotKeys(cred *v1alpha1.Credential) []string {
+	issuer := "Issuer/" + cred.Namespace + "/" + cred.Spec.IssuerRef.Name
 	if cred.Spec.IssuerRef.Kind == v1alpha1.IssuerKindCluster {
-		return "ClusterIssuer/" + cred.Spec.IssuerRef.Name
+		issuer = "ClusterIssuer/" + cred.Spec.IssuerRef.Name
 	}
-	return "Issuer/" + cred.Namespace + "/" + cred.Spec.IssuerRef.Name
+	return []string{"namespace/" + cred.Namespace, "issuer/" + issuer}
 }
 
 // retire schedules the revocation of a session that a fresh login replaced while it was still
@@ -268,6 +274,12 @@ func (r *Reconciler) revokeRetired(ctx context.Context, cred *v1alpha1.Credentia
 	if st.retired == nil || r.Clock.Now().Before(st.retireAt) {
 		return nil
 	}
+	release, ok := r.slots.acquire(slotKeys(cred)...)
+	if !ok { // the issuer's calls are all in flight: try again in a moment
+		st.retireAt = r.Clock.Now().Add(busyRetry(string(cred.UID)))
+		return nil
+	}
+	defer release()
 	r.revokeNow(ctx, cred, e, st.retired)
 	st.retired, st.retireAt = nil, time.Time{}
 	return r.store.commit(ctx, cred, st)
@@ -384,7 +396,13 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, cred *v1alpha1.Credent
 	if !controllerutil.ContainsFinalizer(cred, Finalizer) {
 		return ctrl.Result{}, nil
 	}
-	if err := r.revoke(ctx, cred); err != nil {
+	release, ok := r.slots.acquire(slotKeys(cred)...)
+	if !ok { // revocation is an issuer call too: wait for a slot
+		return ctrl.Result{RequeueAfter: busyRetry(string(cred.UID))}, nil
+	}
+	err := r.revoke(ctx, cred)
+	release()
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 	controllerutil.RemoveFinalizer(cred, Finalizer)
@@ -392,6 +410,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, cred *v1alpha1.Credent
 		return ctrl.Result{}, err
 	}
 	r.store.drop(client.ObjectKeyFromObject(cred))
+	r.slots.forget(client.ObjectKeyFromObject(cred).String())
 	return ctrl.Result{}, nil
 }
 
