@@ -1,7 +1,6 @@
 package credential_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -32,7 +31,7 @@ const resourceNamespace = "tokenkeeper-system"
 
 var (
 	env  *testenv.Env
-	logs = &syncBuffer{}
+	logs = &testenv.Buffer{}
 
 	mgrMu   sync.Mutex
 	stopMgr context.CancelFunc
@@ -41,23 +40,6 @@ var (
 	serversMu sync.Mutex
 	servers   []*issuertest.Server
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestMain(m *testing.M) {
 	var err error

@@ -11,7 +11,6 @@ package chaos_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -317,7 +316,7 @@ type supervisor struct {
 	mu       sync.Mutex
 	cmd      *exec.Cmd
 	done     chan struct{}
-	out      *output
+	out      *testenv.Buffer
 	killed   int
 	fpKilled int
 	stopped  bool
@@ -333,7 +332,7 @@ func (m *supervisor) start(t *testing.T, chaos bool) {
 	if chaos {
 		cmd.Env = append(cmd.Env, "TOKENKEEPER_FAILPOINTS="+failpoints)
 	}
-	out := &output{}
+	out := &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if d := os.Getenv("CHAOS_LOG_DIR"); d != "" { // keep every run's output, for debugging
 		if f, err := os.Create(filepath.Join(d, fmt.Sprintf("manager-%s.log", time.Now().Format("150405.000")))); err == nil {
@@ -434,24 +433,6 @@ func freePort(t *testing.T) string {
 	}
 	defer func() { _ = l.Close() }()
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
-
-// output collects one manager process's output; the process writes while the test reads.
-type output struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
 }
 
 func must(t *testing.T, err error) {
