@@ -55,7 +55,7 @@ envtest-assets: ## Build kube-apiserver and etcd from Go modules into bin/k8s (o
 .PHONY: test
 test: manifests generate envtest-assets $(HELM) ## Run every test against a real kube-apiserver and etcd.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)" go test $(TEST_FLAGS) ./...
-	hack/fuzz.sh $(FUZZTIME) ./internal/issuer ./internal/tmpl
+	hack/fuzz.sh $(FUZZTIME) ./internal/issuer ./internal/tmpl ./internal/egress ./internal/names ./internal/policy
 
 .PHONY: e2e
 e2e: $(HELM) ## Run test/e2e on a fresh local single-node cluster (as root: installs containerd etc. if missing).
@@ -67,7 +67,7 @@ chaos: manifests generate envtest-assets ## Kill the manager and restart the API
 		go test -count=1 -timeout=0 -run TestChaos -v ./test/chaos/
 
 .PHONY: fuzz
-fuzz: ## Run every fuzz target (issuer parsing, Authorization headers, tokens) for longer (1m each).
+fuzz: ## Run every fuzz target (issuer parsing, templates, egress, names, issuer URLs, Authorization headers, tokens) for longer (1m each).
 	hack/fuzz.sh $(if $(filter 5s,$(FUZZTIME)),1m,$(FUZZTIME))
 
 .PHONY: helm-lint

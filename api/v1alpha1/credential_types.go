@@ -52,6 +52,7 @@ type CredentialSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +kubebuilder:validation:XValidation:rule="!self.endsWith('.tokenkeeper-state')",message="secretName may not end in .tokenkeeper-state: that suffix names tokenkeeper's state Secrets"
 	SecretName string `json:"secretName"`
 
 	// secretTemplate adds labels, annotations and extra keys to the target Secret.
@@ -175,6 +176,7 @@ type WorkloadReference struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	Name string `json:"name"`
 }
 

@@ -37,7 +37,8 @@ type TokenValidatorSpec struct {
 	// +kubebuilder:validation:items:MaxLength=256
 	RequiredScopes []string `json:"requiredScopes,omitempty"`
 
-	// requiredClaims are claims that must have exactly these string values.
+	// requiredClaims are claims that must be strings with exactly these values. A list-valued
+	// claim never matches, even one that contains the value.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=32
 	RequiredClaims map[string]string `json:"requiredClaims,omitempty"`

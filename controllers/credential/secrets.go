@@ -2,8 +2,6 @@ package credential
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"maps"
 	"strings"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
+	"github.com/tokenkeeper/tokenkeeper/internal/names"
 	"github.com/tokenkeeper/tokenkeeper/internal/tmpl"
 )
 
@@ -131,7 +130,7 @@ func (r *Reconciler) claim(cred *v1alpha1.Credential, sec *corev1.Secret) error 
 	switch {
 	case owner != nil && owner.UID == cred.UID:
 		return nil
-	case owner == nil && sec.Labels[LabelManagedBy] == ManagedByValue && sec.Labels[LabelCredential] == credentialLabel(cred.Name) &&
+	case owner == nil && sec.Labels[LabelManagedBy] == ManagedByValue && sec.Labels[LabelCredential] == names.Label(cred.Name) &&
 		sec.Labels[LabelRole] == "token":
 		r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, v1alpha1.ReasonSecretAdopted, "Adopt",
 			"Secret %s carries this Credential's labels but had no owner: taken back", sec.Name)
@@ -142,16 +141,6 @@ func (r *Reconciler) claim(cred *v1alpha1.Credential, sec *corev1.Secret) error 
 	return block(v1alpha1.ReasonSecretConflict, "Secret %s already exists and tokenkeeper did not create it: delete it to let this Credential create it, or set spec.secretName to another name", sec.Name)
 }
 
-// credentialLabel is a Credential's name as a label value: the name itself when it fits the
-// 63-character limit of label values, else a prefix of it and a hash of the whole.
-func credentialLabel(name string) string {
-	if len(name) <= 63 {
-		return name
-	}
-	sum := sha256.Sum256([]byte(name))
-	return name[:50] + "-" + hex.EncodeToString(sum[:6])
-}
-
 func setManaged(m *metav1.ObjectMeta, cred *v1alpha1.Credential, role string) {
 	if m.Labels == nil {
 		m.Labels = map[string]string{}
@@ -160,6 +149,6 @@ func setManaged(m *metav1.ObjectMeta, cred *v1alpha1.Credential, role string) {
 		m.Annotations = map[string]string{}
 	}
 	m.Labels[LabelManagedBy] = ManagedByValue
-	m.Labels[LabelCredential] = credentialLabel(cred.Name)
+	m.Labels[LabelCredential] = names.Label(cred.Name)
 	m.Labels[LabelRole] = role
 }

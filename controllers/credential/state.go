@@ -20,15 +20,12 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
+	"github.com/tokenkeeper/tokenkeeper/internal/names"
 	"github.com/tokenkeeper/tokenkeeper/internal/renewal"
 )
 
-// stateSuffix names a Credential's state Secret after it. With it, the longest Credential name
-// whose state Secret still fits the 253-character limit is MaxNameLength (the CRD enforces it).
-const stateSuffix = ".tokenkeeper-state"
-
 // MaxNameLength is the longest Credential name: 253 less the state Secret suffix.
-const MaxNameLength = 253 - len(stateSuffix)
+const MaxNameLength = names.MaxCredentialName
 
 // state is what the state Secret holds: the session, so that a restarted manager carries on
 // without logging in again and a rotated refresh token is never lost, and the issuer call in
@@ -72,7 +69,7 @@ type attempt struct {
 }
 
 // StateSecretName is the name of a Credential's state Secret.
-func StateSecretName(cred *v1alpha1.Credential) string { return cred.Name + stateSuffix }
+func StateSecretName(cred *v1alpha1.Credential) string { return names.StateSecret(cred.Name) }
 
 func (s *state) session() *renewal.Session {
 	if s.token == nil {

@@ -27,6 +27,10 @@ var metadata = []netip.Prefix{
 	netip.MustParsePrefix("192.0.0.192/32"),     // Oracle Cloud
 }
 
+// reserved are IPv4 ranges no issuer lives in: "this network" (0/8, which Linux may route to the
+// host itself) and the former class E with the broadcast address.
+var reserved = [2]netip.Prefix{netip.MustParsePrefix("0.0.0.0/8"), netip.MustParsePrefix("240.0.0.0/4")}
+
 // Policy is the set of addresses the manager refuses, and the explicit exceptions.
 type Policy struct {
 	// Deny lists addresses refused besides the built-in kinds: the manager's own addresses and
@@ -82,9 +86,50 @@ func ParsePrefixes(s string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// embedding are the IPv6 ranges that carry an IPv4 address a gateway or the host may forward
+// to: NAT64 (well-known and local-use prefixes, RFC 6052/8215), 6to4 (RFC 3056) and the
+// deprecated IPv4-compatible form. An address in them is checked as the IPv4 address it embeds,
+// so 64:ff9b::a9fe:a9fe is refused like 169.254.169.254.
+var embedding = []struct {
+	prefix netip.Prefix
+	at     int // byte offset of the IPv4 address
+}{
+	{netip.MustParsePrefix("64:ff9b::/96"), 12},
+	{netip.MustParsePrefix("64:ff9b:1::/48"), 12},
+	{netip.MustParsePrefix("2002::/16"), 2},
+	{netip.MustParsePrefix("::/96"), 12},
+}
+
+// Embedded returns the IPv4 address an IPv6 address carries (IPv4-mapped, NAT64, 6to4 or
+// IPv4-compatible), or ip itself.
+func Embedded(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap()
+	if !ip.Is6() {
+		return ip
+	}
+	b := ip.As16()
+	for _, e := range embedding {
+		if e.prefix.Contains(ip) {
+			return netip.AddrFrom4([4]byte(b[e.at : e.at+4]))
+		}
+	}
+	return ip
+}
+
 // Check says whether the manager may connect to ip.
 func (p *Policy) Check(ip netip.Addr) error {
-	ip = ip.Unmap()
+	if err := p.check(ip.Unmap()); err != nil {
+		return err
+	}
+	if v4 := Embedded(ip); v4 != ip.Unmap() {
+		if err := p.check(v4); err != nil {
+			return fmt.Errorf("%w (%s carries it)", err, ip)
+		}
+	}
+	return nil
+}
+
+func (p *Policy) check(ip netip.Addr) error {
 	for _, a := range p.Allow {
 		if a.Contains(ip) {
 			return nil
@@ -100,6 +145,8 @@ func (p *Policy) Check(ip netip.Addr) error {
 		why = "the unspecified address"
 	case ip.IsMulticast(), ip.IsInterfaceLocalMulticast():
 		why = "a multicast address"
+	case reserved[0].Contains(ip), reserved[1].Contains(ip):
+		why = "a reserved address"
 	}
 	for _, m := range metadata {
 		if why == "" && m.Contains(ip) {

@@ -38,6 +38,9 @@ func TestDialRefusesForbiddenAddresses(t *testing.T) {
 		"LoopbackShort":     {reason: "127.1 is 127.0.0.1 to inet_aton, never to Go.", host: "127.1", unresolvable: true},
 		"MetadataHex":       {reason: "0xA9FEA9FE is 169.254.169.254 to inet_aton, never to Go.", host: "0xA9FEA9FE", unresolvable: true},
 		"MetadataDecimal":   {reason: "2852039166 is 169.254.169.254 to inet_aton, never to Go.", host: "2852039166", unresolvable: true},
+		"MetadataNAT64":     {reason: "NAT64 spelling of the metadata address: a NAT64 gateway forwards it.", host: "[64:ff9b::a9fe:a9fe]", denied: true},
+		"Metadata6to4":      {reason: "6to4 spelling of the metadata address.", host: "[2002:a9fe:a9fe::1]", denied: true},
+		"LoopbackCompat":    {reason: "IPv4-compatible spelling of 127.0.0.1.", host: "[::7f00:1]", denied: true},
 		"LoopbackName":      {reason: "A name that resolves to loopback.", host: "localhost", denied: true},
 		"LoopbackV6":        {reason: "::1.", host: "[::1]", denied: true},
 		"Unspecified":       {reason: "0.0.0.0 reaches the local host on Linux.", host: "0.0.0.0", denied: true},
@@ -78,4 +81,45 @@ func TestParsePrefixes(t *testing.T) {
 	if _, err := egress.ParsePrefixes("localhost"); err == nil {
 		t.Fatal("a name is not a CIDR")
 	}
+}
+
+// FuzzCheck: every IPv6 address that carries a forbidden IPv4 address, in any embedding a host or
+// gateway may forward (mapped, compatible, NAT64, 6to4), is refused, and so is every forbidden
+// IPv6 address; a dial address of any shape is read without panicking and refused if unreadable.
+// The forbidden set is recomputed here from the raw bytes, independently of the package.
+func FuzzCheck(f *testing.F) {
+	for _, seed := range []string{"::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "2002:7f00:1::", "::7f00:1", "fe80::1", "10.0.0.1", "2001:db8::1"} {
+		b := netip.MustParseAddr(seed).As16()
+		f.Add(b[:], "["+seed+"]:443")
+	}
+	p := &egress.Policy{}
+	f.Fuzz(func(t *testing.T, raw []byte, dial string) {
+		if err := p.Control("tcp", dial, nil); err != nil && !errors.Is(err, egress.ErrDenied) {
+			t.Fatalf("Control(%q) = %v, not an egress error", dial, err)
+		}
+		if len(raw) != 16 {
+			return
+		}
+		b := [16]byte(raw)
+		ip := netip.AddrFrom16(b)
+		if forbiddenBytes(b) && p.Check(ip) == nil {
+			t.Fatalf("%s was allowed; it is or carries a forbidden address", ip)
+		}
+	})
+}
+
+func forbiddenBytes(b [16]byte) bool {
+	zero := func(s []byte) bool { return strings.Trim(string(s), "\x00") == "" }
+	v4 := func(s []byte) bool {
+		return s[0] == 127 || (s[0] == 169 && s[1] == 254) || s[0] == 0 || s[0] >= 224
+	}
+	switch {
+	case zero(b[:10]) && b[10] == 0xff && b[11] == 0xff, zero(b[:12]), // mapped, compatible
+		string(b[:12]) == "\x00\x64\xff\x9b\x00\x00\x00\x00\x00\x00\x00\x00", // NAT64
+		string(b[:6]) == "\x00\x64\xff\x9b\x00\x01":                          // local-use NAT64
+		return v4(b[12:])
+	case b[0] == 0x20 && b[1] == 0x02: // 6to4
+		return v4(b[2:6])
+	}
+	return b[0] == 0xff || (b[0] == 0xfe && b[1]&0xc0 == 0x80) // multicast, link-local
 }

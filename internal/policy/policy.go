@@ -273,6 +273,23 @@ func (e Effective) EffectiveStatus() *v1alpha1.EffectivePolicy {
 	}
 }
 
+// plainPath reports whether a (decoded) path reads the same on any server, so that a path under a
+// prefix stays under it: no dot segments, whether written plainly, percent-encoded or followed by
+// ";" parameters (Tomcat and Jetty read "..;" as ".."); no backslashes (which some servers read as
+// slashes); no "%" left after decoding (which a server decoding twice reads again); no control
+// characters (NUL ends a path for some).
+func plainPath(p string) bool {
+	if strings.ContainsAny(p, `\%`) || strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return false
+	}
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg, _, _ = strings.Cut(seg, ";"); seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
+}
+
 // Matches reports whether u matches an allowed-issuer pattern: same scheme; host equal, or a
 // subdomain for "*." patterns; port equal when the pattern names one; the path under the
 // pattern's path prefix at a segment boundary.
@@ -297,9 +314,7 @@ func Matches(p v1alpha1.IssuerPattern, u *url.URL) bool {
 	if prefix == "" {
 		return true
 	}
-	// A path under the prefix must stay under it on any server: no dot segments, whether written
-	// plainly or percent-encoded, and no backslashes (which some servers read as slashes).
-	if strings.Contains(u.Path, `\`) || slices.ContainsFunc(strings.Split(u.Path, "/"), func(seg string) bool { return seg == "." || seg == ".." }) {
+	if !plainPath(u.Path) {
 		return false
 	}
 	return u.Path == prefix || strings.HasPrefix(u.Path, prefix+"/")

@@ -122,6 +122,9 @@ func TestCheckURL(t *testing.T) {
 		"EncodedDotDot":          {url: "https://idp.corp:8443/oauth/%2e%2e/admin", want: `TokenPolicy "a"`},
 		"EncodedSlashDotDot":     {url: "https://idp.corp:8443/oauth/..%2fadmin", want: `TokenPolicy "a"`},
 		"BackslashDotDot":        {url: "https://idp.corp:8443/oauth/..%5cadmin", want: `TokenPolicy "a"`},
+		"DotDotSemicolon":        {url: "https://idp.corp:8443/oauth/..;/admin", want: `TokenPolicy "a"`},
+		"DoubleEncodedDotDot":    {url: "https://idp.corp:8443/oauth/%252e%252e/admin", want: `TokenPolicy "a"`},
+		"NULInPath":              {url: "https://idp.corp:8443/oauth/token%00/../../admin", want: `TokenPolicy "a"`},
 		"SingleDot":              {url: "https://idp.corp:8443/oauth/./token", want: `TokenPolicy "a"`},
 	}
 	for name, tc := range cases {

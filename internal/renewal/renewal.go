@@ -103,6 +103,10 @@ func Decide(in Input) Decision {
 	return Decision{Action: Refresh, At: in.Now, Reason: "renewal due"}
 }
 
+// MinRenewalInterval is the shortest time between a token's issue and its renewal, whatever its
+// lifetime: an issuer that grants one-second tokens costs one login every five seconds, not a loop.
+const MinRenewalInterval = 5 * time.Second
+
 // RenewalTime is when a token is renewed: before its (policy-capped) expiry by a margin of
 // renewBefore or a share of its lifetime, at least the minimum lead (but at most half the
 // lifetime), at most 90% of the lifetime, moved by a per-object jitter of ±10% of the margin;
@@ -112,27 +116,37 @@ func RenewalTime(s Session, p policy.Effective, jitterKey string) time.Time {
 	if p.MaxSessionDuration > 0 && expires.Sub(s.IssuedAt) > p.MaxSessionDuration {
 		expires = s.IssuedAt.Add(p.MaxSessionDuration)
 	}
+	// However short the tokens an issuer hands out, a Credential renews at most every
+	// MinRenewalInterval.
+	floor := s.IssuedAt.Add(MinRenewalInterval)
 	lifetime := expires.Sub(s.IssuedAt)
 	if lifetime <= 0 {
-		return s.IssuedAt
+		return floor
 	}
+	// Shares are taken of lifetime/100, not of lifetime*percent, which overflows for tokens that
+	// live longer than about nine years.
 	margin := p.RenewBefore
 	if margin == 0 {
-		margin = lifetime * time.Duration(p.BeforeExpiryPercent) / 100
+		margin = lifetime / 100 * time.Duration(p.BeforeExpiryPercent)
+	} else if margin >= lifetime {
+		// An issuer granting less than renewBefore: renew at half the life, not in a loop.
+		margin = lifetime / 2
 	}
 	// The minimum lead covers the kubelet's delay, but never takes more than half of a short
-	// token's life; and no margin leaves less than a tenth of the life in use, so an issuer that
-	// grants less than asked can never cause a renewal loop.
+	// token's life; and no margin leaves less than a tenth of the life in use.
 	margin = max(margin, min(p.MinimumLead, lifetime/2))
-	margin = min(margin, lifetime*9/10)
+	margin = min(margin, lifetime-lifetime/10)
 	at := expires.Add(-margin).Add(jitter(jitterKey, margin))
 	if p.MaxSessionAge > 0 && !s.Start.IsZero() {
 		if limit := s.Start.Add(p.MaxSessionAge); limit.Before(at) {
 			at = limit
-			if floor := s.IssuedAt.Add(lifetime / 2); at.Before(floor) {
-				at = floor // never renew a token in the first half of its life
+			if half := s.IssuedAt.Add(lifetime / 2); at.Before(half) {
+				at = half // never renew a token in the first half of its life
 			}
 		}
+	}
+	if at.Before(floor) {
+		return floor
 	}
 	return at
 }

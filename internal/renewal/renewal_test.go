@@ -37,8 +37,26 @@ func TestRenewalTime(t *testing.T) {
 			policy: func(p *policy.Effective) { p.BeforeExpiryPercent = 60 },
 		},
 		"RenewBeforeLongerThanLifetime": {
-			reason:   "An issuer granting 10 min against renewBefore 1h: renew at a tenth of the life, no loop.",
-			lifetime: 10 * time.Minute, wantLead: 9 * time.Minute,
+			reason:   "An issuer granting 10 min against renewBefore 1h: renew at half the life, no loop.",
+			lifetime: 10 * time.Minute, wantLead: 5 * time.Minute,
+			policy: func(p *policy.Effective) { p.RenewBefore = time.Hour },
+		},
+		"RenewBeforeLongerThanShortToken": {
+			reason:   "A 35 s token against renewBefore 1h used to renew every 3.5 s: now at half its life.",
+			lifetime: 35 * time.Second, wantLead: 17500 * time.Millisecond,
+			policy: func(p *policy.Effective) { p.RenewBefore = time.Hour },
+		},
+		"TinyTokenFloor": {
+			reason:   "A 2 s token is renewed no sooner than MinRenewalInterval after issue.",
+			lifetime: 2 * time.Second, wantLead: -3 * time.Second,
+		},
+		"HundredYears": {
+			reason:   "A 100-year token renews a third of its life early, without overflow.",
+			lifetime: 100 * 365 * 24 * time.Hour, wantLead: 33 * 365 * 24 * time.Hour,
+		},
+		"HundredYearsFixedLead": {
+			reason:   "A 100-year token with renewBefore 1h.",
+			lifetime: 100 * 365 * 24 * time.Hour, wantLead: time.Hour,
 			policy: func(p *policy.Effective) { p.RenewBefore = time.Hour },
 		},
 		"RenewBefore": {
@@ -65,7 +83,7 @@ func TestRenewalTime(t *testing.T) {
 			s := Session{IssuedAt: t0, ExpiresAt: t0.Add(tc.lifetime), Start: t0.Add(tc.start)}
 			at := RenewalTime(s, p, "uid-1")
 			lead := s.ExpiresAt.Sub(at)
-			tol := tc.wantLead / 10
+			tol := (tc.wantLead / 10).Abs()
 			if name == "MaxSessionAge" || name == "MaxSessionDurationCapsLifetime" {
 				tol = time.Hour // jitter applies to the margin, not the whole lead
 			}

@@ -172,6 +172,77 @@ func TestAttacks(t *testing.T) {
 	}
 }
 
+// A key is used only for the algorithm its key set publishes it for, and a signature is read
+// only in its one canonical base64url form.
+func TestKeyAlgorithmAndCanonicalSignature(t *testing.T) {
+	k := newKeyServer(t)
+	clk := clocktesting.NewFakeClock(time.Now())
+	v := newTestValidator(t, k, clk, func(c *Config) { c.Algorithms = []string{"RS256", "PS256", "ES256", "ES384", "EdDSA"} })
+	now := clk.Now()
+	bearer := func(tok string) []string { return []string{"Bearer " + tok} }
+	header := func(h map[string]any) string { return b64json(t, h) }
+	if _, d := v.Authenticate(t.Context(), bearer(k.sign(t, "RS256", "rsa1", claims(now, nil), nil))); d != nil {
+		t.Fatalf("RS256 with the key published for RS256: %v", d)
+	}
+	if _, d := v.Authenticate(t.Context(), bearer(k.sign(t, "PS256", "rsa1", claims(now, nil), nil))); d == nil || d.Reason != "algorithm" {
+		t.Errorf("PS256 signed with a key published for RS256: %v, want rejected for its algorithm", d)
+	}
+	// The EC key has no alg: its curve decides. A P-256 key never verifies ES384.
+	es := k.sign(t, "ES256", "ec1", claims(now, nil), nil)
+	if _, d := v.Authenticate(t.Context(), bearer(es)); d != nil {
+		t.Fatalf("ES256 with the P-256 key: %v", d)
+	}
+	parts := strings.Split(es, ".")
+	forged := header(map[string]any{"alg": "ES384", "kid": "ec1"}) + "." + parts[1] + "." + parts[2]
+	if _, d := v.Authenticate(t.Context(), bearer(forged)); d == nil || d.Reason != "algorithm" {
+		t.Errorf("ES384 claimed with a P-256 key: %v, want rejected for its algorithm", d)
+	}
+	// A 256-byte RS256 signature ends in a base64url character carrying 2 data bits and 4 zero
+	// bits; setting one of those gives another spelling of the same bytes, which must not pass.
+	tok := k.sign(t, "RS256", "rsa1", claims(now, nil), nil)
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, tok[len(tok)-1])
+	mangled := tok[:len(tok)-1] + string(alphabet[last^1])
+	if _, d := v.Authenticate(t.Context(), bearer(mangled)); d == nil || d.Reason != "malformed" {
+		t.Errorf("non-canonical signature encoding: %v, want rejected as malformed", d)
+	}
+	// A key set entry whose alg does not fit its key is skipped altogether.
+	keys, err := ParseJWKS([]byte(`{"keys":[{"kty":"OKP","kid":"x","crv":"Ed25519","alg":"RS256","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`))
+	if err != nil || len(keys) != 0 {
+		t.Errorf("an Ed25519 key published for RS256 was kept: %v %v", keys, err)
+	}
+}
+
+// requiredClaims are met only by a string claim with exactly that value.
+func TestRequiredClaimsAreExact(t *testing.T) {
+	k := newKeyServer(t)
+	clk := clocktesting.NewFakeClock(time.Now())
+	v := newTestValidator(t, k, clk, func(c *Config) { c.RequiredClaims = map[string]string{"tenant": "acme"} })
+	for name, tc := range map[string]struct {
+		value any
+		ok    bool
+	}{
+		"Exact": {"acme", true}, "Other": {"acme-evil", false}, "Prefix": {"acm", false},
+		"ListContaining": {[]string{"evil", "acme"}, false}, "ListOfOne": {[]string{"acme"}, false},
+		"Number": {42, false}, "Missing": {nil, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tok := k.sign(t, "RS256", "rsa1", claims(clk.Now(), func(c jwt.MapClaims) {
+				if tc.value != nil {
+					c["tenant"] = tc.value
+				}
+			}), nil)
+			_, d := v.Authenticate(t.Context(), []string{"Bearer " + tok})
+			if tc.ok != (d == nil) {
+				t.Fatalf("tenant=%v: denial %v, want accepted=%v", tc.value, d, tc.ok)
+			}
+			if d != nil && (d.Status != 403 || !strings.Contains(d.Description, `"tenant"`)) {
+				t.Fatalf("denial %d %q should be 403 and name the claim", d.Status, d.Description)
+			}
+		})
+	}
+}
+
 // A claim cannot inject a header into the forward-auth response.
 func TestClaimsCannotInjectHeaders(t *testing.T) {
 	k := newKeyServer(t)

@@ -50,7 +50,7 @@ func newKeyServer(t testing.TB) *keyServer {
 		b64 := base64.RawURLEncoding.EncodeToString
 		var keys []any
 		for kid, key := range k.rsa {
-			keys = append(keys, map[string]any{"kty": "RSA", "kid": kid, "use": "sig", "n": b64(key.N.Bytes()), "e": b64(big.NewInt(int64(key.E)).Bytes())})
+			keys = append(keys, map[string]any{"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": b64(key.N.Bytes()), "e": b64(big.NewInt(int64(key.E)).Bytes())})
 		}
 		ecx, ecy := k.ec.X.FillBytes(make([]byte, 32)), k.ec.Y.FillBytes(make([]byte, 32))
 		keys = append(keys,
@@ -100,6 +100,8 @@ func (k *keyServer) sign(t testing.TB, alg, kid string, c jwt.MapClaims, headers
 	switch alg {
 	case "RS256":
 		method, key = jwt.SigningMethodRS256, k.rsa[kid]
+	case "PS256":
+		method, key = jwt.SigningMethodPS256, k.rsa[kid]
 	case "ES256":
 		method, key = jwt.SigningMethodES256, k.ec
 	case "EdDSA":

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net/http"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,7 +43,7 @@ type KeySet struct {
 	OnRefresh func(err error)
 
 	mu        sync.RWMutex
-	keys      map[string]any // kid → *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey
+	keys      map[string]PublicKey
 	fetchedAt time.Time
 
 	refreshMu   sync.Mutex
@@ -51,7 +52,7 @@ type KeySet struct {
 
 // NewKeySet returns a key set for url, fetched with client (which carries the issuer's CA).
 func NewKeySet(url string, client *http.Client, clk clock.PassiveClock) *KeySet {
-	return &KeySet{url: url, client: client, clock: clk, keys: map[string]any{}}
+	return &KeySet{url: url, client: client, clock: clk, keys: map[string]PublicKey{}}
 }
 
 // Len is the number of keys.
@@ -68,28 +69,55 @@ func (k *KeySet) FetchedAt() time.Time {
 	return k.fetchedAt
 }
 
+// PublicKey is one verification key of a key set.
+type PublicKey struct {
+	// Key is an *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey.
+	Key any
+	// Alg is the algorithm the key set publishes the key for (its "alg"); empty when it names none.
+	Alg string
+}
+
+// Accepts reports whether a token signed with alg may be verified with this key: the algorithm
+// must be the one the key is published for (if any) and fit the key's type and curve, so that a
+// key published for RS256 never verifies PS256, nor a P-384 key ES256.
+func (p PublicKey) Accepts(alg string) bool {
+	if p.Alg != "" && p.Alg != alg {
+		return false
+	}
+	switch key := p.Key.(type) {
+	case *rsa.PublicKey:
+		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
+	case *ecdsa.PublicKey:
+		return alg == map[string]string{"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}[key.Curve.Params().Name]
+	case ed25519.PublicKey:
+		return alg == "EdDSA" || alg == "Ed25519"
+	}
+	return false
+}
+
 // Lookup returns the key for kid. An unknown kid triggers one rate-limited refresh; requests for
 // known keys never wait for it.
-func (k *KeySet) Lookup(ctx context.Context, kid string) (any, error) {
+func (k *KeySet) Lookup(ctx context.Context, kid string) (PublicKey, error) {
 	if !kidPattern.MatchString(kid) {
-		return nil, errors.New("malformed key ID")
+		return PublicKey{}, errors.New("malformed key ID")
 	}
-	if key := k.get(kid); key != nil {
+	if key, ok := k.get(kid); ok {
 		return key, nil
 	}
 	if err := k.refresh(ctx, false); err != nil {
-		return nil, err
+		return PublicKey{}, err
 	}
-	if key := k.get(kid); key != nil {
+	if key, ok := k.get(kid); ok {
 		return key, nil
 	}
-	return nil, errors.New("unknown key ID")
+	return PublicKey{}, errors.New("unknown key ID")
 }
 
-func (k *KeySet) get(kid string) any {
+func (k *KeySet) get(kid string) (PublicKey, bool) {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
-	return k.keys[kid]
+	key, ok := k.keys[kid]
+	return key, ok
 }
 
 // Refresh fetches the key set now (the reconciler's periodic refresh).
@@ -115,7 +143,7 @@ func (k *KeySet) refresh(ctx context.Context, force bool) error {
 	return nil
 }
 
-func (k *KeySet) fetch(ctx context.Context) (map[string]any, error) {
+func (k *KeySet) fetch(ctx context.Context) (map[string]PublicKey, error) {
 	ctx, cancel := context.WithTimeout(ctx, jwksTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
@@ -145,6 +173,7 @@ type jwk struct {
 	Kty string `json:"kty"`
 	Kid string `json:"kid"`
 	Use string `json:"use"`
+	Alg string `json:"alg"`
 	Crv string `json:"crv"`
 	N   string `json:"n"`
 	E   string `json:"e"`
@@ -153,21 +182,26 @@ type jwk struct {
 }
 
 // ParseJWKS reads the signature keys of a JWKS document (RSA, EC P-256/384/521, Ed25519); keys
-// without a valid kid, for encryption, or of other types are skipped.
-func ParseJWKS(body []byte) (map[string]any, error) {
+// without a valid kid, for encryption, of other types, or published for an algorithm that does not
+// fit their type are skipped.
+func ParseJWKS(body []byte) (map[string]PublicKey, error) {
 	var doc struct {
 		Keys []jwk `json:"keys"`
 	}
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, errors.New("key set is not JSON")
 	}
-	keys := map[string]any{}
+	keys := map[string]PublicKey{}
 	for _, j := range doc.Keys {
 		if !kidPattern.MatchString(j.Kid) || (j.Use != "" && j.Use != "sig") {
 			continue
 		}
-		if key, err := j.publicKey(); err == nil {
-			keys[j.Kid] = key
+		key, err := j.publicKey()
+		if err != nil {
+			continue
+		}
+		if pk := (PublicKey{Key: key, Alg: j.Alg}); j.Alg == "" || pk.Accepts(j.Alg) {
+			keys[j.Kid] = pk
 		}
 	}
 	return keys, nil

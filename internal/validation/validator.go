@@ -236,6 +236,10 @@ func (v *Validator) hit(kind string) {
 	}
 }
 
+// errKeyAlgorithm is returned by the key function when the token's algorithm is not the one its
+// key is published for.
+var errKeyAlgorithm = errors.New("key not published for this algorithm")
+
 // errUntrustedIssuer is returned by the key function for a token whose iss no issuer matches.
 var errUntrustedIssuer = errors.New("token issuer not trusted")
 
@@ -269,7 +273,7 @@ func (v *Validator) verifyJWT(ctx context.Context, token string) (jwt.MapClaims,
 		return nil, invalid("type", "token type not accepted")
 	}
 	opts := []jwt.ParserOption{
-		jwt.WithValidMethods([]string{hdr.Alg}), jwt.WithExpirationRequired(),
+		jwt.WithValidMethods([]string{hdr.Alg}), jwt.WithExpirationRequired(), jwt.WithStrictDecoding(),
 		jwt.WithLeeway(*v.cfg.Leeway), jwt.WithIssuedAt(), jwt.WithTimeFunc(v.cfg.Clock.Now),
 	}
 	if len(v.cfg.Audiences) > 0 {
@@ -297,12 +301,21 @@ func (v *Validator) verifyJWT(ctx context.Context, token string) (jwt.MapClaims,
 			return nil, errors.New("issuer has no key set")
 		}
 		kid, _ := t.Header["kid"].(string)
-		return trusted.Keys.Lookup(ctx, kid)
+		key, err := trusted.Keys.Lookup(ctx, kid)
+		if err != nil {
+			return nil, err
+		}
+		if !key.Accepts(hdr.Alg) {
+			return nil, errKeyAlgorithm
+		}
+		return key.Key, nil
 	})
 	switch {
 	case err == nil:
 	case errors.Is(err, errUntrustedIssuer):
 		return nil, invalid("issuer", "token issuer not trusted")
+	case errors.Is(err, errKeyAlgorithm):
+		return nil, invalid("algorithm", "signing algorithm does not match the key's")
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return nil, invalid("expired", "token expired")
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
@@ -402,8 +415,10 @@ func (v *Validator) authorize(claims jwt.MapClaims) *Denial {
 			return d
 		}
 	}
+	// A required claim is a string with exactly the value asked for: a list that merely contains
+	// it (groups a user can add themselves to, say) does not qualify.
 	for name, want := range v.cfg.RequiredClaims {
-		if !slices.Contains(claimStrings(claims[name]), want) {
+		if got, ok := claims[name].(string); !ok || got != want {
 			return deny(http.StatusForbidden, "insufficient_scope", "claim", fmt.Sprintf("claim %q does not have the required value", name))
 		}
 	}
