@@ -19,6 +19,9 @@ HELM ?= $(BIN)/helm-$(HELM_VERSION)
 TEST_FLAGS ?= -count=1
 FUZZTIME ?= 5s
 
+# VERSION is stamped into the manager (its User-Agent and --version).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
 .PHONY: all
 all: build
 
@@ -91,7 +94,7 @@ verify: generate manifests lint helm-lint ## Fail when generated code or manifes
 
 .PHONY: build
 build: generate ## Build the manager binary.
-	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(BIN)/manager ./cmd
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/tokenkeeper/tokenkeeper/internal/issuer.Version=$(VERSION)" -o $(BIN)/manager ./cmd
 
 IMAGE ?= docker.io/local/tokenkeeper:dev
 

@@ -5,14 +5,24 @@ const (
 	// ConditionReady says whether the object does its job now: a Credential's Secret holds a valid
 	// token, an Issuer's configuration is usable, a TokenValidator has keys to verify with.
 	ConditionReady = "Ready"
-	// ConditionIssuing is True while a Credential is logging in or refreshing.
+	// ConditionIssuing is True while a Credential's renewal is due or running, False while it
+	// waits: for the next renewal (Idle) or, after a failure, to retry (the failure's reason).
 	ConditionIssuing = "Issuing"
+	// ConditionLifetimeAssumed is True when the issuer's response named no expiry, so the token's
+	// lifetime is assumed (the Issuer's defaultLifetime or the session duration asked for): the
+	// message names the assumption and the fields to map.
+	ConditionLifetimeAssumed = "LifetimeAssumed"
 )
 
 // Condition reasons. They are part of the API: alerts and scripts match on them.
 const (
+	// ReasonExpiryKnown: LifetimeAssumed is False; the message says where the expiry came from.
+	ReasonExpiryKnown = "ExpiryKnown"
+	// ReasonNoExpiryInResponse: LifetimeAssumed is True.
+	ReasonNoExpiryInResponse = "NoExpiryInResponse"
 	ReasonIssued             = "Issued"
 	ReasonRefreshed          = "Refreshed"
+	// ReasonRenewing: Issuing is True; a renewal is due and waits for an issuer call slot.
 	ReasonRenewing           = "Renewing"
 	ReasonIdle               = "Idle"
 	ReasonInvalidCredentials = "InvalidCredentials"
@@ -20,7 +30,6 @@ const (
 	ReasonRateLimited        = "RateLimited"
 	ReasonMalformedResponse  = "MalformedResponse"
 	ReasonIssuerNotFound     = "IssuerNotFound"
-	ReasonIssuerNotReady     = "IssuerNotReady"
 	ReasonSecretNotFound     = "SecretNotFound"
 	ReasonInvalidConfig      = "InvalidConfiguration"
 	ReasonPolicyViolation    = "PolicyViolation"
@@ -44,6 +53,8 @@ const (
 	ReasonStateRestored = "StateRestored"
 	// ReasonSecretAdopted: a target Secret that had lost its owner reference was taken back.
 	ReasonSecretAdopted = "SecretAdopted"
+	// ReasonRolloutRestartFailed: a workload in spec.rolloutRestart could not be restarted.
+	ReasonRolloutRestartFailed = "RolloutRestartFailed"
 	// ReasonSecretRestored: the target Secret was recreated or its edits undone.
 	ReasonSecretRestored = "SecretRestored"
 )

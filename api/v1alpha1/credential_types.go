@@ -257,6 +257,16 @@ type EffectivePolicy struct {
 	// maxSessionAge is how long refreshing may go on before a fresh login.
 	// +optional
 	MaxSessionAge *metav1.Duration `json:"maxSessionAge,omitempty"`
+	// renewalLead is how long before the current token's expiry it is renewed, after every
+	// adjustment to its actual lifetime (minimum lead, short tokens, jitter).
+	// +optional
+	RenewalLead *metav1.Duration `json:"renewalLead,omitempty"`
+	// renewalRule says how renewalLead follows from the policy and the token's lifetime, for
+	// example "33% of the 1m0s lifetime (19.8s), raised to half the lifetime (30s): the minimum
+	// lead 2m0s would leave less, ±10% jitter".
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	RenewalRule string `json:"renewalRule,omitempty"`
 }
 
 // +kubebuilder:object:root=true

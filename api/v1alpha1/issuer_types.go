@@ -161,7 +161,10 @@ type JSONLogin struct {
 
 	// response says where the fields are in the login and refresh responses. Unset fields are
 	// found by their common names (token, access_token, accessToken, refresh_token, expires_in,
-	// tokenLifetime, expires_at, tokenExpiration, …), else the JWT exp, else defaultLifetime.
+	// tokenLifetime, expires_at, tokenExpiration, expires, ttl, …) at the top level or up to two
+	// levels inside data, result, session, auth, … ; expiry times may be RFC 3339, epoch seconds
+	// or epoch milliseconds. Else the JWT exp, else defaultLifetime, and the Credential's
+	// LifetimeAssumed condition says so.
 	// +optional
 	Response *ResponseMapping `json:"response,omitempty"`
 }

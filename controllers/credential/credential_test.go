@@ -155,6 +155,17 @@ func TestEverySeedBecomesReady(t *testing.T) {
 			if owner := metav1.GetControllerOf(s); owner == nil || owner.UID != c.UID {
 				t.Errorf("target Secret is not owned by its Credential")
 			}
+			// Seed 000 names no expiry: the 10 h defaultLifetime is an assumption, and status says
+			// so; every other seed's expiry is read from its answer.
+			assumed := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionLifetimeAssumed)
+			switch {
+			case assumed == nil:
+				t.Errorf("no %s condition", v1alpha1.ConditionLifetimeAssumed)
+			case flavor == issuertest.Seed000 && (assumed.Status != metav1.ConditionTrue || !strings.Contains(assumed.Message, "assuming 10h0m0s from the Issuer's defaultLifetime")):
+				t.Errorf("seed 000: %s=%s %q, want True naming the assumed 10h", assumed.Type, assumed.Status, assumed.Message)
+			case flavor != issuertest.Seed000 && assumed.Status != metav1.ConditionFalse:
+				t.Errorf("%s: %s=%s %q, want False", flavor, assumed.Type, assumed.Status, assumed.Message)
+			}
 			state := &corev1.Secret{}
 			must(t, env.Client.Get(t.Context(), types.NamespacedName{Namespace: f.ns, Name: credential.StateSecretName(c)}, state))
 			if flavor == issuertest.Seed000 && f.srv.SessionAsked() != 0 {
@@ -183,6 +194,11 @@ func TestRotatesBeforeExpiry(t *testing.T) {
 					seen = append(seen, tok)
 				}
 				time.Sleep(200 * time.Millisecond)
+			}
+			// status says which rule applied: a 20 s token gets half its life, not 2 minutes.
+			if p := f.cred().Status.EffectivePolicy; p == nil || p.RenewalLead == nil || p.RenewalLead.Duration < 9*time.Second || p.RenewalLead.Duration > 11*time.Second ||
+				!strings.Contains(p.RenewalRule, "raised to half the lifetime (10s): the minimum lead 2m0s would leave less") {
+				t.Errorf("effectivePolicy does not state the rule applied to a 20 s token: %+v", p)
 			}
 			rotations := len(seen) - 1
 			if rotations < 2 {
@@ -215,6 +231,11 @@ func TestIssuerOutageKeepsLastToken(t *testing.T) {
 	c := f.cred()
 	if c.Status.FailedAttempts < 2 || c.Status.NextRetryTime == nil {
 		t.Errorf("status: %d failed attempts, next retry %v; want at least 2 and a retry time", c.Status.FailedAttempts, c.Status.NextRetryTime)
+	}
+	// Waiting to retry is not issuing: Issuing=False with the failure's reason and the retry time.
+	if is := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionIssuing); is == nil || is.Status != metav1.ConditionFalse ||
+		is.Reason != v1alpha1.ReasonIssuerUnavailable || !strings.HasPrefix(is.Message, "waiting to retry at ") {
+		t.Errorf("Issuing while waiting to retry: %+v, want False IssuerUnavailable naming the retry time", is)
 	}
 	f.srv.Fail(0, 0, "")
 	waitFor(t, 60*time.Second, "a new token after recovery", func() (bool, string) {

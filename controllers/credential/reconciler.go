@@ -165,6 +165,8 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 	release, ok := r.slots.take(client.ObjectKeyFromObject(cred).String(), slotKeys(cred)...)
 	if !ok {
 		log.V(1).Info("issuer calls of this namespace or issuer are all in flight; waiting", "issuer", e.issuerKey)
+		setCondition(cred, v1alpha1.ConditionIssuing, metav1.ConditionTrue, v1alpha1.ReasonRenewing,
+			d.Reason+": waiting for one of the issuer calls of this namespace or issuer to finish")
 		return ctrl.Result{RequeueAfter: busyRetry(string(cred.UID))}, nil
 	}
 	defer release()
@@ -348,7 +350,7 @@ func (r *Reconciler) failed(ctx context.Context, cred *v1alpha1.Credential, e *e
 	}
 	metrics.RenewalFailures.WithLabelValues(e.issuerKey, reason).Inc()
 	msg := err.Error()
-	setCondition(cred, v1alpha1.ConditionIssuing, metav1.ConditionTrue, reason, msg)
+	setCondition(cred, v1alpha1.ConditionIssuing, metav1.ConditionFalse, reason, "waiting to retry at "+next.UTC().Format(time.RFC3339)+": "+msg)
 	if st.token == nil || !now.Before(st.token.ExpiresAt) {
 		setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
 	}
@@ -382,6 +384,14 @@ func (r *Reconciler) observeToken(cred *v1alpha1.Credential, e *env, st *state, 
 		cred.Status.SessionStartTime = &metav1.Time{Time: st.sessionStart}
 	}
 	metrics.CredentialExpiry.WithLabelValues(cred.Namespace, cred.Name, e.issuerKey).Set(float64(tok.ExpiresAt.Unix()))
+	setLifetimeCondition(cred, tok)
+	if p := cred.Status.EffectivePolicy; p != nil {
+		plan := renewal.Schedule(*st.session(), e.policy, string(cred.UID))
+		if len(plan.Rule) > 512 {
+			plan.Rule = plan.Rule[:509] + "..."
+		}
+		p.RenewalLead, p.RenewalRule = &metav1.Duration{Duration: plan.Lead.Round(100 * time.Millisecond)}, plan.Rule
+	}
 	if cred.Status.FailedAttempts == 0 {
 		reason := v1alpha1.ReasonIssued
 		if tok.IssuedAt.After(st.sessionStart) {
@@ -389,6 +399,33 @@ func (r *Reconciler) observeToken(cred *v1alpha1.Credential, e *env, st *state, 
 		}
 		setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionTrue, reason, "token valid until "+tok.ExpiresAt.UTC().Format(time.RFC3339)+"; renews at "+renewAt.UTC().Format(time.RFC3339))
 		setCondition(cred, v1alpha1.ConditionIssuing, metav1.ConditionFalse, v1alpha1.ReasonIdle, "next renewal at "+renewAt.UTC().Format(time.RFC3339))
+	}
+}
+
+// setLifetimeCondition says whether the token's expiry is known or assumed, and if assumed, what
+// was assumed and how to map the real expiry.
+func setLifetimeCondition(cred *v1alpha1.Credential, tok *issuer.Token) {
+	lifetime := tok.ExpiresAt.Sub(tok.IssuedAt).Round(time.Second)
+	switch tok.ExpirySource {
+	case issuer.ExpiryFromDefault, issuer.ExpiryAssumed:
+		from := "the Issuer's defaultLifetime"
+		if tok.ExpirySource == issuer.ExpiryAssumed {
+			from = "the session duration asked for"
+		}
+		setCondition(cred, v1alpha1.ConditionLifetimeAssumed, metav1.ConditionTrue, v1alpha1.ReasonNoExpiryInResponse, fmt.Sprintf(
+			"the issuer's response names no expiry (looked for %s) and the token is not a JWT with exp: assuming %s from %s. "+
+				"If the token lives shorter, map the field that holds its expiry in the Issuer's spec.json.response.expiresAt (a time) or expiresIn (seconds)",
+			issuer.ExpiryFields(), lifetime, from))
+	case issuer.ExpiryFromSecret:
+		// Recovered after the state was lost: keep whatever was said of the original token.
+	default:
+		from := map[issuer.ExpirySource]string{issuer.ExpiryFromResponse: "the response's expiry", issuer.ExpiryFromLifetime: "the response's lifetime",
+			issuer.ExpiryFromJWT: "the token's exp claim"}[tok.ExpirySource]
+		if tok.ExpiryField != "" {
+			from += " (" + tok.ExpiryField + ")"
+		}
+		setCondition(cred, v1alpha1.ConditionLifetimeAssumed, metav1.ConditionFalse, v1alpha1.ReasonExpiryKnown,
+			fmt.Sprintf("expiry read from %s: the token lives %s", from, lifetime))
 	}
 }
 
@@ -475,7 +512,7 @@ func (r *Reconciler) rolloutRestart(ctx context.Context, cred *v1alpha1.Credenti
 		obj.SetNamespace(cred.Namespace)
 		obj.SetName(w.Name)
 		if err := r.Patch(ctx, obj, client.RawPatch(types.MergePatchType, patch)); err != nil {
-			r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, "RolloutRestartFailed", "Restart", "restarting %s %s failed: %v", w.Kind, w.Name, err)
+			r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, v1alpha1.ReasonRolloutRestartFailed, "Restart", "restarting %s %s failed: %v", w.Kind, w.Name, err)
 		}
 	}
 }

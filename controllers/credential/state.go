@@ -314,7 +314,7 @@ func decodeState(sec *corev1.Secret) *state {
 	if d(keyAccessToken) != "" {
 		st.token = &issuer.Token{AccessToken: d(keyAccessToken), Scheme: d("token-type"), RefreshToken: d(keyRefreshToken),
 			RefreshField: d("refresh-field"), IssuedAt: t("issued-at"), ExpiresAt: t("expires-at"),
-			ExpirySource: issuer.ExpirySource(d("expiry-source")), RefreshExpiresAt: t("refresh-expires-at")}
+			ExpirySource: issuer.ExpirySource(d("expiry-source")), ExpiryField: d("expiry-field"), RefreshExpiresAt: t("refresh-expires-at")}
 		_ = json.Unmarshal(sec.Data["extra"], &st.token.Extra)
 		st.sessionStart = t("session-start")
 	}
@@ -348,7 +348,7 @@ func encodeState(cred *v1alpha1.Credential, st *state) *corev1.Secret {
 		sec.Data = map[string][]byte{
 			keyAccessToken: []byte(tok.AccessToken), "token-type": []byte(tok.Scheme), keyRefreshToken: []byte(tok.RefreshToken),
 			"refresh-field": []byte(tok.RefreshField), "issued-at": ts(tok.IssuedAt), "expires-at": ts(tok.ExpiresAt),
-			"expiry-source": []byte(tok.ExpirySource), "refresh-expires-at": ts(tok.RefreshExpiresAt),
+			"expiry-source": []byte(tok.ExpirySource), "expiry-field": []byte(tok.ExpiryField), "refresh-expires-at": ts(tok.RefreshExpiresAt),
 			"session-start": ts(st.sessionStart), "extra": extra,
 		}
 	}

@@ -34,8 +34,13 @@ const (
 	MaxBodySize = 1 << 20
 	// maxRetryAfter caps how long a Retry-After can defer us.
 	maxRetryAfter = time.Hour
-	userAgent     = "tokenkeeper"
 )
+
+// UserAgent is sent with every outbound request; Version is set at build time.
+var UserAgent = "tokenkeeper/" + Version
+
+// Version is the release, set with -ldflags "-X github.com/tokenkeeper/tokenkeeper/internal/issuer.Version=v0.2.0".
+var Version = "dev"
 
 // LoginKind is how a Credential logs in.
 type LoginKind string
@@ -127,12 +132,22 @@ func New(cfg Config) (*Client, error) {
 		rt = t
 	}
 	c.http = &http.Client{
-		Transport: rt,
+		Transport: userAgentTransport{rt},
 		Timeout:   timeout,
 		// Redirects are never followed: a login must not be replayed to another scheme or host.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return c, nil
+}
+
+// userAgentTransport names tokenkeeper on every request of an issuer's client: logins,
+// discovery, introspection and key-set fetches alike.
+type userAgentTransport struct{ next http.RoundTripper }
+
+func (t userAgentTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.Header.Set("User-Agent", UserAgent)
+	return t.next.RoundTrip(req)
 }
 
 // Login starts a session.
@@ -250,13 +265,15 @@ func (c *Client) send(ctx context.Context, in call) (*response, error) {
 		in.secrets = in.secrets.with(values...)
 	}
 	hreq.Header.Set("Accept", "application/json")
-	hreq.Header.Set("User-Agent", userAgent)
 	if in.contentType != "" {
 		hreq.Header.Set("Content-Type", in.contentType)
 	}
 	resp, err := c.http.Do(hreq)
 	if errors.Is(err, egress.ErrDenied) { // refused before anything was sent
 		return nil, &Error{Class: ClassConfig, Op: in.op, Reason: in.secrets.sanitize(transportReason(err, u))}
+	}
+	if reason, ok := tlsReason(err, u); ok { // only a configuration change fixes these
+		return nil, &Error{Class: ClassConfig, Op: in.op, Reason: in.secrets.sanitize(reason)}
 	}
 	if err != nil {
 		return nil, &Error{Class: ClassUnavailable, Op: in.op, Reason: in.secrets.sanitize(transportReason(err, u))}
@@ -273,6 +290,31 @@ func (c *Client) send(ctx context.Context, in call) (*response, error) {
 		return nil, &Error{Class: ClassMalformedResponse, Op: in.op, StatusCode: resp.StatusCode, Reason: "response body is larger than 1 MiB"}
 	}
 	return &response{status: resp.StatusCode, header: resp.Header, body: data}, nil
+}
+
+// tlsReason spells out a failed verification of the issuer's certificate, which no retry can
+// fix: an unknown authority, a name mismatch, an expired or not yet valid certificate.
+func tlsReason(err error, u *url.URL) (string, bool) {
+	var (
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+		verify   *tls.CertificateVerificationError
+	)
+	const fix = ": set caBundle or caBundleFrom on the issuer to the CA that signed it, or fix the issuer's certificate"
+	switch {
+	case err == nil:
+		return "", false
+	case errors.As(err, &unknown):
+		return "TLS: the certificate of " + u.Host + " is signed by an authority tokenkeeper does not trust" + fix, true
+	case errors.As(err, &hostname):
+		return "TLS: the certificate of " + u.Host + " is not valid for that name (" + hostname.Error() + "): use a URL with a name the certificate holds, or fix the certificate", true
+	case errors.As(err, &invalid):
+		return "TLS: the certificate of " + u.Host + " is not valid: " + invalid.Error(), true
+	case errors.As(err, &verify):
+		return "TLS: the certificate of " + u.Host + " failed verification: " + verify.Err.Error() + fix, true
+	}
+	return "", false
 }
 
 func hostPath(u *url.URL) string { return u.Scheme + "://" + u.Host + u.Path }

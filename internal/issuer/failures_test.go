@@ -218,9 +218,16 @@ func TestFailureClasses(t *testing.T) {
 			setup: func(_ *issuertest.Server, _ *v1alpha1.IssuerSpec, r *issuer.Request) { delete(r.Inputs, "account_id") },
 		},
 		"UntrustedCertificate": {
-			reason: "Without the CA bundle the issuer's certificate is not trusted.",
-			flavor: issuertest.Seed001, do: login, class: issuer.ClassUnavailable, msgContains: "certificate",
+			reason: "Without the CA bundle the issuer's certificate is not trusted: only a configuration change fixes that.",
+			flavor: issuertest.Seed001, do: login, class: issuer.ClassConfig, msgContains: "signed by an authority tokenkeeper does not trust: set caBundle",
 			setup: func(_ *issuertest.Server, spec *v1alpha1.IssuerSpec, _ *issuer.Request) { spec.CABundle = "" },
+		},
+		"CertificateNameMismatch": {
+			reason: "The test certificate names 127.0.0.1 and example.com, not localhost.",
+			flavor: issuertest.Seed001, do: login, class: issuer.ClassConfig, msgContains: "is not valid for that name",
+			setup: func(s *issuertest.Server, spec *v1alpha1.IssuerSpec, _ *issuer.Request) {
+				spec.URL = v1alpha1.EndpointURL(strings.Replace(s.URL(), "127.0.0.1", "localhost", 1) + "/token")
+			},
 		},
 		"ConnectionRefused": {
 			reason: "An issuer that is down is transient.",

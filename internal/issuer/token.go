@@ -47,6 +47,8 @@ type Token struct {
 	ExpiresAt time.Time
 	// ExpirySource says where ExpiresAt came from.
 	ExpirySource ExpirySource
+	// ExpiryField is the response field the expiry was read from, when it came from the response.
+	ExpiryField string
 	// RefreshExpiresAt is when the refresh token expires; zero when unknown.
 	RefreshExpiresAt time.Time
 	// Extra holds non-secret identifiers the issuer returned, such as guid.
@@ -88,15 +90,22 @@ const (
 
 // Auto-detected response field names, in order of preference.
 var (
-	tokenNames        = []string{"access_token", "accessToken", "token", "auth_token", "authToken", "jwt"}
-	refreshNames      = []string{"refresh_token", "refreshToken"}
-	typeNames         = []string{"token_type", "tokenType"}
-	expiresInNames    = []string{"expires_in", "expiresIn", "tokenLifetime", "token_lifetime"}
-	expiresAtNames    = []string{"expires_at", "expiresAt", "tokenExpiration", "token_expiration", "expiration", "expiry"}
+	tokenNames     = []string{"access_token", "accessToken", "token", "auth_token", "authToken", "jwt", "client_token", "id_token", "idToken", "sessionToken", "session_token"}
+	refreshNames   = []string{"refresh_token", "refreshToken"}
+	typeNames      = []string{"token_type", "tokenType"}
+	expiresInNames = []string{"expires_in", "expiresIn", "tokenLifetime", "token_lifetime", "lease_duration", "ttl", "lifetime",
+		"expires_in_seconds", "expiresInSeconds", "validity"}
+	// Expiry names may hold a time (RFC 3339, epoch seconds or milliseconds) or, for the vaguer
+	// names, a lifetime in seconds: a number below 10^8 (about three years) is read as one.
+	expiresAtNames = []string{"expires_at", "expiresAt", "tokenExpiration", "token_expiration", "expiration", "expiry",
+		"expires", "expires_on", "expiresOn", "expire_at", "expireAt", "expiration_time", "expirationTime", "expiry_time",
+		"expiryTime", "expiry_date", "expiryDate", "valid_until", "validUntil", "exp"}
 	refreshExpAtNames = []string{"refreshTokenExpiration", "refresh_token_expires_at", "refreshTokenExpiresAt", "refresh_expires_at"}
 	refreshExpInNames = []string{"refresh_expires_in", "refresh_token_expires_in", "refreshTokenLifetime"}
-	// Objects that commonly wrap the fields.
-	wrapperNames = []string{"data", "result", "session"}
+	// Objects that commonly wrap the fields, searched one and two levels deep (data.token,
+	// data.attributes.expires, auth.lease_duration).
+	wrapperNames = []string{"data", "result", "session", "auth", "response", "payload", "token", "tokens", "credentials",
+		"attributes", "login", "body"}
 	// Identifiers worth keeping; never anything that looks like a secret.
 	extraNames = []string{"guid", "id", "session_id", "sessionId", "user_id", "userId", "scope"}
 )
@@ -172,16 +181,21 @@ func ParseResponse(body []byte, opts ParseOptions) (*Token, error) {
 }
 
 func readExpiry(root map[string]any, m v1alpha1.ResponseMapping, opts ParseOptions, tok *Token) error {
-	if v, _, ok := pick(root, m.ExpiresAt, expiresAtNames); ok {
+	if v, field, ok := pick(root, m.ExpiresAt, expiresAtNames); ok {
 		t, err := parseTime(v)
-		if err != nil {
-			return fmt.Errorf("expiry: %w", err)
+		if f, nerr := number(v); err != nil && nerr == nil && m.ExpiresAt == "" && f > 0 && f < 1e8 {
+			// "expires": 3600 is a lifetime, not a time in 1970.
+			tok.ExpiresAt, tok.ExpirySource, tok.ExpiryField = opts.Now.Add(time.Duration(f*float64(time.Second))), ExpiryFromLifetime, field
+		} else if err != nil {
+			return fmt.Errorf("expiry %q: %w", field, err)
+		} else {
+			tok.ExpiresAt, tok.ExpirySource, tok.ExpiryField = t, ExpiryFromResponse, field
 		}
-		tok.ExpiresAt, tok.ExpirySource = t, ExpiryFromResponse
-	} else if v, _, ok := pick(root, m.ExpiresIn, expiresInNames); ok {
+	} else if v, field, ok := pick(root, m.ExpiresIn, expiresInNames); ok {
+		tok.ExpiryField = field
 		d, err := parseSeconds(v)
 		if err != nil {
-			return fmt.Errorf("lifetime: %w", err)
+			return fmt.Errorf("lifetime %q: %w", field, err)
 		}
 		tok.ExpiresAt, tok.ExpirySource = opts.Now.Add(d), ExpiryFromLifetime
 	} else if exp, iat, ok := jwtTimes(tok.AccessToken); ok {
@@ -325,25 +339,51 @@ func pick(root map[string]any, path v1alpha1.JSONPath, names []string) (any, str
 		v, ok := lookup(root, string(path))
 		return v, string(path), ok && v != nil
 	}
-	for _, scope := range append([]string{""}, wrapperNames...) {
-		obj := root
-		if scope != "" {
-			o, ok := root[scope].(map[string]any)
-			if !ok {
-				continue
-			}
-			obj = o
+	if v, field, ok := pickIn(root, "", names); ok {
+		return v, field, true
+	}
+	for _, w := range wrapperNames {
+		obj, ok := root[w].(map[string]any)
+		if !ok {
+			continue
 		}
-		for _, n := range names {
-			if v, ok := obj[n]; ok && v != nil {
-				if scope != "" {
-					return v, scope + "." + n, true
+		if v, field, ok := pickIn(obj, w+".", names); ok {
+			return v, field, true
+		}
+	}
+	for _, w := range wrapperNames {
+		obj, ok := root[w].(map[string]any)
+		if !ok {
+			continue
+		}
+		for _, w2 := range wrapperNames {
+			if inner, ok := obj[w2].(map[string]any); ok {
+				if v, field, ok := pickIn(inner, w+"."+w2+".", names); ok {
+					return v, field, true
 				}
-				return v, n, true
 			}
 		}
 	}
 	return nil, "", false
+}
+
+// pickIn finds the first of names in obj that holds a value, not an object or list (a "token"
+// object is a wrapper to look into, not a token).
+func pickIn(obj map[string]any, prefix string, names []string) (any, string, bool) {
+	for _, n := range names {
+		switch v := obj[n].(type) {
+		case nil, map[string]any, []any:
+		default:
+			return v, prefix + n, true
+		}
+	}
+	return nil, "", false
+}
+
+// ExpiryFields lists the fields auto-detection reads an expiry from, for messages.
+func ExpiryFields() string {
+	return strings.Join(expiresAtNames[:6], ", ") + ", " + strings.Join(expiresInNames[:3], ", ") + " and more, at the top level or inside " +
+		strings.Join(wrapperNames[:4], ", ") + "…"
 }
 
 func pickString(root map[string]any, path v1alpha1.JSONPath, names []string) (string, string, error) {

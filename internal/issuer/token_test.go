@@ -99,6 +99,47 @@ func TestParseResponse(t *testing.T) {
 		"IllegalChars":    {reason: "RFC 6750 b64token only.", body: `{"token":"a b","expires_in":60}`, wantErr: "illegal character"},
 		"EmptyToken":      {reason: "An empty token is no token.", body: `{"token":"","expires_in":60}`, wantErr: "no access token"},
 		"PaddingInMiddle": {reason: "= only at the end.", body: `{"token":"ab=c","expires_in":60}`, wantErr: "after '=' padding"},
+		"NestedExpiresMilliseconds": {
+			reason:  "The issue's login API: data.expires in epoch milliseconds, no defaultLifetime needed.",
+			body:    `{"data":{"token":"abc","expires":` + itoa(now.Add(40*time.Second).UnixMilli()) + `}}`,
+			opts:    ParseOptions{DefaultLifetime: 10 * time.Hour},
+			expires: now.Add(40 * time.Second), source: ExpiryFromResponse, scheme: "Bearer",
+		},
+		"NestedExpiresSeconds": {
+			reason:  "result.expiresAt in epoch seconds.",
+			body:    `{"result":{"accessToken":"abc","expiresAt":` + itoa(now.Add(time.Hour).Unix()) + `}}`,
+			expires: now.Add(time.Hour), source: ExpiryFromResponse, scheme: "Bearer",
+		},
+		"NestedRFC3339": {
+			reason:  "session.valid_until in RFC 3339.",
+			body:    `{"session":{"token":"abc","valid_until":"2026-11-22T12:30:00Z"}}`,
+			expires: now.Add(30 * time.Minute), source: ExpiryFromResponse, scheme: "Bearer",
+		},
+		"TwoLevelsDeep": {
+			reason:  "data.attributes.expiry_date (JSON:API style).",
+			body:    `{"data":{"attributes":{"token":"abc","expiry_date":"2026-11-22T14:00:00+00:00"}}}`,
+			expires: now.Add(2 * time.Hour), source: ExpiryFromResponse, scheme: "Bearer",
+		},
+		"VaultLease": {
+			reason:  "Vault: auth.client_token with auth.lease_duration in seconds.",
+			body:    `{"auth":{"client_token":"hvs.abc","lease_duration":2764800}}`,
+			expires: now.Add(2764800 * time.Second), source: ExpiryFromLifetime, scheme: "Bearer",
+		},
+		"VagueNameHoldsLifetime": {
+			reason:  "\"expires\": 3600 is an hour from now, not 1970.",
+			body:    `{"token":"abc","expires":3600}`,
+			expires: now.Add(time.Hour), source: ExpiryFromLifetime, scheme: "Bearer",
+		},
+		"AzureExpiresOn": {
+			reason:  "expires_on as a numeric string of epoch seconds.",
+			body:    `{"access_token":"abc","expires_on":"` + itoa(now.Add(time.Hour).Unix()) + `"}`,
+			expires: now.Add(time.Hour), source: ExpiryFromResponse, scheme: "Bearer",
+		},
+		"TokenObjectIsAWrapper": {
+			reason:  "A \"token\" object is looked into, not taken for a token.",
+			body:    `{"token":{"value":"x","accessToken":"abc","ttl":"120"}}`,
+			expires: now.Add(2 * time.Minute), source: ExpiryFromLifetime, scheme: "Bearer",
+		},
 		"UnknownScheme": {
 			reason:  "Odd token types with illegal characters fall back to Bearer.",
 			body:    `{"token":"abc","token_type":"N/A","expires_in":60}`,

@@ -3,6 +3,7 @@
 package renewal
 
 import (
+	"fmt"
 	"hash/fnv"
 	"strconv"
 	"time"
@@ -107,48 +108,85 @@ func Decide(in Input) Decision {
 // lifetime: an issuer that grants one-second tokens costs one login every five seconds, not a loop.
 const MinRenewalInterval = 5 * time.Second
 
-// RenewalTime is when a token is renewed: before its (policy-capped) expiry by a margin of
-// renewBefore or a share of its lifetime, at least the minimum lead (but at most half the
-// lifetime), at most 90% of the lifetime, moved by a per-object jitter of ±10% of the margin;
-// and no later than the session's maximum age.
+// RenewalTime is when a token is renewed: Schedule(...).At.
 func RenewalTime(s Session, p policy.Effective, jitterKey string) time.Time {
+	return Schedule(s, p, jitterKey).At
+}
+
+// Plan is when a token is renewed and the rule that decided it, for status.
+type Plan struct {
+	At time.Time
+	// Lead is how long before the (policy-capped) expiry At falls, jitter included.
+	Lead time.Duration
+	// Rule says in words how the lead was chosen from the policy and the lifetime.
+	Rule string
+}
+
+// Schedule decides when a token is renewed: before its (policy-capped) expiry by a margin of
+// renewBefore (half the lifetime when renewBefore is not shorter than it) or a share of its
+// lifetime, at least the minimum lead (but at most half the lifetime), at most 90% of the
+// lifetime, moved by a per-object jitter of ±10% of the margin; no later than the session's
+// maximum age; and never sooner than MinRenewalInterval after issue.
+func Schedule(s Session, p policy.Effective, jitterKey string) Plan {
 	expires := s.ExpiresAt
+	capped := ""
 	if p.MaxSessionDuration > 0 && expires.Sub(s.IssuedAt) > p.MaxSessionDuration {
 		expires = s.IssuedAt.Add(p.MaxSessionDuration)
+		capped = " (capped by maxSessionDuration)"
 	}
 	// However short the tokens an issuer hands out, a Credential renews at most every
 	// MinRenewalInterval.
 	floor := s.IssuedAt.Add(MinRenewalInterval)
 	lifetime := expires.Sub(s.IssuedAt)
+	plan := func(at time.Time, rule string) Plan { return Plan{At: at, Lead: expires.Sub(at), Rule: rule} }
 	if lifetime <= 0 {
-		return floor
+		return plan(floor, "the token was expired when issued: renewed after the minimum interval of "+MinRenewalInterval.String())
 	}
 	// Shares are taken of lifetime/100, not of lifetime*percent, which overflows for tokens that
 	// live longer than about nine years.
+	var rule string
 	margin := p.RenewBefore
-	if margin == 0 {
+	switch {
+	case margin == 0:
 		margin = lifetime / 100 * time.Duration(p.BeforeExpiryPercent)
-	} else if margin >= lifetime {
+		rule = fmt.Sprintf("%d%% of the %s lifetime%s (%s)", p.BeforeExpiryPercent, lifetime, capped, margin)
+	case margin >= lifetime:
 		// An issuer granting less than renewBefore: renew at half the life, not in a loop.
 		margin = lifetime / 2
+		rule = fmt.Sprintf("half the %s lifetime%s, as renewBefore %s is not shorter than it", lifetime, capped, p.RenewBefore)
+	default:
+		rule = fmt.Sprintf("renewBefore %s of the %s lifetime%s", margin, lifetime, capped)
 	}
 	// The minimum lead covers the kubelet's delay, but never takes more than half of a short
 	// token's life; and no margin leaves less than a tenth of the life in use.
-	margin = max(margin, min(p.MinimumLead, lifetime/2))
-	margin = min(margin, lifetime-lifetime/10)
+	if lead := min(p.MinimumLead, lifetime/2); lead > margin {
+		margin = lead
+		if lead == p.MinimumLead {
+			rule += fmt.Sprintf(", raised to the minimum lead %s", lead)
+		} else {
+			rule += fmt.Sprintf(", raised to half the lifetime (%s): the minimum lead %s would leave less", lead, p.MinimumLead)
+		}
+	}
+	if most := lifetime - lifetime/10; margin > most {
+		margin = most
+		rule += fmt.Sprintf(", lowered to 90%% of the lifetime (%s)", most)
+	}
 	at := expires.Add(-margin).Add(jitter(jitterKey, margin))
+	rule += ", ±10% jitter"
 	if p.MaxSessionAge > 0 && !s.Start.IsZero() {
 		if limit := s.Start.Add(p.MaxSessionAge); limit.Before(at) {
 			at = limit
+			rule = fmt.Sprintf("the session reaches its maximum age %s", p.MaxSessionAge)
 			if half := s.IssuedAt.Add(lifetime / 2); at.Before(half) {
 				at = half // never renew a token in the first half of its life
+				rule += ", but not before half the token's life"
 			}
 		}
 	}
 	if at.Before(floor) {
-		return floor
+		return plan(floor, rule+fmt.Sprintf(", but no sooner than %s after issue", MinRenewalInterval))
 	}
-	return at
+	return plan(at, rule)
 }
 
 // Backoff is the wait after a failure: exponential from 5 s to 5 min for transient failures and

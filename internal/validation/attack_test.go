@@ -213,6 +213,30 @@ func TestKeyAlgorithmAndCanonicalSignature(t *testing.T) {
 	}
 }
 
+// A rejected claim is named: an empty aud is an audience problem, not a missing exp.
+func TestDenialsNameTheClaim(t *testing.T) {
+	k := newKeyServer(t)
+	clk := clocktesting.NewFakeClock(time.Now())
+	v := newTestValidator(t, k, clk, nil)
+	for name, tc := range map[string]struct {
+		edit   func(jwt.MapClaims)
+		reason string
+		desc   string
+	}{
+		"EmptyAud":    {func(c jwt.MapClaims) { c["aud"] = []string{} }, "audience", "aud is missing or empty"},
+		"EmptyAudStr": {func(c jwt.MapClaims) { c["aud"] = "" }, "audience", "aud is missing or empty"},
+		"NoAud":       {func(c jwt.MapClaims) { delete(c, "aud") }, "audience", "aud is missing or empty"},
+		"NoExp":       {func(c jwt.MapClaims) { delete(c, "exp") }, "claim_missing", "required claim exp"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, d := v.Authenticate(t.Context(), []string{"Bearer " + k.sign(t, "RS256", "rsa1", claims(clk.Now(), tc.edit), nil)})
+			if d == nil || d.Reason != tc.reason || !strings.Contains(d.Description, tc.desc) {
+				t.Fatalf("denial %+v, want reason %s naming %q", d, tc.reason, tc.desc)
+			}
+		})
+	}
+}
+
 // requiredClaims are met only by a string claim with exactly that value.
 func TestRequiredClaimsAreExact(t *testing.T) {
 	k := newKeyServer(t)

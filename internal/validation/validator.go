@@ -325,7 +325,10 @@ func (v *Validator) verifyJWT(ctx context.Context, token string) (jwt.MapClaims,
 	case errors.Is(err, jwt.ErrTokenInvalidAudience):
 		return nil, invalid("audience", "audience not accepted")
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return nil, invalid("claim_missing", "token lacks a required claim (exp)")
+		if _, ok := claims["exp"]; !ok {
+			return nil, invalid("claim_missing", "token lacks the required claim exp")
+		}
+		return nil, invalid("audience", "token has no audience (aud is missing or empty); one of the validator's audiences is required")
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return nil, invalid("signature", "signature invalid")
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
@@ -517,7 +520,7 @@ func claimError(err error) string {
 	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
 		return "token issued in the future (iat)"
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return "token lacks a required claim (exp)"
+		return "token lacks the required claim exp"
 	}
 	return "invalid claims"
 }
