@@ -44,7 +44,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		func() v1alpha1.GenericIssuer { return &v1alpha1.ClusterIssuer{} },
 	} {
 		r := &issuer.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), New: newIssuer,
-			ClusterResourceNamespace: opts.ClusterResourceNamespace}
+			ClusterResourceNamespace: opts.ClusterResourceNamespace, Transport: opts.Transport, Egress: opts.Egress}
 		if err := r.SetupWithManager(mgr); err != nil {
 			return err
 		}

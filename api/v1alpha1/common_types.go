@@ -53,6 +53,8 @@ const (
 	ReasonStateRestored = "StateRestored"
 	// ReasonSecretAdopted: a target Secret that had lost its owner reference was taken back.
 	ReasonSecretAdopted = "SecretAdopted"
+	// ReasonTokenRejected: the issuer's probe answered 401 or 403 to the current token.
+	ReasonTokenRejected = "TokenRejected"
 	// ReasonRolloutRestartFailed: a workload in spec.rolloutRestart could not be restarted.
 	ReasonRolloutRestartFailed = "RolloutRestartFailed"
 	// ReasonSecretRestored: the target Secret was recreated or its edits undone.

@@ -224,6 +224,16 @@ type CredentialStatus struct {
 	// +optional
 	NextRetryTime *metav1.Time `json:"nextRetryTime,omitempty"`
 
+	// lastProbeTime is when the issuer's probe last checked the current token.
+	// +optional
+	LastProbeTime *metav1.Time `json:"lastProbeTime,omitempty"`
+
+	// lastProbeResult is what the last probe said: Accepted, Rejected (HTTP 401 or 403) or
+	// Inconclusive with the reason (an outage says nothing about the token).
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	LastProbeResult string `json:"lastProbeResult,omitempty"`
+
 	// tokenFingerprint is the first 16 hex digits of the SHA-256 of the token, to tell tokens
 	// apart without revealing them.
 	// +optional

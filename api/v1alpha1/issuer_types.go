@@ -60,6 +60,7 @@ const (
 // +kubebuilder:validation:XValidation:rule="self.allowInsecureHTTP || !has(self.oauth2) || !has(self.oauth2.issuerURL) || self.oauth2.issuerURL.startsWith('https://')",message="oauth2.issuerURL must use https; set allowInsecureHTTP to allow plain http",fieldPath=".oauth2.issuerURL"
 // +kubebuilder:validation:XValidation:rule="self.allowInsecureHTTP || !has(self.jwks) || self.jwks.url.startsWith('https://')",message="jwks.url must use https; set allowInsecureHTTP to allow plain http",fieldPath=".jwks.url"
 // +kubebuilder:validation:XValidation:rule="!has(self.sessionDurationField) || !has(self.oauth2)",message="sessionDurationField applies to json issuers only",fieldPath=".sessionDurationField"
+// +kubebuilder:validation:XValidation:rule="!(has(self.caBundle) && has(self.caBundleFrom))",message="set at most one of caBundle or caBundleFrom",fieldPath=".caBundleFrom"
 type IssuerSpec struct {
 	// url is the login endpoint: for json, where credentials are posted; for oauth2, the token
 	// endpoint (found by OIDC discovery when only oauth2.issuerURL is set).
@@ -113,6 +114,14 @@ type IssuerSpec struct {
 	// +optional
 	TokenInfo *Endpoint `json:"tokenInfo,omitempty"`
 
+	// probe is a cheap request that needs the token, such as GET /3/user/ or
+	// /rest/accounts/current. tokenkeeper sends it with each new token and every interval; a
+	// 401 or 403 answer means the issuer rejected the token (a session ended early, say):
+	// tokenkeeper logs in again at once, within the failure backoff, and says so in status and
+	// an Event. Other answers say nothing about the token and are only recorded.
+	// +optional
+	Probe *TokenProbe `json:"probe,omitempty"`
+
 	// headers are sent on every request to the issuer, such as an application's Api-Key.
 	// +optional
 	// +listType=map
@@ -125,6 +134,13 @@ type IssuerSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=262144
 	CABundle string `json:"caBundle,omitempty"`
+
+	// caBundleFrom reads the CA bundle from a key of a ConfigMap or Secret instead (a
+	// trust-manager Bundle's target, say), watched for changes. An Issuer reads its own
+	// namespace; a ClusterIssuer the namespace given, else the manager's cluster resource
+	// namespace.
+	// +optional
+	CABundleFrom *CABundleSource `json:"caBundleFrom,omitempty"`
 
 	// timeout bounds each request to the issuer. Defaults to 10s.
 	// +optional
@@ -145,6 +161,58 @@ type IssuerSpec struct {
 	// hmacSecretRef holds a shared secret for HS256/384/512 JWTs, used by TokenValidators only.
 	// +optional
 	HMACSecretRef *SecretKeySelector `json:"hmacSecretRef,omitempty"`
+}
+
+// TokenProbe is a request that checks the current token.
+type TokenProbe struct {
+	// url of the request; the token goes in the Authorization header, with the issuer's
+	// headers.
+	// +required
+	URL EndpointURL `json:"url"`
+
+	// method of the request. Defaults to GET.
+	// +optional
+	// +kubebuilder:validation:Enum=GET;HEAD;POST
+	Method string `json:"method,omitempty"`
+
+	// interval between probes of the same token, from 10s to 24h. Defaults to 5m.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s') && duration(self) <= duration('24h')",message="probe.interval must be between 10s and 24h"
+	Interval *metav1.Duration `json:"interval,omitempty"`
+}
+
+// CABundleSource names a key holding a PEM CA bundle: in a ConfigMap or in a Secret.
+// +kubebuilder:validation:XValidation:rule="has(self.configMapKeyRef) != has(self.secretKeyRef)",message="set exactly one of configMapKeyRef or secretKeyRef"
+type CABundleSource struct {
+	// configMapKeyRef selects a key of a ConfigMap (trust-manager's usual target).
+	// +optional
+	ConfigMapKeyRef *ConfigMapKeySelector `json:"configMapKeyRef,omitempty"`
+	// secretKeyRef selects a key of a Secret.
+	// +optional
+	SecretKeyRef *SecretKeySelector `json:"secretKeyRef,omitempty"`
+}
+
+// ConfigMapKeySelector selects one key of a ConfigMap.
+type ConfigMapKeySelector struct {
+	// name of the ConfigMap.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+
+	// key in the ConfigMap's data or binaryData.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key"`
+
+	// namespace of the ConfigMap; only a ClusterIssuer may set it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // JSONLogin describes a generic JSON login.
@@ -305,6 +373,7 @@ type IssuerStatus struct {
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="!has(self.spec.headers) || self.spec.headers.all(h, !has(h.valueFrom) || !has(h.valueFrom.secretKeyRef.namespace))",message="an Issuer reads Secrets in its own namespace only: remove headers[].valueFrom.secretKeyRef.namespace"
 // +kubebuilder:validation:XValidation:rule="!has(self.spec.hmacSecretRef) || !has(self.spec.hmacSecretRef.namespace)",message="an Issuer reads Secrets in its own namespace only: remove hmacSecretRef.namespace"
+// +kubebuilder:validation:XValidation:rule="!has(self.spec.caBundleFrom) || (!has(self.spec.caBundleFrom.secretKeyRef) || !has(self.spec.caBundleFrom.secretKeyRef.namespace)) && (!has(self.spec.caBundleFrom.configMapKeyRef) || !has(self.spec.caBundleFrom.configMapKeyRef.namespace))",message="an Issuer reads its own namespace only: remove caBundleFrom's namespace"
 
 // Issuer is a token service that Credentials and TokenValidators in its namespace can use.
 type Issuer struct {

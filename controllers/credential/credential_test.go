@@ -197,7 +197,7 @@ func TestRotatesBeforeExpiry(t *testing.T) {
 			}
 			// status says which rule applied: a 20 s token gets half its life, not 2 minutes.
 			if p := f.cred().Status.EffectivePolicy; p == nil || p.RenewalLead == nil || p.RenewalLead.Duration < 9*time.Second || p.RenewalLead.Duration > 11*time.Second ||
-				!strings.Contains(p.RenewalRule, "raised to half the lifetime (10s): the minimum lead 2m0s would leave less") {
+				!strings.Contains(p.RenewalRule, "raised to half the lifetime (") || !strings.Contains(p.RenewalRule, "): the minimum lead 2m0s would leave less") {
 				t.Errorf("effectivePolicy does not state the rule applied to a 20 s token: %+v", p)
 			}
 			rotations := len(seen) - 1
@@ -424,4 +424,101 @@ func TestSecretTemplateAndNoNeedlessWrites(t *testing.T) {
 	if got := f.secret().ResourceVersion; got != rv {
 		t.Fatalf("the target Secret was rewritten (resourceVersion %s -> %s) although nothing changed", rv, got)
 	}
+}
+
+// An issuer whose certificate tokenkeeper cannot verify is a configuration problem (retried
+// when the configuration changes, not on the outage backoff); its CA can come from a ConfigMap,
+// and creating that ConfigMap brings the Credential back within seconds.
+func TestIssuerCAFromConfigMap(t *testing.T) {
+	t.Parallel()
+	f := setup(t, issuertest.Seed001, nil)
+	f.waitReady(30 * time.Second)
+	editIssuer := func(edit func(*v1alpha1.IssuerSpec)) {
+		must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			iss := &v1alpha1.Issuer{}
+			must(t, env.Client.Get(t.Context(), types.NamespacedName{Namespace: f.ns, Name: "issuer"}, iss))
+			edit(&iss.Spec)
+			return env.Client.Update(t.Context(), iss)
+		}))
+	}
+	editIssuer(func(s *v1alpha1.IssuerSpec) { s.CABundle = "" })
+	waitFor(t, 15*time.Second, "an InvalidConfiguration failure naming the untrusted authority", func() (bool, string) {
+		c := f.cred()
+		is := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionIssuing)
+		if is == nil {
+			return false, "no Issuing condition"
+		}
+		return c.Status.LastFailureReason == v1alpha1.ReasonInvalidConfig && strings.Contains(is.Message, "signed by an authority tokenkeeper does not trust"), is.Reason + ": " + is.Message
+	})
+	c := f.cred()
+	if wait := c.Status.NextRetryTime.Sub(c.Status.LastFailureTime.Time); wait < 40*time.Second {
+		t.Errorf("a TLS verification failure retries after %s: the outage backoff, not the configuration one", wait)
+	}
+
+	editIssuer(func(s *v1alpha1.IssuerSpec) {
+		s.CABundleFrom = &v1alpha1.CABundleSource{ConfigMapKeyRef: &v1alpha1.ConfigMapKeySelector{Name: "issuer-ca", Key: "ca.crt"}}
+	})
+	waitFor(t, 15*time.Second, "Ready=False naming the missing ConfigMap", func() (bool, string) {
+		ok, state := ready(f.cred())
+		return !ok && strings.Contains(state, "caBundleFrom: ConfigMap "+f.ns+"/issuer-ca not found"), state
+	})
+	before := f.token()
+	must(t, env.Client.Create(t.Context(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "issuer-ca"},
+		Data: map[string]string{"ca.crt": f.srv.CABundle()}}))
+	created := time.Now()
+	waitFor(t, 15*time.Second, "Ready=True with a new token once the ConfigMap exists", func() (bool, string) {
+		ok, state := ready(f.cred())
+		return ok && f.token() != before && f.srv.Valid(f.token()), state
+	})
+	t.Logf("Ready %s after the ConfigMap was created", time.Since(created).Round(100*time.Millisecond))
+}
+
+// An issuer that ends sessions early is caught by the probe within one interval: the Secret gets
+// a new token at once, with an Event; when every new token is rejected too, logins back off
+// instead of looping.
+func TestProbeCatchesEndedSessions(t *testing.T) {
+	t.Parallel()
+	f := setup(t, issuertest.Seed001, func(s *issuertest.Server, _ map[string]string) { s.SetLifetime(time.Hour) })
+	must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		iss := &v1alpha1.Issuer{}
+		must(t, env.Client.Get(t.Context(), types.NamespacedName{Namespace: f.ns, Name: "issuer"}, iss))
+		iss.Spec.Probe = &v1alpha1.TokenProbe{URL: v1alpha1.EndpointURL(f.srv.URL() + f.srv.ProtectedPath()), Interval: &metav1.Duration{Duration: 10 * time.Second}}
+		return env.Client.Update(t.Context(), iss)
+	}))
+	waitFor(t, 30*time.Second, "Ready=True with a probed token", func() (bool, string) {
+		c := f.cred()
+		ok, state := ready(c)
+		return ok && c.Status.LastProbeResult == "Accepted", state + "; probe: " + c.Status.LastProbeResult
+	})
+	first := f.token()
+	f.srv.RevokeAll()
+	ended := time.Now()
+	waitFor(t, 25*time.Second, "a new, valid token after the issuer ended the session", func() (bool, string) {
+		return f.token() != first && f.srv.Valid(f.token()), "token: " + f.srv.Why(f.token())
+	})
+	t.Logf("replaced %s after the session ended (probe interval 10s)", time.Since(ended).Round(100*time.Millisecond))
+	if len(f.events(v1alpha1.ReasonTokenRejected)) == 0 {
+		t.Errorf("no %s Event", v1alpha1.ReasonTokenRejected)
+	}
+
+	f.srv.KillNewSessions(true)
+	f.srv.RevokeAll()
+	waitFor(t, 25*time.Second, "Ready=False TokenRejected", func() (bool, string) {
+		ok, state := ready(f.cred())
+		return !ok && strings.HasPrefix(state, v1alpha1.ReasonTokenRejected), state
+	})
+	logins := f.srv.Calls(issuertest.OpLogin)
+	time.Sleep(20 * time.Second)
+	if n := f.srv.Calls(issuertest.OpLogin) - logins; n > 4 {
+		t.Errorf("%d logins in 20 s while every new token is rejected: a hot loop", n)
+	}
+	// The issuer is fixed and its configuration touched: that retries at once, whatever the backoff.
+	f.srv.KillNewSessions(false)
+	must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		iss := &v1alpha1.Issuer{}
+		must(t, env.Client.Get(t.Context(), types.NamespacedName{Namespace: f.ns, Name: "issuer"}, iss))
+		iss.Spec.Probe.Interval = &metav1.Duration{Duration: 11 * time.Second}
+		return env.Client.Update(t.Context(), iss)
+	}))
+	waitFor(t, 15*time.Second, "Ready=True once the issuer keeps sessions again", func() (bool, string) { return ready(f.cred()) })
 }

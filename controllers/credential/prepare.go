@@ -2,7 +2,6 @@ package credential
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -11,22 +10,16 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
-	"github.com/tokenkeeper/tokenkeeper/controllers/issuerref"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
 	"github.com/tokenkeeper/tokenkeeper/internal/policy"
+	"github.com/tokenkeeper/tokenkeeper/internal/resolve"
 )
 
-// blocked is a reason the Credential cannot be served until someone changes something.
-type blocked struct {
-	reason  string
-	message string
-}
+// block and isBlocked are the resolver's: one error type for "cannot proceed until someone
+// changes something", the same for Credentials, TokenValidators, issuers and admission.
+var block = resolve.Block
 
-func (b *blocked) Error() string { return b.message }
-
-func block(reason, format string, args ...any) error {
-	return &blocked{reason: reason, message: fmt.Sprintf(format, args...)}
-}
+func isBlocked(err error) (*resolve.Blocked, bool) { return resolve.AsBlocked(err) }
 
 // env is everything one renewal needs, resolved from the cluster.
 type env struct {
@@ -41,20 +34,20 @@ type env struct {
 	inputsVersion string
 }
 
-// prepare resolves the issuer, the effective policy and the inputs. A *blocked error means the
-// Credential cannot work as configured; other errors are transient.
+// prepare resolves the issuer, the effective policy and the inputs. A *resolve.Blocked error
+// means the Credential cannot work as configured; other errors are transient.
 func (r *Reconciler) prepare(ctx context.Context, cred *v1alpha1.Credential) (*env, error) {
-	iss, err := issuerref.Get(ctx, r.Client, cred.Namespace, cred.Spec.IssuerRef)
+	iss, err := r.resolver.Issuer(ctx, cred.Namespace, cred.Spec.IssuerRef)
 	if err != nil {
-		return nil, asBlocked(err)
+		return nil, err
 	}
-	e := &env{issuer: iss, issuerKey: string(cred.Spec.IssuerRef.Kind) + "/" + cred.Spec.IssuerRef.Name}
-	if e.policy, err = r.effectivePolicy(ctx, cred); err != nil {
+	e := &env{issuer: iss, issuerKey: resolve.IssuerKey(cred.Spec.IssuerRef)}
+	if e.policy, err = r.resolver.Policy(ctx, cred.Namespace, &cred.Spec); err != nil {
 		return nil, err
 	}
 	// No request ever goes to an issuer the policies do not allow.
-	if v := e.policy.CheckIssuer(iss.GetSpec()); len(v) > 0 {
-		return nil, block(v1alpha1.ReasonPolicyViolation, "%s %q: %v", issuerref.Kind(cred.Spec.IssuerRef), iss.GetName(), v[0])
+	if err := resolve.CheckIssuer(e.policy, iss); err != nil {
+		return nil, err
 	}
 	kind, ref, keys := loginOf(&cred.Spec)
 	input, err := r.readSecret(ctx, types.NamespacedName{Namespace: cred.Namespace, Name: ref})
@@ -73,40 +66,21 @@ func (r *Reconciler) prepare(ctx context.Context, cred *v1alpha1.Credential) (*e
 		req.Inputs[canonical] = string(v)
 	}
 	e.request = req
-	versions := []string{fmt.Sprintf("credential:%d", cred.Generation), "input:" + input.ResourceVersion,
-		fmt.Sprintf("issuer:%s:%d", iss.GetUID(), iss.GetGeneration())}
-	headers, headerVersions, err := issuerref.HeaderValues(ctx, r.APIReader, iss, r.ClusterResourceNamespace)
+	in, err := r.resolver.IssuerInputs(ctx, iss)
 	if err != nil {
-		return nil, asBlocked(err)
+		return nil, err
 	}
-	e.headers, versions = headers, append(versions, headerVersions...)
-	e.inputsVersion = strings.Join(versions, ";")
-	e.client, err = issuer.New(issuer.Config{Spec: *iss.GetSpec(), Headers: e.headers, CheckURL: e.policy.CheckURL, Clock: r.Clock,
+	e.headers = in.Headers
+	e.inputsVersion = strings.Join([]string{fmt.Sprintf("credential:%d", cred.Generation), "input:" + input.ResourceVersion,
+		fmt.Sprintf("issuer:%s:%d", iss.GetUID(), iss.GetGeneration()), in.Version()}, ";")
+	spec := *iss.GetSpec()
+	spec.CABundle = in.CABundle
+	e.client, err = issuer.New(issuer.Config{Spec: spec, Headers: e.headers, CheckURL: e.policy.CheckURL, Clock: r.Clock,
 		Transport: r.Transport, Egress: r.Egress})
 	if err != nil {
 		return nil, block(v1alpha1.ReasonInvalidConfig, "issuer %s: %v", e.issuerKey, err)
 	}
 	return e, nil
-}
-
-func (r *Reconciler) effectivePolicy(ctx context.Context, cred *v1alpha1.Credential) (policy.Effective, error) {
-	ns := &corev1.Namespace{}
-	if err := r.Get(ctx, types.NamespacedName{Name: cred.Namespace}, ns); err != nil {
-		return policy.Effective{}, err
-	}
-	var list v1alpha1.TokenPolicyList
-	if err := r.List(ctx, &list); err != nil {
-		return policy.Effective{}, err
-	}
-	sel, err := policy.Selecting(list.Items, ns.Labels)
-	if err != nil {
-		return policy.Effective{}, block(v1alpha1.ReasonPolicyViolation, "%v", err)
-	}
-	eff, violations := policy.Resolve(sel, &cred.Spec)
-	if len(violations) > 0 {
-		return eff, block(v1alpha1.ReasonPolicyViolation, "%v", violations[0])
-	}
-	return eff, nil
 }
 
 // readSecret reads a Secret without the cache: the cache holds only tokenkeeper's own Secrets.
@@ -153,19 +127,4 @@ func loginOf(spec *v1alpha1.CredentialSpec) (issuer.LoginKind, string, map[strin
 func inputSecretName(spec *v1alpha1.CredentialSpec) string {
 	_, name, _ := loginOf(spec)
 	return name
-}
-
-// asBlocked turns a missing issuer or Secret into a blocked reason.
-func asBlocked(err error) error {
-	var nf *issuerref.NotFound
-	if errors.As(err, &nf) {
-		return block(nf.Reason, "%s", nf.Message)
-	}
-	return err
-}
-
-func isBlocked(err error) (*blocked, bool) {
-	var b *blocked
-	ok := errors.As(err, &b)
-	return b, ok
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
 	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
 	"github.com/tokenkeeper/tokenkeeper/internal/renewal"
+	"github.com/tokenkeeper/tokenkeeper/internal/resolve"
 )
 
 // Finalizer lets a Credential revoke its session at the issuer before it goes.
@@ -60,8 +61,9 @@ type Reconciler struct {
 	// a worker); DefaultCallsPerNamespace when 0.
 	CallsPerNamespace int
 
-	store *stateStore
-	slots *callSlots
+	store    *stateStore
+	slots    *callSlots
+	resolver *resolve.Resolver
 }
 
 // +kubebuilder:rbac:groups=tokenkeeper.io,resources=credentials,verbs=get;list;watch;update;patch
@@ -73,6 +75,8 @@ type Reconciler struct {
 // metadata of input Secrets; create/update/patch: write the target and state Secrets. No delete:
 // owner references let garbage collection remove them.
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// get: read issuers' CA bundles (uncached); list/watch: their names only, to notice changes.
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;patch
 
@@ -140,9 +144,68 @@ func (r *Reconciler) wait(ctx context.Context, cred *v1alpha1.Credential, e *env
 			r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, v1alpha1.ReasonSecretRestored, "Restore", "Secret %s restored from the current session", cred.Spec.SecretName)
 		}
 		r.observeToken(cred, e, st, d.At)
+		if r.probeDue(cred, e) {
+			release, ok := r.slots.acquire(slotKeys(cred)...)
+			if ok { // else the issuer's calls are all in flight: probe at the next wake
+				err := r.probe(ctx, cred, e, st.token)
+				release()
+				if errors.Is(err, issuer.ErrTokenRejected) {
+					st.rejected = st.token.Fingerprint()
+					if err := r.store.commit(ctx, cred, st); err != nil {
+						return ctrl.Result{}, err
+					}
+					return r.renew(ctx, cred, e, st, renewal.Decision{Action: renewal.Login, At: r.Clock.Now(), Reason: "the issuer rejected the token"})
+				}
+			}
+		}
 	}
 	cred.Status.RenewalTime = &metav1.Time{Time: d.At} // the next attempt, renewal or retry
-	return ctrl.Result{RequeueAfter: r.nextWake(d.At, st).Sub(r.Clock.Now())}, nil
+	return ctrl.Result{RequeueAfter: r.probeWake(cred, e, r.nextWake(d.At, st)).Sub(r.Clock.Now())}, nil
+}
+
+// probeDue reports whether the issuer's probe should check the current token now: the issuer
+// names one, no failure is being backed off, and the last probe is an interval old.
+func (r *Reconciler) probeDue(cred *v1alpha1.Credential, e *env) bool {
+	if !e.client.CanProbe() || cred.Status.FailedAttempts > 0 {
+		return false
+	}
+	last := cred.Status.LastProbeTime
+	return last == nil || !r.Clock.Now().Before(last.Add(e.client.ProbeInterval()))
+}
+
+// probeWake is the earlier of wake and the next probe.
+func (r *Reconciler) probeWake(cred *v1alpha1.Credential, e *env, wake time.Time) time.Time {
+	if !e.client.CanProbe() || cred.Status.LastProbeTime == nil {
+		return wake
+	}
+	if next := cred.Status.LastProbeTime.Add(e.client.ProbeInterval()); next.Before(wake) {
+		return next
+	}
+	return wake
+}
+
+// probe sends the issuer's probe with tok and records what it said. A rejection (401/403) is
+// an Event; the caller logs in again.
+func (r *Reconciler) probe(ctx context.Context, cred *v1alpha1.Credential, e *env, tok *issuer.Token) error {
+	start := time.Now()
+	err := e.client.Probe(ctx, tok)
+	metrics.IssuerRequestDuration.WithLabelValues(e.issuerKey, "probe").Observe(time.Since(start).Seconds())
+	cred.Status.LastProbeTime = &metav1.Time{Time: r.Clock.Now()}
+	switch {
+	case err == nil:
+		cred.Status.LastProbeResult = "Accepted"
+	case errors.Is(err, issuer.ErrTokenRejected):
+		cred.Status.LastProbeResult = "Rejected: " + err.Error()
+		r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, v1alpha1.ReasonTokenRejected, "Probe",
+			"the issuer rejected token %s before its expiry (%v): logging in again", tok.Fingerprint(), err)
+	default:
+		msg := "Inconclusive: " + err.Error()
+		if len(msg) > 256 {
+			msg = msg[:253] + "..."
+		}
+		cred.Status.LastProbeResult = msg
+	}
+	return err
 }
 
 // renew logs in or refreshes. The call is recorded in the state Secret before it is sent (so a
@@ -212,6 +275,12 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 		return r.blocked(cred, err)
 	}
 	failpoint.Inject("target-written")
+	if e.client.CanProbe() {
+		if err := r.probe(ctx, cred, e, tok); errors.Is(err, issuer.ErrTokenRejected) {
+			next.rejected = tok.Fingerprint()
+			return r.failed(ctx, cred, e, next, err)
+		}
+	}
 	now := r.Clock.Now()
 	renewAt := renewal.RenewalTime(*next.session(), e.policy, string(cred.UID))
 	cred.Status.LastRotationTime = &metav1.Time{Time: now}
@@ -227,7 +296,7 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 		tok.Fingerprint(), e.issuerKey, d.Reason, tok.ExpiresAt.UTC().Format(time.RFC3339))
 	log.Info("token rotated", "method", o.method, "fingerprint", tok.Fingerprint(), "expiresAt", tok.ExpiresAt, "renewAt", renewAt)
 	r.rolloutRestart(ctx, cred)
-	return ctrl.Result{RequeueAfter: r.nextWake(renewAt, next).Sub(now)}, nil
+	return ctrl.Result{RequeueAfter: r.probeWake(cred, e, r.nextWake(renewAt, next)).Sub(now)}, nil
 }
 
 // inputToken is the fingerprint of the refresh token a refreshToken login would send, or "".
@@ -351,7 +420,7 @@ func (r *Reconciler) failed(ctx context.Context, cred *v1alpha1.Credential, e *e
 	metrics.RenewalFailures.WithLabelValues(e.issuerKey, reason).Inc()
 	msg := err.Error()
 	setCondition(cred, v1alpha1.ConditionIssuing, metav1.ConditionFalse, reason, "waiting to retry at "+next.UTC().Format(time.RFC3339)+": "+msg)
-	if st.token == nil || !now.Before(st.token.ExpiresAt) {
+	if st.token == nil || !now.Before(st.token.ExpiresAt) || st.session().Rejected {
 		setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
 	}
 	r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, reason, "Renew", "%s; next attempt at %s", msg, next.UTC().Format(time.RFC3339))
@@ -366,12 +435,12 @@ func (r *Reconciler) blocked(cred *v1alpha1.Credential, err error) (ctrl.Result,
 	if !ok {
 		return ctrl.Result{}, err
 	}
-	setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionFalse, b.reason, b.message)
-	setCondition(cred, v1alpha1.ConditionIssuing, metav1.ConditionFalse, b.reason, "waiting for the configuration to be fixed")
-	if cred.Status.LastFailureReason != b.reason {
-		r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, b.reason, "Configure", "%s", b.message)
+	setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionFalse, b.Reason, b.Message)
+	setCondition(cred, v1alpha1.ConditionIssuing, metav1.ConditionFalse, b.Reason, "waiting for the configuration to be fixed")
+	if cred.Status.LastFailureReason != b.Reason {
+		r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, b.Reason, "Configure", "%s", b.Message)
 	}
-	cred.Status.LastFailureReason = b.reason
+	cred.Status.LastFailureReason = b.Reason
 	return ctrl.Result{}, reconcile.TerminalError(err)
 }
 
@@ -540,6 +609,9 @@ func lastFailure(cred *v1alpha1.Credential, st *state) *renewal.Failure {
 }
 
 func reasonOf(err error) string {
+	if errors.Is(err, issuer.ErrTokenRejected) {
+		return v1alpha1.ReasonTokenRejected
+	}
 	switch issuer.ClassOf(err) {
 	case issuer.ClassInvalidCredentials, issuer.ClassRefreshRejected:
 		return v1alpha1.ReasonInvalidCredentials

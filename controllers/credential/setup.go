@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
-	"github.com/tokenkeeper/tokenkeeper/controllers/issuerref"
+	"github.com/tokenkeeper/tokenkeeper/internal/resolve"
 )
 
 // Field indexes.
@@ -29,13 +29,14 @@ const (
 	indexInputSecret  = "credential.inputSecret"  // Credential → its input Secret's name
 	indexTargetSecret = "credential.targetSecret" // Credential → its target Secret's name
 	indexIssuer       = "credential.issuer"       // Credential → "Issuer/name" or "ClusterIssuer/name"
-	indexIssuerSecret = "issuer.secrets"          // Issuer → "ns/name" of each Secret it reads
+	indexIssuerRefs   = "issuer.references"       // Issuer → "Secret/ns/name" or "ConfigMap/ns/name" of each it reads
 )
 
 // SetupWithManager registers the controller: Credentials, their Secrets, the input Secrets
 // (metadata only, through an index), issuers and policies.
 func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	r.store = newStateStore(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetScheme())
+	r.resolver = &resolve.Resolver{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), ClusterResourceNamespace: r.ClusterResourceNamespace}
 	r.slots = newCallSlots(r.CallsPerNamespace)
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &v1alpha1.Credential{}, indexInputSecret, func(o client.Object) []string {
@@ -51,21 +52,13 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		return err
 	}
 	if err := idx.IndexField(ctx, &v1alpha1.Credential{}, indexIssuer, func(o client.Object) []string {
-		ref := o.(*v1alpha1.Credential).Spec.IssuerRef
-		return []string{string(issuerref.Kind(ref)) + "/" + ref.Name}
+		return []string{resolve.IssuerKey(o.(*v1alpha1.Credential).Spec.IssuerRef)}
 	}); err != nil {
 		return err
 	}
 	for _, obj := range []v1alpha1.GenericIssuer{&v1alpha1.Issuer{}, &v1alpha1.ClusterIssuer{}} {
-		if err := idx.IndexField(ctx, obj, indexIssuerSecret, func(o client.Object) []string {
-			iss := o.(v1alpha1.GenericIssuer)
-			var keys []string
-			for _, h := range iss.GetSpec().Headers {
-				if h.ValueFrom != nil {
-					keys = append(keys, issuerref.SecretKey(iss, h.ValueFrom.SecretKeyRef, r.ClusterResourceNamespace).String())
-				}
-			}
-			return keys
+		if err := idx.IndexField(ctx, obj, indexIssuerRefs, func(o client.Object) []string {
+			return resolve.IssuerReferences(o.(v1alpha1.GenericIssuer), r.ClusterResourceNamespace)
 		}); err != nil {
 			return err
 		}
@@ -80,6 +73,8 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 	}
 	secretMeta := &metav1.PartialObjectMetadata{}
 	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	configMapMeta := &metav1.PartialObjectMetadata{}
+	configMapMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
 
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.Credential{}, builder.WithPredicates(predicate.Or(
@@ -87,6 +82,9 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		Owns(&corev1.Secret{}).
 		WatchesRawSource(source.Kind(r.SecretNames, secretMeta,
 			handler.TypedEnqueueRequestsFromMapFunc(r.forSecret),
+			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
+		WatchesRawSource(source.Kind(r.SecretNames, configMapMeta,
+			handler.TypedEnqueueRequestsFromMapFunc(r.forConfigMap),
 			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
 		Watches(&v1alpha1.Issuer{}, handler.EnqueueRequestsFromMapFunc(r.forIssuer(v1alpha1.IssuerKindNamespaced))).
 		Watches(&v1alpha1.ClusterIssuer{}, handler.EnqueueRequestsFromMapFunc(r.forIssuer(v1alpha1.IssuerKindCluster))).
@@ -124,15 +122,25 @@ func keepIdentityOnly(in any) (any, error) {
 func (r *Reconciler) forSecret(ctx context.Context, s *metav1.PartialObjectMetadata) []reconcile.Request {
 	reqs := r.list(ctx, client.InNamespace(s.Namespace), client.MatchingFields{indexInputSecret: s.Name})
 	reqs = append(reqs, r.list(ctx, client.InNamespace(s.Namespace), client.MatchingFields{indexTargetSecret: s.Name})...)
-	key := types.NamespacedName{Namespace: s.Namespace, Name: s.Name}.String()
+	return append(reqs, r.usersOf(ctx, "Secret/"+s.Namespace+"/"+s.Name)...)
+}
+
+// forConfigMap maps a ConfigMap to the Credentials whose issuer reads it (a CA bundle).
+func (r *Reconciler) forConfigMap(ctx context.Context, cm *metav1.PartialObjectMetadata) []reconcile.Request {
+	return r.usersOf(ctx, "ConfigMap/"+cm.Namespace+"/"+cm.Name)
+}
+
+// usersOf lists the Credentials whose issuer reads ref ("Secret/ns/name", "ConfigMap/ns/name").
+func (r *Reconciler) usersOf(ctx context.Context, ref string) []reconcile.Request {
+	var reqs []reconcile.Request
 	var issuers v1alpha1.IssuerList
-	if err := r.List(ctx, &issuers, client.MatchingFields{indexIssuerSecret: key}); err == nil {
+	if err := r.List(ctx, &issuers, client.MatchingFields{indexIssuerRefs: ref}); err == nil {
 		for _, i := range issuers.Items {
 			reqs = append(reqs, r.list(ctx, client.InNamespace(i.Namespace), client.MatchingFields{indexIssuer: "Issuer/" + i.Name})...)
 		}
 	}
 	var clusterIssuers v1alpha1.ClusterIssuerList
-	if err := r.List(ctx, &clusterIssuers, client.MatchingFields{indexIssuerSecret: key}); err == nil {
+	if err := r.List(ctx, &clusterIssuers, client.MatchingFields{indexIssuerRefs: ref}); err == nil {
 		for _, i := range clusterIssuers.Items {
 			reqs = append(reqs, r.list(ctx, client.MatchingFields{indexIssuer: "ClusterIssuer/" + i.Name})...)
 		}

@@ -46,6 +46,9 @@ type state struct {
 	// (refreshToken logins): that token is never sent again, whatever else changes; only a new
 	// one in the input Secret can start a new session.
 	spentInput string
+	// rejected is the fingerprint of the token the issuer's probe rejected (401/403): that
+	// session is over, log in again.
+	rejected string
 
 	// resourceVersion is the state Secret's version this state was read at or written as; ""
 	// when there is no state Secret. Writes are conditional on it.
@@ -76,7 +79,8 @@ func (s *state) session() *renewal.Session {
 		return nil
 	}
 	return &renewal.Session{IssuedAt: s.token.IssuedAt, ExpiresAt: s.token.ExpiresAt, RefreshExpiresAt: s.token.RefreshExpiresAt,
-		HasRefreshToken: s.token.RefreshToken != "", Start: s.sessionStart, InputsVersion: s.inputsVersion}
+		HasRefreshToken: s.token.RefreshToken != "", Start: s.sessionStart, InputsVersion: s.inputsVersion,
+		Rejected: s.rejected != "" && s.rejected == s.token.Fingerprint()}
 }
 
 // clone copies s deeply enough that changing the copy's tokens leaves s alone.
@@ -303,12 +307,13 @@ const (
 	keyRefreshToken  = "refresh-token"
 	keyPending       = "pending"
 	keySpentInput    = "spent-input"
+	keyRejected      = "rejected"
 	keyRetiredAccess = "retired-access-token"
 )
 
 func decodeState(sec *corev1.Secret) *state {
 	st := &state{inputsVersion: sec.Annotations[annotationInputs], failedInputs: sec.Annotations[annotationFailed],
-		resourceVersion: sec.ResourceVersion, spentInput: string(sec.Data[keySpentInput])}
+		resourceVersion: sec.ResourceVersion, spentInput: string(sec.Data[keySpentInput]), rejected: string(sec.Data[keyRejected])}
 	d := func(k string) string { return string(sec.Data[k]) }
 	t := func(k string) time.Time { v, _ := time.Parse(time.RFC3339Nano, d(k)); return v }
 	if d(keyAccessToken) != "" {
@@ -361,6 +366,9 @@ func encodeState(cred *v1alpha1.Credential, st *state) *corev1.Secret {
 	}
 	if st.spentInput != "" {
 		sec.Data[keySpentInput] = []byte(st.spentInput)
+	}
+	if st.rejected != "" {
+		sec.Data[keyRejected] = []byte(st.rejected)
 	}
 	return sec
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/controllers/issuer"
+	"github.com/tokenkeeper/tokenkeeper/internal/issuer/issuertest"
 	"github.com/tokenkeeper/tokenkeeper/internal/testenv"
 )
 
@@ -119,6 +120,55 @@ func TestIssuerReadiness(t *testing.T) {
 			})
 			if got := tc.obj.GetStatus().ObservedGeneration; got != tc.obj.GetGeneration() {
 				t.Errorf("%s\nobservedGeneration %d, want %d", tc.reason, got, tc.obj.GetGeneration())
+			}
+		})
+	}
+}
+
+// An issuer's CA bundle can come from a ConfigMap (a trust-manager bundle) or a Secret: a
+// missing one and one without a PEM certificate are named in status; a ClusterIssuer reads the
+// manager's namespace; and an OAuth2 issuer configured by its issuer URL shows the token
+// endpoint its discovery document names, fetched with that CA.
+func TestCABundleFromAndDiscoveredTokenURL(t *testing.T) {
+	ctx := t.Context()
+	must(t, env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ca-from"}}))
+	idp := issuertest.Start(issuertest.OAuth2)
+	defer idp.Close()
+	must(t, env.Client.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: resourceNS, Name: "corp-roots"},
+		Data: map[string]string{"ca.crt": idp.CABundle()}}))
+	must(t, env.Client.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "ca-from", Name: "no-pem"},
+		Data: map[string]string{"ca.crt": "not a certificate"}}))
+	fromConfigMap := func(name string) *v1alpha1.CABundleSource {
+		return &v1alpha1.CABundleSource{ConfigMapKeyRef: &v1alpha1.ConfigMapKeySelector{Name: name, Key: "ca.crt"}}
+	}
+	oauth2 := v1alpha1.IssuerSpec{OAuth2: &v1alpha1.OAuth2{IssuerURL: v1alpha1.EndpointURL(idp.URL())}, CABundleFrom: fromConfigMap("corp-roots")}
+	cases := map[string]struct {
+		obj   v1alpha1.GenericIssuer
+		ready bool
+		want  string
+	}{
+		"MissingConfigMap": {obj: &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: "ca-from", Name: "missing"},
+			Spec: v1alpha1.IssuerSpec{OAuth2: oauth2.OAuth2, CABundleFrom: fromConfigMap("corp-roots")}},
+			want: "SecretNotFound: caBundleFrom: ConfigMap ca-from/corp-roots not found"},
+		"NoPEM": {obj: &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: "ca-from", Name: "no-pem"},
+			Spec: v1alpha1.IssuerSpec{OAuth2: oauth2.OAuth2, CABundleFrom: fromConfigMap("no-pem")}},
+			want: "InvalidConfiguration: spec.caBundleFrom: the key holds no PEM certificate"},
+		"ClusterIssuerDiscovers": {obj: &v1alpha1.ClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "corp-idp"}, Spec: oauth2}, ready: true},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			must(t, env.Client.Create(ctx, tc.obj))
+			testenv.WaitFor(t, 10*time.Second, "the issuer's Ready condition", func() (bool, string) {
+				ok, state := readyOf(t, tc.obj)()
+				if tc.ready {
+					return ok && tc.obj.GetStatus().TokenURL != "", state + "; tokenURL " + tc.obj.GetStatus().TokenURL
+				}
+				return !ok && strings.HasPrefix(state, tc.want), state
+			})
+			if tc.ready {
+				if got, want := tc.obj.GetStatus().TokenURL, idp.URL()+"/oauth/token"; got != want {
+					t.Errorf("status.tokenURL %q, want the discovered %q", got, want)
+				}
 			}
 		})
 	}

@@ -28,11 +28,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
-	"github.com/tokenkeeper/tokenkeeper/controllers/issuerref"
 	"github.com/tokenkeeper/tokenkeeper/internal/egress"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
 	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
 	"github.com/tokenkeeper/tokenkeeper/internal/policy"
+	"github.com/tokenkeeper/tokenkeeper/internal/resolve"
 	"github.com/tokenkeeper/tokenkeeper/internal/validation"
 )
 
@@ -55,8 +55,9 @@ type Reconciler struct {
 	// Secrets. Optional.
 	SecretNames cache.Cache
 
-	mu    sync.Mutex
-	built map[types.NamespacedName]*built
+	resolver *resolve.Resolver
+	mu       sync.Mutex
+	built    map[types.NamespacedName]*built
 }
 
 // built is an installed validator and what it was built from.
@@ -93,7 +94,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	if due := b.refreshed.Add(keyRefresh); b.refreshed.IsZero() || !r.Clock.Now().Before(due) {
 		for _, ks := range b.keys {
 			if err := ks.Refresh(ctx); err != nil {
-				return r.notReady(tv, req.NamespacedName, &issuerref.NotFound{Reason: v1alpha1.ReasonKeysUnavailable, Message: err.Error()})
+				return r.notReady(tv, req.NamespacedName, resolve.Block(v1alpha1.ReasonKeysUnavailable, "%v", err))
 			}
 		}
 		b.refreshed = r.Clock.Now()
@@ -111,7 +112,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 
 // ensure builds and installs the validator when the TokenValidator or its issuers changed.
 func (r *Reconciler) ensure(ctx context.Context, tv *v1alpha1.TokenValidator, key types.NamespacedName) (*built, error) {
-	eff, err := r.policy(ctx, tv.Namespace)
+	eff, err := r.resolver.Policy(ctx, tv.Namespace, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -121,12 +122,12 @@ func (r *Reconciler) ensure(ctx context.Context, tv *v1alpha1.TokenValidator, ke
 	// at once; the old one stops working).
 	version := []string{strconv.FormatInt(tv.Generation, 10), fmt.Sprintf("policy:%v:%s", ptrString(eff.Leeway), eff.MaxTokenAge)}
 	for _, ref := range tv.Spec.Issuers {
-		iss, err := issuerref.Get(ctx, r.Client, tv.Namespace, ref)
+		iss, err := r.resolver.Issuer(ctx, tv.Namespace, ref)
 		if err != nil {
 			return nil, err
 		}
-		if v := eff.CheckIssuer(iss.GetSpec()); len(v) > 0 {
-			return nil, &issuerref.NotFound{Reason: v1alpha1.ReasonPolicyViolation, Message: v[0].Error()}
+		if err := resolve.CheckIssuer(eff, iss); err != nil {
+			return nil, err
 		}
 		issuers = append(issuers, iss)
 		version = append(version, string(iss.GetUID())+":"+strconv.FormatInt(iss.GetGeneration(), 10))
@@ -169,30 +170,44 @@ func ptrString(d *time.Duration) string {
 	return d.String()
 }
 
-// secretVersions reads the resourceVersion of every Secret a validator uses.
+// secretVersions reads the version of every Secret and ConfigMap a validator uses.
 func (r *Reconciler) secretVersions(ctx context.Context, tv *v1alpha1.TokenValidator, issuers []v1alpha1.GenericIssuer) ([]string, error) {
-	var keys []types.NamespacedName
+	var versions []string
 	if ref := tv.Spec.IntrospectionSecretRef; ref != nil {
-		keys = append(keys, types.NamespacedName{Namespace: tv.Namespace, Name: ref.Name})
+		v, err := r.metaVersion(ctx, types.NamespacedName{Namespace: tv.Namespace, Name: ref.Name})
+		if err != nil {
+			return nil, err
+		}
+		versions = append(versions, v)
 	}
 	for _, iss := range issuers {
 		if ref := iss.GetSpec().HMACSecretRef; ref != nil {
-			keys = append(keys, issuerref.SecretKey(iss, *ref, r.ClusterResourceNamespace))
-		}
-	}
-	versions := make([]string, 0, len(keys))
-	for _, key := range keys {
-		s := &metav1.PartialObjectMetadata{}
-		s.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-		if err := r.APIReader.Get(ctx, key, s); err != nil {
-			if apierrors.IsNotFound(err) {
-				return nil, &issuerref.NotFound{Reason: v1alpha1.ReasonSecretNotFound, Message: fmt.Sprintf("Secret %s not found", key)}
+			v, err := r.metaVersion(ctx, types.NamespacedName{Namespace: r.resolver.Namespace(iss, ref.Namespace), Name: ref.Name})
+			if err != nil {
+				return nil, err
 			}
+			versions = append(versions, v)
+		}
+		in, err := r.resolver.IssuerInputs(ctx, iss)
+		if err != nil {
 			return nil, err
 		}
-		versions = append(versions, key.String()+":"+s.ResourceVersion)
+		versions = append(versions, in.Versions...)
 	}
 	return versions, nil
+}
+
+// metaVersion reads the resourceVersion of a Secret, not its data.
+func (r *Reconciler) metaVersion(ctx context.Context, key types.NamespacedName) (string, error) {
+	s := &metav1.PartialObjectMetadata{}
+	s.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	if err := r.APIReader.Get(ctx, key, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", resolve.Block(v1alpha1.ReasonSecretNotFound, "Secret %s not found", key)
+		}
+		return "", err
+	}
+	return key.String() + ":" + s.ResourceVersion, nil
 }
 
 func (r *Reconciler) build(ctx context.Context, tv *v1alpha1.TokenValidator, issuers []v1alpha1.GenericIssuer, eff policy.Effective) (validation.Config, *built, error) {
@@ -221,7 +236,7 @@ func (r *Reconciler) build(ctx context.Context, tv *v1alpha1.TokenValidator, iss
 	introspection := issuer.Request{Inputs: map[string]string{}}
 	if ref := s.IntrospectionSecretRef; ref != nil {
 		for _, k := range []string{issuer.InputClientID, issuer.InputClientSecret} {
-			v, _, err := issuerref.SecretValue(ctx, r.APIReader, types.NamespacedName{Namespace: tv.Namespace, Name: ref.Name}, k)
+			v, _, err := r.resolver.SecretValue(ctx, types.NamespacedName{Namespace: tv.Namespace, Name: ref.Name}, k)
 			if err != nil {
 				return cfg, nil, err
 			}
@@ -244,14 +259,16 @@ func (r *Reconciler) build(ctx context.Context, tv *v1alpha1.TokenValidator, iss
 func (r *Reconciler) trust(ctx context.Context, ref v1alpha1.IssuerReference, iss v1alpha1.GenericIssuer, eff policy.Effective,
 	introspection issuer.Request, b *built) (validation.TrustedIssuer, error) {
 	spec := iss.GetSpec()
-	name := string(issuerref.Kind(ref)) + "/" + ref.Name
-	headers, _, err := issuerref.HeaderValues(ctx, r.APIReader, iss, r.ClusterResourceNamespace)
+	name := resolve.IssuerKey(ref)
+	in, err := r.resolver.IssuerInputs(ctx, iss)
 	if err != nil {
 		return validation.TrustedIssuer{}, err
 	}
-	c, err := issuer.New(issuer.Config{Spec: *spec, Headers: headers, CheckURL: eff.CheckURL, Clock: r.Clock, Egress: r.Egress})
+	withCA := *spec
+	withCA.CABundle = in.CABundle
+	c, err := issuer.New(issuer.Config{Spec: withCA, Headers: in.Headers, CheckURL: eff.CheckURL, Clock: r.Clock, Egress: r.Egress})
 	if err != nil {
-		return validation.TrustedIssuer{}, &issuerref.NotFound{Reason: v1alpha1.ReasonInvalidConfig, Message: err.Error()}
+		return validation.TrustedIssuer{}, resolve.Block(v1alpha1.ReasonInvalidConfig, "%v", err)
 	}
 	b.clients = append(b.clients, c)
 	t := validation.TrustedIssuer{Name: name}
@@ -262,7 +279,7 @@ func (r *Reconciler) trust(ctx context.Context, ref v1alpha1.IssuerReference, is
 	if spec.OAuth2 != nil && spec.OAuth2.IssuerURL != "" {
 		d, err := c.Discover(ctx)
 		if err != nil {
-			return t, &issuerref.NotFound{Reason: v1alpha1.ReasonKeysUnavailable, Message: err.Error()}
+			return t, resolve.Block(v1alpha1.ReasonKeysUnavailable, "%v", err)
 		}
 		if t.Iss == "" {
 			t.Iss = d.Issuer
@@ -270,10 +287,10 @@ func (r *Reconciler) trust(ctx context.Context, ref v1alpha1.IssuerReference, is
 		if jwksURL == "" && d.JWKSURI != "" {
 			u, err := url.Parse(d.JWKSURI)
 			if err != nil {
-				return t, &issuerref.NotFound{Reason: v1alpha1.ReasonKeysUnavailable, Message: "discovery names an unparsable jwks_uri"}
+				return t, resolve.Block(v1alpha1.ReasonKeysUnavailable, "discovery names an unparsable jwks_uri")
 			}
 			if err := eff.CheckURL(u); err != nil {
-				return t, &issuerref.NotFound{Reason: v1alpha1.ReasonPolicyViolation, Message: err.Error()}
+				return t, resolve.Block(v1alpha1.ReasonPolicyViolation, "%v", err)
 			}
 			jwksURL = d.JWKSURI
 		}
@@ -295,15 +312,15 @@ func (r *Reconciler) trust(ctx context.Context, ref v1alpha1.IssuerReference, is
 		b.keys = append(b.keys, t.Keys)
 	}
 	if ref := spec.HMACSecretRef; ref != nil {
-		v, _, err := issuerref.SecretValue(ctx, r.APIReader, issuerref.SecretKey(iss, *ref, r.ClusterResourceNamespace), ref.Key)
+		v, _, err := r.resolver.SecretValue(ctx, types.NamespacedName{Namespace: r.resolver.Namespace(iss, ref.Namespace), Name: ref.Name}, ref.Key)
 		if err != nil {
 			return t, err
 		}
 		t.HMAC = []byte(v)
 	}
 	if t.Iss == "" && t.Inspect == nil {
-		return t, &issuerref.NotFound{Reason: v1alpha1.ReasonInvalidConfig,
-			Message: name + " has no way to validate tokens: set jwks (with issuer), oauth2.issuerURL, hmacSecretRef with jwks.issuer, or tokenInfo"}
+		return t, resolve.Block(v1alpha1.ReasonInvalidConfig,
+			"%s has no way to validate tokens: set jwks (with issuer), oauth2.issuerURL, hmacSecretRef with jwks.issuer, or tokenInfo", name)
 	}
 	return t, nil
 }
@@ -314,27 +331,10 @@ func inspector(c *issuer.Client, req issuer.Request) func(context.Context, strin
 	}
 }
 
-func (r *Reconciler) policy(ctx context.Context, namespace string) (policy.Effective, error) {
-	var list v1alpha1.TokenPolicyList
-	if err := r.List(ctx, &list); err != nil {
-		return policy.Effective{}, err
-	}
-	ns := &corev1.Namespace{}
-	if err := r.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil {
-		return policy.Effective{}, err
-	}
-	sel, err := policy.Selecting(list.Items, ns.Labels)
-	if err != nil {
-		return policy.Effective{}, err
-	}
-	eff, _ := policy.Resolve(sel, nil)
-	return eff, nil
-}
-
 // notReady reports why the validator cannot work. A validator that worked before keeps serving.
 func (r *Reconciler) notReady(tv *v1alpha1.TokenValidator, key types.NamespacedName, err error) (ctrl.Result, error) {
-	var nf *issuerref.NotFound
-	if !errors.As(err, &nf) {
+	nf, ok := resolve.AsBlocked(err)
+	if !ok {
 		return ctrl.Result{}, err
 	}
 	setReady(tv, metav1.ConditionFalse, nf.Reason, nf.Message)

@@ -2,6 +2,7 @@ package tokenvalidator
 
 import (
 	"context"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
-	"github.com/tokenkeeper/tokenkeeper/controllers/issuerref"
+	"github.com/tokenkeeper/tokenkeeper/internal/resolve"
 )
 
 // SetupWithManager watches TokenValidators, the issuers they trust, policies and the Secrets
@@ -27,6 +28,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Elected == nil {
 		r.Elected = mgr.Elected()
 	}
+	r.resolver = &resolve.Resolver{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), ClusterResourceNamespace: r.ClusterResourceNamespace}
 	b := ctrl.NewControllerManagedBy(mgr).For(&v1alpha1.TokenValidator{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&v1alpha1.Issuer{}, handler.EnqueueRequestsFromMapFunc(r.trusting(v1alpha1.IssuerKindNamespaced)),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -36,10 +38,12 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)})
 	if r.SecretNames != nil {
-		meta := &metav1.PartialObjectMetadata{}
-		meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-		b = b.WatchesRawSource(source.Kind(r.SecretNames, meta, handler.TypedEnqueueRequestsFromMapFunc(r.reading),
-			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{}))
+		for _, kind := range []string{"Secret", "ConfigMap"} {
+			meta := &metav1.PartialObjectMetadata{}
+			meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind(kind))
+			b = b.WatchesRawSource(source.Kind(r.SecretNames, meta, handler.TypedEnqueueRequestsFromMapFunc(r.reading(kind)),
+				predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{}))
+		}
 	}
 	return b.Complete(r)
 }
@@ -66,7 +70,7 @@ func (r *Reconciler) trusting(kind v1alpha1.IssuerKind) handler.MapFunc {
 	return func(ctx context.Context, o client.Object) []reconcile.Request {
 		return r.matching(func(tv *v1alpha1.TokenValidator) bool {
 			for _, ref := range tv.Spec.Issuers {
-				if issuerref.Kind(ref) == kind && ref.Name == o.GetName() && (kind == v1alpha1.IssuerKindCluster || tv.Namespace == o.GetNamespace()) {
+				if resolve.Kind(ref) == kind && ref.Name == o.GetName() && (kind == v1alpha1.IssuerKindCluster || tv.Namespace == o.GetNamespace()) {
 					return true
 				}
 			}
@@ -75,23 +79,22 @@ func (r *Reconciler) trusting(kind v1alpha1.IssuerKind) handler.MapFunc {
 	}
 }
 
-// reading maps a Secret to the TokenValidators that read it: as their introspection credentials
-// or as the HMAC secret of an issuer they trust.
-func (r *Reconciler) reading(ctx context.Context, s *metav1.PartialObjectMetadata) []reconcile.Request {
-	secret := types.NamespacedName{Namespace: s.Namespace, Name: s.Name}
-	return r.matching(func(tv *v1alpha1.TokenValidator) bool {
-		if ref := tv.Spec.IntrospectionSecretRef; ref != nil && tv.Namespace == s.Namespace && ref.Name == s.Name {
-			return true
-		}
-		for _, ref := range tv.Spec.Issuers {
-			iss, err := issuerref.Get(ctx, r.Client, tv.Namespace, ref)
-			if err != nil {
-				continue
-			}
-			if h := iss.GetSpec().HMACSecretRef; h != nil && issuerref.SecretKey(iss, *h, r.ClusterResourceNamespace) == secret {
+// reading maps a Secret or ConfigMap to the TokenValidators that read it: as their
+// introspection credentials, or as the HMAC secret or CA bundle of an issuer they trust.
+func (r *Reconciler) reading(kind string) func(context.Context, *metav1.PartialObjectMetadata) []reconcile.Request {
+	return func(ctx context.Context, o *metav1.PartialObjectMetadata) []reconcile.Request {
+		ref := kind + "/" + o.Namespace + "/" + o.Name
+		return r.matching(func(tv *v1alpha1.TokenValidator) bool {
+			if in := tv.Spec.IntrospectionSecretRef; kind == "Secret" && in != nil && tv.Namespace == o.Namespace && in.Name == o.Name {
 				return true
 			}
-		}
-		return false
-	})(ctx, s)
+			for _, issRef := range tv.Spec.Issuers {
+				iss, err := r.resolver.Issuer(ctx, tv.Namespace, issRef)
+				if err == nil && slices.Contains(resolve.IssuerReferences(iss, r.ClusterResourceNamespace), ref) {
+					return true
+				}
+			}
+			return false
+		})(ctx, o)
+	}
 }

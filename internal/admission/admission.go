@@ -12,18 +12,15 @@ import (
 	"slices"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
 	"github.com/tokenkeeper/tokenkeeper/internal/policy"
+	"github.com/tokenkeeper/tokenkeeper/internal/resolve"
 	"github.com/tokenkeeper/tokenkeeper/internal/tmpl"
 )
 
@@ -34,31 +31,13 @@ import (
 
 // Setup registers every validating webhook with the manager's webhook server.
 func Setup(mgr ctrl.Manager) error {
-	p := &policies{Reader: mgr.GetClient()}
+	p := &resolve.Resolver{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
 	return errors.Join(
 		ctrl.NewWebhookManagedBy(mgr, &v1alpha1.Credential{}).WithValidator(&credentialValidator{p}).Complete(),
 		ctrl.NewWebhookManagedBy(mgr, &v1alpha1.Issuer{}).WithValidator(&issuerValidator[*v1alpha1.Issuer]{p}).Complete(),
 		ctrl.NewWebhookManagedBy(mgr, &v1alpha1.ClusterIssuer{}).WithValidator(&issuerValidator[*v1alpha1.ClusterIssuer]{p}).Complete(),
 		ctrl.NewWebhookManagedBy(mgr, &v1alpha1.TokenPolicy{}).WithValidator(tokenPolicyValidator{}).Complete(),
 	)
-}
-
-// policies reads the TokenPolicies in force for a namespace, or for every namespace.
-type policies struct{ client.Reader }
-
-func (p *policies) forNamespace(ctx context.Context, ns string) ([]v1alpha1.TokenPolicy, error) {
-	var list v1alpha1.TokenPolicyList
-	if err := p.List(ctx, &list); err != nil {
-		return nil, err
-	}
-	if ns == "" {
-		return policy.Global(list.Items), nil
-	}
-	n := &corev1.Namespace{}
-	if err := p.Get(ctx, types.NamespacedName{Name: ns}, n); err != nil {
-		return nil, err
-	}
-	return policy.Selecting(list.Items, n.Labels)
 }
 
 func denied(v []policy.Violation) error {
@@ -79,7 +58,7 @@ func unchanged[T any](oldSpec, newSpec T, deleting *metav1.Time) bool {
 	return deleting != nil || equality.Semantic.DeepEqual(oldSpec, newSpec)
 }
 
-type credentialValidator struct{ p *policies }
+type credentialValidator struct{ p *resolve.Resolver }
 
 func (v *credentialValidator) ValidateCreate(ctx context.Context, c *v1alpha1.Credential) (admission.Warnings, error) {
 	return v.validate(ctx, c)
@@ -100,21 +79,17 @@ func (v *credentialValidator) validate(ctx context.Context, c *v1alpha1.Credenti
 	if err := validateSecretTemplate(c.Spec.SecretTemplate); err != nil {
 		return nil, err
 	}
-	sel, err := v.p.forNamespace(ctx, c.Namespace)
+	sel, err := v.p.Policies(ctx, c.Namespace)
 	if err != nil {
 		return nil, err
 	}
 	eff, violations := policy.Resolve(sel, &c.Spec)
 	// The issuer it names must be allowed too, when it exists already.
-	var iss v1alpha1.GenericIssuer = &v1alpha1.Issuer{}
-	key := types.NamespacedName{Namespace: c.Namespace, Name: c.Spec.IssuerRef.Name}
-	if c.Spec.IssuerRef.Kind == v1alpha1.IssuerKindCluster {
-		iss, key.Namespace = &v1alpha1.ClusterIssuer{}, ""
+	iss, err := v.p.Issuer(ctx, c.Namespace, c.Spec.IssuerRef)
+	if b, ok := resolve.AsBlocked(err); ok && b.Reason == v1alpha1.ReasonIssuerNotFound {
+		return admission.Warnings{b.Message + " yet"}, denied(violations)
 	}
-	switch err := v.p.Get(ctx, key, iss); {
-	case apierrors.IsNotFound(err):
-		return admission.Warnings{fmt.Sprintf("issuer %s not found yet", c.Spec.IssuerRef.Name)}, denied(violations)
-	case err != nil:
+	if err != nil {
 		return nil, err
 	}
 	for _, x := range eff.CheckIssuer(iss.GetSpec()) {
@@ -141,7 +116,7 @@ func validateSecretTemplate(t *v1alpha1.SecretTemplate) error {
 	return errors.Join(errs...)
 }
 
-type issuerValidator[T v1alpha1.GenericIssuer] struct{ p *policies }
+type issuerValidator[T v1alpha1.GenericIssuer] struct{ p *resolve.Resolver }
 
 func (v *issuerValidator[T]) ValidateCreate(ctx context.Context, iss T) (admission.Warnings, error) {
 	return nil, v.validate(ctx, iss)
@@ -164,7 +139,7 @@ func (v *issuerValidator[T]) validate(ctx context.Context, iss T) error {
 	if err := issuer.Validate(iss.GetSpec()); err != nil {
 		return err
 	}
-	sel, err := v.p.forNamespace(ctx, iss.GetNamespace())
+	sel, err := v.p.Policies(ctx, iss.GetNamespace())
 	if err != nil {
 		return err
 	}

@@ -216,6 +216,48 @@ func (c *Client) Inspect(ctx context.Context, req Request, accessToken string) (
 	return c.jsonInspect(ctx, req, accessToken)
 }
 
+// ErrTokenRejected is returned by Probe when the issuer answers 401 or 403 to the token.
+var ErrTokenRejected = errors.New("the issuer rejected the token")
+
+// DefaultProbeInterval is the time between probes when the issuer names none.
+const DefaultProbeInterval = 5 * time.Minute
+
+// CanProbe reports whether the issuer names a probe request.
+func (c *Client) CanProbe() bool { return c.spec.Probe != nil }
+
+// ProbeInterval is the time between probes of one token.
+func (c *Client) ProbeInterval() time.Duration {
+	if p := c.spec.Probe; p != nil && p.Interval != nil && p.Interval.Duration > 0 {
+		return p.Interval.Duration
+	}
+	return DefaultProbeInterval
+}
+
+// Probe sends the issuer's probe request with tok. nil: accepted (2xx); ErrTokenRejected (an
+// *Error wrapping it): 401 or 403; any other error says nothing about the token.
+func (c *Client) Probe(ctx context.Context, tok *Token) error {
+	p := c.spec.Probe
+	if p == nil {
+		return ErrUnsupported
+	}
+	method := p.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	resp, err := c.send(ctx, call{op: "probe", method: method, url: string(p.URL),
+		header: http.Header{"Authorization": {tok.Authorization()}}, secrets: redactor(nil).with(tok.AccessToken)})
+	if err != nil {
+		return err
+	}
+	switch {
+	case resp.status/100 == 2:
+		return nil
+	case resp.status == http.StatusUnauthorized || resp.status == http.StatusForbidden:
+		return &Error{Class: ClassInvalidCredentials, Op: "probe", StatusCode: resp.status, Err: ErrTokenRejected}
+	}
+	return &Error{Class: ClassUnavailable, Op: "probe", StatusCode: resp.status, Reason: fmt.Sprintf("probe answered HTTP %d", resp.status)}
+}
+
 // ---- transport ----------------------------------------------------------------------------
 
 type call struct {

@@ -241,6 +241,9 @@ func IssuerURLs(spec *v1alpha1.IssuerSpec) map[string]string {
 	if spec.JWKS != nil {
 		add("spec.jwks.url", spec.JWKS.URL)
 	}
+	if spec.Probe != nil {
+		add("spec.probe.url", spec.Probe.URL)
+	}
 	return urls
 }
 

@@ -21,6 +21,8 @@ type Session struct {
 	Start time.Time
 	// InputsVersion identifies the inputs (Secrets, issuer, spec) the token was issued with.
 	InputsVersion string
+	// Rejected: the issuer's probe answered 401 or 403 to this token.
+	Rejected bool
 }
 
 // FailureKind groups failures by how long to back off.
@@ -87,6 +89,8 @@ func Decide(in Input) Decision {
 		return Decision{Action: Login, At: in.Now, Reason: "no token yet"}
 	case changed:
 		return Decision{Action: Login, At: in.Now, Reason: "inputs changed"}
+	case in.Session.Rejected:
+		return Decision{Action: Login, At: in.Now, Reason: "the issuer rejected the token"}
 	}
 	at := RenewalTime(*in.Session, in.Policy, in.JitterKey)
 	if in.Now.Before(at) {
@@ -138,6 +142,7 @@ func Schedule(s Session, p policy.Effective, jitterKey string) Plan {
 	// MinRenewalInterval.
 	floor := s.IssuedAt.Add(MinRenewalInterval)
 	lifetime := expires.Sub(s.IssuedAt)
+	lifetimeS := short(lifetime)
 	plan := func(at time.Time, rule string) Plan { return Plan{At: at, Lead: expires.Sub(at), Rule: rule} }
 	if lifetime <= 0 {
 		return plan(floor, "the token was expired when issued: renewed after the minimum interval of "+MinRenewalInterval.String())
@@ -149,13 +154,13 @@ func Schedule(s Session, p policy.Effective, jitterKey string) Plan {
 	switch {
 	case margin == 0:
 		margin = lifetime / 100 * time.Duration(p.BeforeExpiryPercent)
-		rule = fmt.Sprintf("%d%% of the %s lifetime%s (%s)", p.BeforeExpiryPercent, lifetime, capped, margin)
+		rule = fmt.Sprintf("%d%% of the %s lifetime%s (%s)", p.BeforeExpiryPercent, lifetimeS, capped, short(margin))
 	case margin >= lifetime:
 		// An issuer granting less than renewBefore: renew at half the life, not in a loop.
 		margin = lifetime / 2
-		rule = fmt.Sprintf("half the %s lifetime%s, as renewBefore %s is not shorter than it", lifetime, capped, p.RenewBefore)
+		rule = fmt.Sprintf("half the %s lifetime%s, as renewBefore %s is not shorter than it", lifetimeS, capped, p.RenewBefore)
 	default:
-		rule = fmt.Sprintf("renewBefore %s of the %s lifetime%s", margin, lifetime, capped)
+		rule = fmt.Sprintf("renewBefore %s of the %s lifetime%s", margin, lifetimeS, capped)
 	}
 	// The minimum lead covers the kubelet's delay, but never takes more than half of a short
 	// token's life; and no margin leaves less than a tenth of the life in use.
@@ -164,12 +169,12 @@ func Schedule(s Session, p policy.Effective, jitterKey string) Plan {
 		if lead == p.MinimumLead {
 			rule += fmt.Sprintf(", raised to the minimum lead %s", lead)
 		} else {
-			rule += fmt.Sprintf(", raised to half the lifetime (%s): the minimum lead %s would leave less", lead, p.MinimumLead)
+			rule += fmt.Sprintf(", raised to half the lifetime (%s): the minimum lead %s would leave less", short(lead), p.MinimumLead)
 		}
 	}
 	if most := lifetime - lifetime/10; margin > most {
 		margin = most
-		rule += fmt.Sprintf(", lowered to 90%% of the lifetime (%s)", most)
+		rule += fmt.Sprintf(", lowered to 90%% of the lifetime (%s)", short(most))
 	}
 	at := expires.Add(-margin).Add(jitter(jitterKey, margin))
 	rule += ", ±10% jitter"
@@ -187,6 +192,14 @@ func Schedule(s Session, p policy.Effective, jitterKey string) Plan {
 		return plan(floor, rule+fmt.Sprintf(", but no sooner than %s after issue", MinRenewalInterval))
 	}
 	return plan(at, rule)
+}
+
+// short rounds a duration for reading: to the second from a minute up, else to 0.1 s.
+func short(d time.Duration) time.Duration {
+	if d >= time.Minute {
+		return d.Round(time.Second)
+	}
+	return d.Round(100 * time.Millisecond)
 }
 
 // Backoff is the wait after a failure: exponential from 5 s to 5 min for transient failures and

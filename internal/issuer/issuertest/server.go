@@ -119,6 +119,7 @@ type Server struct {
 	inFlight        int
 	maxInFlight     int
 	closing         chan struct{} // closed by Close: hanging handlers return
+	killNew         bool          // sessions end as soon as they start
 }
 
 // Grant is one access token the server issued, at a login or a refresh.
@@ -243,6 +244,10 @@ func (s *Server) ExpireRefreshTokens() {
 	})
 }
 
+// KillNewSessions makes every session end as soon as it starts (its tokens are rejected by the
+// protected API at once), as an issuer that ends sessions early does at its worst.
+func (s *Server) KillNewSessions(kill bool) { s.locked(func() { s.killNew = kill }) }
+
 // RevokeAll ends every session.
 func (s *Server) RevokeAll() {
 	s.locked(func() {
@@ -342,6 +347,9 @@ func (s *Server) issue(se *session, lifetime time.Duration) {
 		se.access = s.sign(jwt.SigningMethodRS256, s.key, s.kid, se, now)
 	}
 	s.byAccess[se.access] = se
+	if s.killNew {
+		se.revoked = true
+	}
 	s.issued = append(s.issued, se.access)
 	s.grants = append(s.grants, Grant{At: now, Token: se.access})
 	if s.Flavor == Seed000 || s.Flavor == Seed004 {
