@@ -104,8 +104,8 @@ image: build ## Build the manager image as an OCI layout tar (bin/tokenkeeper-im
 	@echo "import with: ctr -n k8s.io image import $(BIN)/tokenkeeper-image.tar"
 
 .PHONY: run
-run: manifests generate ## Run the manager against the current kubeconfig.
-	go run ./cmd
+run: manifests generate ## Run the manager outside the cluster against the current kubeconfig (the CRDs applied); RUN_ARGS adds flags.
+	go run -ldflags "-X github.com/tokenkeeper/tokenkeeper/internal/issuer.Version=$(VERSION)" ./cmd $(RUN_ARGS)
 
 .PHONY: demo
 demo: ## Run tokenkeeper on a local single-node cluster with demo issuers and an app (Ctrl-C stops).

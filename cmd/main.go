@@ -5,14 +5,19 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -33,17 +38,18 @@ import (
 )
 
 // selfManagedCerts makes sure the webhook certificate exists before the webhook server starts,
-// and returns the runnable that renews it.
-func selfManagedCerts(ctx context.Context, mgr ctrl.Manager, ns string, services []string, secret, config, dir string) (*webhookcert.Manager, error) {
-	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
-	if err != nil {
-		return nil, err
-	}
+// and returns the runnable that renews it. Outside a cluster the certificate also names
+// localhost, 127.0.0.1 and ::1.
+func selfManagedCerts(ctx context.Context, direct client.Client, ns string, services []string, secret, config, dir string, local bool) (*webhookcert.Manager, error) {
 	m := &webhookcert.Manager{
 		Client: direct, Clock: clock.RealClock{}, CertDir: dir,
 		Secret:                types.NamespacedName{Namespace: ns, Name: secret},
 		DNSNames:              dnsNames(services, ns),
 		WebhookConfigurations: []string{config},
+	}
+	if local {
+		m.DNSNames = append(m.DNSNames, "localhost")
+		m.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1).To4(), net.IPv6loopback}
 	}
 	var lastErr error
 	for range 30 {
@@ -63,11 +69,43 @@ func dnsNames(services []string, ns string) []string {
 	return names
 }
 
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
+// defaultNamespace is where the manager keeps its Lease and certificate when no flag says: its
+// pod's namespace in a cluster, else the current kubeconfig context's (a run outside the cluster
+// needs nothing installed but the CRDs).
+func defaultNamespace(inCluster bool) string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
 	}
-	return def
+	if inCluster {
+		return "tokenkeeper-system"
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if f := flag.Lookup("kubeconfig"); f != nil && f.Value.String() != "" {
+		rules.ExplicitPath = f.Value.String()
+	}
+	ns, _, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).Namespace()
+	if err != nil || ns == "" {
+		return "default"
+	}
+	return ns
+}
+
+// webhooksWanted decides whether to serve admission webhooks: on, off, or (auto) when their
+// ValidatingWebhookConfiguration exists, as it does wherever the chart is installed.
+func webhooksWanted(ctx context.Context, direct client.Client, mode, config string) (bool, error) {
+	switch mode {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	case "auto":
+		err := direct.Get(ctx, types.NamespacedName{Name: config}, &admissionregistrationv1.ValidatingWebhookConfiguration{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	return false, fmt.Errorf("--webhooks=%q: want auto, on or off", mode)
 }
 
 func main() {
@@ -93,6 +131,8 @@ func main() {
 		concurrency    int
 		callsPerNS     int
 		allowEgress    string
+		webhookHost    string
+		webhooks       string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
@@ -101,9 +141,13 @@ func main() {
 		"How long a standby waits, after the leader's last renewal, before taking the Lease from a leader that died.")
 	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader tries to renew before it gives up leading.")
 	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often candidates try to take, and the leader to renew, the Lease.")
-	flag.StringVar(&resourceNS, "cluster-resource-namespace", envOr("POD_NAMESPACE", "tokenkeeper-system"),
-		"Namespace of the Secrets that ClusterIssuers refer to without a namespace.")
+	flag.StringVar(&resourceNS, "cluster-resource-namespace", "",
+		"Namespace of the manager's Lease and webhook certificate, and of the Secrets that ClusterIssuers refer to without a namespace. "+
+			"Defaults to $POD_NAMESPACE; outside a cluster, to the kubeconfig context's namespace.")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port the admission webhook server listens on.")
+	flag.StringVar(&webhookHost, "webhook-bind-address", "", "Address (host) the admission webhook server binds to; empty: every interface.")
+	flag.StringVar(&webhooks, "webhooks", "auto",
+		"Serve admission webhooks: on, off, or auto (when the ValidatingWebhookConfiguration named by --webhook-configuration exists).")
 	flag.StringVar(&certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the webhook server's tls.crt and tls.key.")
 	flag.StringVar(&certMode, "webhook-cert-mode", "self", "self: the manager creates, rotates and injects the webhook certificate; external: cert-manager (or you) provides it in --webhook-cert-dir.")
 	flag.StringVar(&webhookService, "webhook-service", "tokenkeeper-webhook", "Name of the webhook Service, for the certificate's DNS names.")
@@ -125,6 +169,10 @@ func main() {
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
+	inCluster := os.Getenv("KUBERNETES_SERVICE_HOST") != ""
+	if resourceNS == "" {
+		resourceNS = defaultNamespace(inCluster)
+	}
 	allowed, err := egress.ParsePrefixes(allowEgress)
 	if err != nil {
 		log.Error(err, "reading --allow-egress-cidrs")
@@ -161,15 +209,29 @@ func main() {
 		Cache:                         cacheOpts,
 		Controller:                    config.Controller{MaxConcurrentReconciles: concurrency},
 		GracefulShutdownTimeout:       &shutdown,
-		WebhookServer:                 webhook.NewServer(webhook.Options{Port: webhookPort, CertDir: certDir}),
+		WebhookServer:                 webhook.NewServer(webhook.Options{Host: webhookHost, Port: webhookPort, CertDir: certDir}),
 	})
 	if err != nil {
 		log.Error(err, "creating manager")
 		os.Exit(1)
 	}
 	ctx := ctrl.SetupSignalHandler()
+	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
+	if err != nil {
+		log.Error(err, "creating a client")
+		os.Exit(1)
+	}
+	serveWebhooks, err := webhooksWanted(ctx, direct, webhooks, webhookConfig)
+	if err != nil {
+		log.Error(err, "deciding whether to serve admission webhooks")
+		os.Exit(1)
+	}
+	if !serveWebhooks {
+		log.Info("admission webhooks are off: no ValidatingWebhookConfiguration "+webhookConfig+" (install the chart, or pass --webhooks=on)",
+			"webhooks", webhooks)
+	}
 	if certMode == "self" {
-		certs, err := selfManagedCerts(ctx, mgr, resourceNS, []string{webhookService, validationSvc}, certSecret, webhookConfig, certDir)
+		certs, err := selfManagedCerts(ctx, direct, resourceNS, []string{webhookService, validationSvc}, certSecret, webhookConfig, certDir, !inCluster)
 		if err != nil {
 			log.Error(err, "preparing the webhook certificate")
 			os.Exit(1)
@@ -189,9 +251,11 @@ func main() {
 		log.Error(err, "setting up controllers")
 		os.Exit(1)
 	}
-	if err := admission.Setup(mgr); err != nil {
-		log.Error(err, "setting up admission webhooks")
-		os.Exit(1)
+	if serveWebhooks {
+		if err := admission.Setup(mgr); err != nil {
+			log.Error(err, "setting up admission webhooks")
+			os.Exit(1)
+		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		log.Error(err, "adding health check")

@@ -150,6 +150,14 @@ func (t userAgentTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	return t.next.RoundTrip(req)
 }
 
+// CloseIdleConnections lets Client.Close reach the wrapped transport: without it every client
+// built for a reconcile would keep its idle connections open.
+func (t userAgentTransport) CloseIdleConnections() {
+	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // Login starts a session.
 func (c *Client) Login(ctx context.Context, req Request) (*Token, error) {
 	if req.Kind == LoginRefreshToken {

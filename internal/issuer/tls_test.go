@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,5 +75,43 @@ func TestExpiredCertificateAndUserAgent(t *testing.T) {
 		if ua := <-agents; ua != issuer.UserAgent || !strings.HasPrefix(ua, "tokenkeeper/") {
 			t.Errorf("User-Agent %q, want %q", ua, issuer.UserAgent)
 		}
+	}
+}
+
+// Close releases the client's idle connections: a client is built per reconcile, and one that
+// kept its keep-alive connections would leak a connection per reconcile.
+func TestCloseReleasesConnections(t *testing.T) {
+	var open atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte(`{"token":"abc","expires_in":60}`))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	srv.StartTLS()
+	defer srv.Close()
+	spec := v1alpha1.IssuerSpec{URL: v1alpha1.EndpointURL(srv.URL + "/login"), JSON: &v1alpha1.JSONLogin{},
+		CABundle: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))}
+	for range 5 {
+		c, err := issuer.New(issuer.Config{Spec: spec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Login(t.Context(), issuer.Request{Kind: issuer.LoginPassword, Inputs: map[string]string{"username": "u", "password": "p"}}); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for open.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := open.Load(); n != 0 {
+		t.Fatalf("%d connections still open after every client was closed", n)
 	}
 }

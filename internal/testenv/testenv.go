@@ -113,6 +113,23 @@ func (e *Env) AdminKubeconfig() ([]byte, error) {
 // injects its CA into). It returns the binary's and the kubeconfig's paths.
 func (e *Env) Manager(t testing.TB, dir string, tags ...string) (bin, kubeconfig string) {
 	t.Helper()
+	bin, kubeconfig = e.ManagerBinary(t, dir, tags...)
+	ctx := context.Background()
+	for _, obj := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "tokenkeeper-system"}},
+		&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "tokenkeeper"}},
+	} {
+		if err := e.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bin, kubeconfig
+}
+
+// ManagerBinary builds the manager binary (with the given build tags) into dir and writes an
+// admin kubeconfig there, and installs nothing: a run outside the cluster against the CRDs only.
+func (e *Env) ManagerBinary(t testing.TB, dir string, tags ...string) (bin, kubeconfig string) {
+	t.Helper()
 	bin = filepath.Join(dir, "manager")
 	args := []string{"build", "-o", bin}
 	if len(tags) > 0 {
@@ -130,15 +147,6 @@ func (e *Env) Manager(t testing.TB, dir string, tags ...string) (bin, kubeconfig
 	kubeconfig = filepath.Join(dir, "kubeconfig")
 	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
 		t.Fatal(err)
-	}
-	ctx := context.Background()
-	for _, obj := range []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "tokenkeeper-system"}},
-		&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "tokenkeeper"}},
-	} {
-		if err := e.Client.Create(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return bin, kubeconfig
 }

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"math/big"
 	"os"
+	"net"
 	"slices"
 	"time"
 
@@ -50,8 +51,11 @@ type Manager struct {
 	Secret types.NamespacedName
 	// CertDir receives tls.crt and tls.key for the webhook server.
 	CertDir string
-	// DNSNames of the webhook Service, such as tokenkeeper-webhook.tokenkeeper-system.svc.
+	// DNSNames of the webhook Service, such as tokenkeeper-webhook.tokenkeeper-system.svc
+	// (and localhost when the manager runs outside a cluster).
 	DNSNames []string
+	// IPAddresses the certificate also names: 127.0.0.1 and ::1 outside a cluster.
+	IPAddresses []net.IP
 	// WebhookConfigurations are the ValidatingWebhookConfigurations to inject the CA into.
 	WebhookConfigurations []string
 	Clock                 clock.PassiveClock
@@ -131,7 +135,8 @@ func (m *Manager) fresh(data map[string][]byte) bool {
 		return false
 	}
 	deadline := m.Clock.Now().Add(RenewBefore)
-	if ca.NotAfter.Before(deadline) || cert.NotAfter.Before(deadline) || !slices.Equal(cert.DNSNames, m.DNSNames) {
+	if ca.NotAfter.Before(deadline) || cert.NotAfter.Before(deadline) || !slices.Equal(cert.DNSNames, m.DNSNames) ||
+		!slices.EqualFunc(cert.IPAddresses, m.IPAddresses, net.IP.Equal) {
 		return false
 	}
 	return cert.CheckSignatureFrom(ca) == nil
@@ -171,7 +176,7 @@ func (m *Manager) issue(old map[string][]byte) (map[string][]byte, error) {
 		return nil, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(), Subject: pkix.Name{CommonName: m.DNSNames[0]}, DNSNames: m.DNSNames,
+		SerialNumber: serial(), Subject: pkix.Name{CommonName: m.DNSNames[0]}, DNSNames: m.DNSNames, IPAddresses: m.IPAddresses,
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(CertValidity),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
@@ -221,6 +226,9 @@ func (m *Manager) inject(ctx context.Context, ca []byte) error {
 		errs = append(errs, retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
 			if err := m.Client.Get(ctx, types.NamespacedName{Name: name}, cfg); err != nil {
+				if apierrors.IsNotFound(err) {
+					return nil // webhooks not installed (a run outside the cluster): nothing to inject
+				}
 				return err
 			}
 			changed := false

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -146,6 +147,118 @@ func TestManagerBinary(t *testing.T) {
 	}
 
 	// SIGTERM: a clean, prompt exit.
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("manager exited with %v after SIGTERM", err)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("manager did not exit within 40 s of SIGTERM")
+	}
+}
+
+// Run outside a cluster (`make run`) against an API server with only the CRDs applied: no
+// namespace created, no webhook configuration. The manager keeps running, says once that
+// admission webhooks are off, keeps its Lease and certificate in the kubeconfig's namespace,
+// serves validation with a certificate for localhost and 127.0.0.1, and reconciles.
+func TestManagerOutsideCluster(t *testing.T) {
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = env.Stop() }()
+	ctx := t.Context()
+	c := env.Client
+	dir := t.TempDir()
+	bin, kcPath := env.ManagerBinary(t, dir)
+
+	health, metrics, webhookPort, validation := freePort(t), freePort(t), freePort(t), freePort(t)
+	var logs testenv.Buffer
+	cmd := exec.CommandContext(ctx, bin, "--kubeconfig="+kcPath, "--leader-elect=true",
+		"--health-probe-bind-address=127.0.0.1:"+strconv.Itoa(health), "--metrics-bind-address=127.0.0.1:"+strconv.Itoa(metrics),
+		"--webhook-bind-address=127.0.0.1", "--webhook-port="+strconv.Itoa(webhookPort), "--validation-bind-address=127.0.0.1:"+strconv.Itoa(validation),
+		"--webhook-cert-dir="+filepath.Join(dir, "certs"), "--zap-encoder=json")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "POD_NAMESPACE=") && !strings.HasPrefix(kv, "KUBERNETES_SERVICE_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("manager output:\n%s", logs.String())
+		}
+	}()
+	running := func() error {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("the manager exited: %v", err)
+		default:
+			return nil
+		}
+	}
+
+	waitFor(t, 30*time.Second, "/readyz", func() error {
+		if err := running(); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", health))
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
+	waitFor(t, 30*time.Second, "the leader Lease in the kubeconfig's namespace (default)", func() error {
+		return c.Get(ctx, types.NamespacedName{Namespace: "default", Name: "tokenkeeper.tokenkeeper.io"}, &coordinationv1.Lease{})
+	})
+	cert := &corev1.Secret{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "default", Name: "tokenkeeper-webhook-cert"}, cert); err != nil {
+		t.Fatalf("webhook certificate Secret: %v", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(cert.Data["ca.crt"])
+	for _, host := range []string{"localhost", "127.0.0.1"} {
+		https := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+		resp, err := https.Get(fmt.Sprintf("https://%s:%d/validate/shop/none", host, validation))
+		if err != nil {
+			t.Fatalf("the validation endpoint at %s: %v", host, err)
+		}
+		_ = resp.Body.Close()
+	}
+
+	iss := &v1alpha1.ClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "local"}, Spec: v1alpha1.IssuerSpec{
+		URL: "https://login.example.com/token", JSON: &v1alpha1.JSONLogin{}}}
+	if err := c.Create(ctx, iss); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the ClusterIssuer Ready", func() error {
+		if err := c.Get(ctx, types.NamespacedName{Name: "local"}, iss); err != nil {
+			return err
+		}
+		if !meta.IsStatusConditionTrue(iss.Status.Conditions, v1alpha1.ConditionReady) {
+			return fmt.Errorf("conditions %v", iss.Status.Conditions)
+		}
+		return nil
+	})
+	if err := running(); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs.String(), "admission webhooks are off"); n != 1 {
+		t.Errorf("%d log lines say admission webhooks are off, want exactly one", n)
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
