@@ -16,8 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"os"
 	"net"
+	"os"
 	"slices"
 	"time"
 

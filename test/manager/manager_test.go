@@ -201,7 +201,7 @@ func TestManagerOutsideCluster(t *testing.T) {
 	running := func() error {
 		select {
 		case err := <-exited:
-			return fmt.Errorf("the manager exited: %v", err)
+			return fmt.Errorf("the manager exited: %w", err)
 		default:
 			return nil
 		}
