@@ -37,6 +37,7 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/.
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac \
 		output:webhook:artifacts:config=config/webhook
 	hack/sync-manifests.sh
+	go run ./hack/chart-readme
 
 .PHONY: fmt
 fmt: ## Run gofmt.
@@ -77,7 +78,8 @@ fuzz: ## Run every fuzz target (issuer parsing, templates, egress, names, issuer
 helm-lint: $(HELM) ## Lint the Helm chart and render it with every option.
 	$(HELM) lint --strict charts/tokenkeeper
 	$(HELM) lint --strict charts/tokenkeeper --set certificates.mode=cert-manager --set metrics.serviceMonitor.enabled=true \
-		--set metrics.prometheusRule.enabled=true --set defaultPolicy.enabled=true
+		--set metrics.prometheusRule.enabled=true --set defaultPolicy.enabled=true --set networkPolicy.enabled=true \
+		--set metrics.dashboard.enabled=true --set metrics.readers[0].name=prometheus --set metrics.readers[0].namespace=monitoring
 	$(HELM) template tokenkeeper charts/tokenkeeper -n tokenkeeper-system >/dev/null
 
 .PHONY: bench

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -36,6 +37,10 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/internal/validation"
 	"github.com/tokenkeeper/tokenkeeper/internal/webhookcert"
 )
+
+// The metrics filter asks the API server who a scraper is and whether it may get /metrics.
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
 // selfManagedCerts makes sure the webhook certificate exists before the webhook server starts,
 // and returns the runnable that renews it. Outside a cluster the certificate also names
@@ -67,6 +72,17 @@ func dnsNames(services []string, ns string) []string {
 		names = append(names, s+"."+ns+".svc", s+"."+ns+".svc.cluster.local")
 	}
 	return names
+}
+
+// metricsOptions serves metrics over HTTPS (a self-signed certificate) behind the API server's
+// authentication and authorization, or over plain HTTP when not secure.
+func metricsOptions(addr string, secure bool) metricsserver.Options {
+	opts := metricsserver.Options{BindAddress: addr}
+	if secure {
+		opts.SecureServing = true
+		opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return opts
 }
 
 // defaultNamespace is where the manager keeps its Lease and certificate when no flag says: its
@@ -133,8 +149,12 @@ func main() {
 		allowEgress    string
 		webhookHost    string
 		webhooks       string
+		metricsSecure  bool
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
+	flag.BoolVar(&metricsSecure, "metrics-secure", true,
+		"Serve metrics over HTTPS to callers the API server authenticates and authorizes (get on /metrics, as ClusterRole "+
+			"tokenkeeper-metrics-reader grants); false serves plain HTTP to anyone, for local use.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	flag.BoolVar(&leaderElection, "leader-elect", true, "Elect a leader (Lease) so that only one replica reconciles.")
 	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 15*time.Second,
@@ -195,7 +215,7 @@ func main() {
 	shutdown := 30 * time.Second
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		Metrics:                 metricsOptions(metricsAddr, metricsSecure),
 		HealthProbeBindAddress:  probeAddr,
 		LeaderElection:          leaderElection,
 		LeaderElectionID:        "tokenkeeper.tokenkeeper.io",

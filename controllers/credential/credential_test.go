@@ -75,6 +75,17 @@ func setupWith(t *testing.T, f issuertest.Flavor, tune func(*issuertest.Server, 
 		edit(cred)
 	}
 	must(t, c.Create(ctx, cred))
+	t.Cleanup(func() {
+		if t.Failed() { // the manager's log lines about this test's namespace
+			var lines []string
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(l, ns) {
+					lines = append(lines, l)
+				}
+			}
+			t.Logf("manager log for namespace %s:\n%s", ns, strings.Join(lines[max(0, len(lines)-60):], "\n"))
+		}
+	})
 	return &fixture{t: t, srv: srv, ns: ns, key: types.NamespacedName{Namespace: ns, Name: "cred"}}
 }
 

@@ -590,7 +590,10 @@ func (r *Reconciler) patchStatus(ctx context.Context, before, cred *v1alpha1.Cre
 	if equality.Semantic.DeepEqual(before.Status, cred.Status) {
 		return nil
 	}
-	return client.IgnoreNotFound(r.Status().Patch(ctx, cred, client.MergeFrom(before)))
+	// Optimistic lock: a reconcile that started from a stale cached copy must not write its
+	// view over a newer status (a Ready=True from the reconcile before it, say): it conflicts
+	// and runs again from the fresh copy.
+	return client.IgnoreNotFound(r.Status().Patch(ctx, cred, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})))
 }
 
 func setCondition(cred *v1alpha1.Credential, typ string, status metav1.ConditionStatus, reason, msg string) {

@@ -149,5 +149,8 @@ func (r *Reconciler) patchStatus(ctx context.Context, before, iss v1alpha1.Gener
 	if equality.Semantic.DeepEqual(before.GetStatus(), iss.GetStatus()) {
 		return nil
 	}
-	return client.IgnoreNotFound(r.Status().Patch(ctx, iss, client.MergeFrom(before)))
+	// Optimistic lock: a reconcile that started from a stale cached copy must not write its
+	// view over a newer status (a Ready=True from the reconcile before it, say): it conflicts
+	// and runs again from the fresh copy.
+	return client.IgnoreNotFound(r.Status().Patch(ctx, iss, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})))
 }

@@ -379,5 +379,8 @@ func (r *Reconciler) patchStatus(ctx context.Context, before, tv *v1alpha1.Token
 	if !r.leading() || equality.Semantic.DeepEqual(before.Status, tv.Status) {
 		return nil
 	}
-	return client.IgnoreNotFound(r.Status().Patch(ctx, tv, client.MergeFrom(before)))
+	// Optimistic lock: a reconcile that started from a stale cached copy must not write its
+	// view over a newer status (a Ready=True from the reconcile before it, say): it conflicts
+	// and runs again from the fresh copy.
+	return client.IgnoreNotFound(r.Status().Patch(ctx, tv, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})))
 }

@@ -177,7 +177,9 @@ func TestHelmChart(t *testing.T) {
 
 func TestHelmChartAllOptions(t *testing.T) {
 	objs := helm(t, "certificates.mode=cert-manager", "metrics.serviceMonitor.enabled=true",
-		"metrics.prometheusRule.enabled=true", "defaultPolicy.enabled=true", `defaultPolicy.allowedIssuers={https://*.example.com}`)
+		"metrics.prometheusRule.enabled=true", "defaultPolicy.enabled=true", `defaultPolicy.allowedIssuers={https://*.example.com}`,
+		"networkPolicy.enabled=true", "metrics.dashboard.enabled=true", "metrics.readers[0].name=prometheus",
+		"metrics.readers[0].namespace=monitoring", "priorityClassName=system-cluster-critical", "podLabels.team=platform")
 	skipped := applyDryRun(t, objs)
 	slices.Sort(skipped)
 	if want := []string{"Certificate", "Issuer", "PrometheusRule", "ServiceMonitor"}; !slices.Equal(slices.Compact(skipped), want) {
@@ -192,6 +194,57 @@ func TestHelmChartAllOptions(t *testing.T) {
 	dep := find[appsv1.Deployment](t, objs, "Deployment", "tokenkeeper")
 	if !slices.Contains(dep.Spec.Template.Spec.Containers[0].Args, "--webhook-cert-mode=external") {
 		t.Errorf("with cert-manager the manager must not manage its own certificate")
+	}
+	if dep.Spec.Template.Spec.PriorityClassName != "system-cluster-critical" || dep.Spec.Template.Labels["team"] != "platform" {
+		t.Errorf("priorityClassName or podLabels not applied to the pod template")
+	}
+	for _, kind := range [][2]string{{"NetworkPolicy", "tokenkeeper"}, {"ConfigMap", "tokenkeeper-dashboard"}, {"ClusterRoleBinding", "tokenkeeper-metrics-reader"}} {
+		if !slices.ContainsFunc(objs, func(o *unstructured.Unstructured) bool { return o.GetKind() == kind[0] && o.GetName() == kind[1] }) {
+			t.Errorf("no %s %s rendered", kind[0], kind[1])
+		}
+	}
+	sm := slices.IndexFunc(objs, func(o *unstructured.Unstructured) bool { return o.GetKind() == "ServiceMonitor" })
+	if eps, _, _ := unstructured.NestedSlice(objs[sm].Object, "spec", "endpoints"); len(eps) != 1 || eps[0].(map[string]any)["scheme"] != "https" {
+		t.Errorf("the ServiceMonitor does not scrape the secure metrics endpoint over https: %v", eps)
+	}
+}
+
+// The defaults: a PodDisruptionBudget with two replicas, replicas spread over nodes, secure
+// metrics and the metrics reader role.
+func TestHelmChartAvailabilityDefaults(t *testing.T) {
+	objs := helm(t)
+	dep := find[appsv1.Deployment](t, objs, "Deployment", "tokenkeeper")
+	if !slices.Contains(dep.Spec.Template.Spec.Containers[0].Args, "--metrics-secure=true") {
+		t.Errorf("metrics are not secure by default: %v", dep.Spec.Template.Spec.Containers[0].Args)
+	}
+	if tsc := dep.Spec.Template.Spec.TopologySpreadConstraints; len(tsc) != 1 || tsc[0].LabelSelector == nil || tsc[0].TopologyKey != "kubernetes.io/hostname" {
+		t.Errorf("topology spread: %+v", tsc)
+	}
+	for _, kind := range [][2]string{{"PodDisruptionBudget", "tokenkeeper"}, {"ClusterRole", "tokenkeeper-metrics-reader"}} {
+		if !slices.ContainsFunc(objs, func(o *unstructured.Unstructured) bool { return o.GetKind() == kind[0] && o.GetName() == kind[1] }) {
+			t.Errorf("no %s %s rendered", kind[0], kind[1])
+		}
+	}
+	if slices.ContainsFunc(helm(t, "replicaCount=1"), func(o *unstructured.Unstructured) bool { return o.GetKind() == "PodDisruptionBudget" }) {
+		t.Errorf("a PodDisruptionBudget with one replica would block every drain")
+	}
+}
+
+// values.schema.json refuses a mistyped or misspelt value with a message naming it, instead of
+// the chart ignoring it.
+func TestHelmSchemaRejectsBadValues(t *testing.T) {
+	for set, want := range map[string]string{
+		"replicaCount=two":                "/replicaCount",
+		"metrics.scure=false":             "additional properties 'scure' not allowed",
+		"certificates.mode=vault":         "/certificates/mode",
+		"leaderElection.leaseDuration=15": "/leaderElection/leaseDuration",
+	} {
+		cmd := exec.CommandContext(t.Context(), os.Getenv("HELM"), "template", "tokenkeeper", "charts/tokenkeeper", "--set", set)
+		cmd.Dir = testenv.RepoRoot()
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), want) {
+			t.Errorf("--set %s: %v, output %q; want a schema error naming %q", set, err, out, want)
+		}
 	}
 }
 
