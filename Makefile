@@ -100,9 +100,22 @@ build: generate ## Build the manager binary.
 
 IMAGE ?= docker.io/local/tokenkeeper:dev
 
+# Platforms of the image index; PUSH=registry/repo:tag also pushes it (auth from the Docker config).
+PLATFORMS ?= linux/amd64,linux/arm64
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+PUSH ?=
+
 .PHONY: image
-image: build ## Build the manager image as an OCI layout tar (bin/tokenkeeper-image.tar), no Docker needed.
-	go run ./hack/ociimage -ref $(IMAGE) -out $(BIN)/tokenkeeper-image.tar $(BIN)/manager:/manager
+image: generate ## Build the manager image (an index over PLATFORMS) as an OCI layout tar in bin/, no Docker needed; PUSH=ref pushes it.
+	@set -e; for p in $$(echo "$(PLATFORMS)" | tr , ' '); do \
+		echo "building the manager for $$p"; \
+		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} go build -trimpath \
+			-ldflags "-s -w -X github.com/tokenkeeper/tokenkeeper/internal/issuer.Version=$(VERSION)" -o $(BIN)/manager-$${p%/*}-$${p#*/} ./cmd; \
+	done
+	go run ./hack/ociimage -ref $(IMAGE) -platforms $(PLATFORMS) $(if $(PUSH),-push $(PUSH)) \
+		-label org.opencontainers.image.source=https://github.com/tokenkeeper/tokenkeeper \
+		-label org.opencontainers.image.revision=$(REVISION) -label org.opencontainers.image.version=$(VERSION) \
+		-out $(BIN)/tokenkeeper-image.tar '$(BIN)/manager-{os}-{arch}:/manager'
 	@echo "import with: ctr -n k8s.io image import $(BIN)/tokenkeeper-image.tar"
 
 .PHONY: run
