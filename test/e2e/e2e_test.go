@@ -66,7 +66,9 @@ func TestEndToEnd(t *testing.T) {
 			s.issuers.Close()
 		}
 	}()
-	step(t, "the chart installs and the manager becomes Ready", s.install)
+	step(t, "chart 0.1.0 installs, with its CRDs from crds/", s.installPrevious)
+	step(t, "helm upgrade to this chart: the manager becomes Ready", s.install)
+	step(t, "the upgrade brought the CRDs' new fields; they are kept on uninstall", s.upgradedCRDs)
 	step(t, "every seed's Credential becomes Ready and the application pod runs", s.deployIssuers)
 	step(t, "the validation endpoint accepts issued tokens and rejects forged ones", s.validation)
 	step(t, "a TokenPolicy rejects a non-compliant Credential at kubectl apply", s.policy)

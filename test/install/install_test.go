@@ -228,6 +228,23 @@ func TestHelmChartAvailabilityDefaults(t *testing.T) {
 	if slices.ContainsFunc(helm(t, "replicaCount=1"), func(o *unstructured.Unstructured) bool { return o.GetKind() == "PodDisruptionBudget" }) {
 		t.Errorf("a PodDisruptionBudget with one replica would block every drain")
 	}
+	// The CRDs are templates (upgraded with the release) and kept on uninstall; crds.enabled=false
+	// leaves them to whoever manages them.
+	crds := 0
+	for _, o := range objs {
+		if o.GetKind() == "CustomResourceDefinition" {
+			crds++
+			if o.GetAnnotations()["helm.sh/resource-policy"] != "keep" || o.GetLabels()["app.kubernetes.io/managed-by"] != "Helm" {
+				t.Errorf("CRD %s: annotations %v, labels %v", o.GetName(), o.GetAnnotations(), o.GetLabels())
+			}
+		}
+	}
+	if crds != 5 {
+		t.Errorf("%d CRDs rendered, want 5", crds)
+	}
+	if slices.ContainsFunc(helm(t, "crds.enabled=false"), func(o *unstructured.Unstructured) bool { return o.GetKind() == "CustomResourceDefinition" }) {
+		t.Errorf("crds.enabled=false still renders CRDs")
+	}
 }
 
 // values.schema.json refuses a mistyped or misspelt value with a message naming it, instead of
