@@ -6,11 +6,25 @@ import (
 	"time"
 )
 
+// cacheShards spreads the cache over independently locked shards, picked by the first byte of
+// the key (uniform: it is a SHA-256), so that concurrent validations rarely wait for each other.
+const cacheShards = 16
+
 // cache is a bounded map from SHA-256(token) to a value that expires; it never holds a token.
+// Every operation is O(1): a full shard evicts its oldest insertion (first in, first out), so
+// a flood of distinct tokens costs no scan and no global lock.
 type cache[V any] struct {
+	shards [cacheShards]cacheShard[V]
+}
+
+type cacheShard[V any] struct {
 	mu      sync.Mutex
-	max     int
 	entries map[[32]byte]cacheEntry[V]
+	// order holds the shard's keys in insertion order, as a ring of capacity max: next is the
+	// oldest once the ring is full.
+	order [][32]byte
+	next  int
+	max   int
 }
 
 type cacheEntry[V any] struct {
@@ -18,14 +32,22 @@ type cacheEntry[V any] struct {
 	expires time.Time
 }
 
-func newCache[V any](max int) *cache[V] {
-	return &cache[V]{max: max, entries: make(map[[32]byte]cacheEntry[V])}
+func newCache[V any](size int) *cache[V] {
+	c := &cache[V]{}
+	per := max(1, size/cacheShards)
+	for i := range c.shards {
+		c.shards[i] = cacheShard[V]{entries: make(map[[32]byte]cacheEntry[V], per), order: make([][32]byte, 0, per), max: per}
+	}
+	return c
 }
 
+func (c *cache[V]) shard(key [32]byte) *cacheShard[V] { return &c.shards[key[0]%cacheShards] }
+
 func (c *cache[V]) get(key [32]byte, now time.Time) (V, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[key]
+	s := c.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.entries[key]
 	if !ok || !now.Before(e.expires) {
 		var zero V
 		return zero, false
@@ -33,27 +55,36 @@ func (c *cache[V]) get(key [32]byte, now time.Time) (V, bool) {
 	return e.value, true
 }
 
-// put stores value until expires. When full it drops expired entries, then arbitrary ones.
+// put stores value until expires. A new key in a full shard takes the place of the shard's
+// oldest insertion (expired or not: expired entries are never returned anyway).
 func (c *cache[V]) put(key [32]byte, value V, expires, now time.Time) {
 	if !now.Before(expires) {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) >= c.max {
-		for k, e := range c.entries {
-			if !now.Before(e.expires) {
-				delete(c.entries, k)
-			}
-		}
-		for k := range c.entries {
-			if len(c.entries) < c.max {
-				break
-			}
-			delete(c.entries, k)
+	s := c.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.entries[key]; !ok {
+		if len(s.order) < s.max {
+			s.order = append(s.order, key)
+		} else {
+			delete(s.entries, s.order[s.next])
+			s.order[s.next] = key
+			s.next = (s.next + 1) % s.max
 		}
 	}
-	c.entries[key] = cacheEntry[V]{value: value, expires: expires}
+	s.entries[key] = cacheEntry[V]{value: value, expires: expires}
+}
+
+// len is the number of entries, for tests.
+func (c *cache[V]) len() int {
+	n := 0
+	for i := range c.shards {
+		c.shards[i].mu.Lock()
+		n += len(c.shards[i].entries)
+		c.shards[i].mu.Unlock()
+	}
+	return n
 }
 
 func tokenKey(token string) [32]byte { return sha256.Sum256([]byte(token)) }
