@@ -533,3 +533,24 @@ func TestProbeCatchesEndedSessions(t *testing.T) {
 	}))
 	waitFor(t, 15*time.Second, "Ready=True once the issuer keeps sessions again", func() (bool, string) { return ready(f.cred()) })
 }
+
+// One issuer call per rotation: the OIDC discovery document is read once and reused with the
+// issuer client across reconciles, not fetched again for every renewal.
+func TestDiscoveryReadOncePerIssuer(t *testing.T) {
+	t.Parallel()
+	f := setup(t, issuertest.OAuth2, func(s *issuertest.Server, _ map[string]string) { s.SetLifetime(20 * time.Second) })
+	f.waitReady(30 * time.Second)
+	// One for the Credential's client, one for the Issuer's status.tokenURL.
+	atStart := f.srv.Calls(issuertest.OpDiscovery)
+	if atStart > 2 {
+		t.Errorf("%d discovery requests before the first token, want at most 2", atStart)
+	}
+	first := f.token()
+	waitFor(t, 45*time.Second, "three rotations", func() (bool, string) {
+		n := len(f.srv.Grants())
+		return n >= 4 && f.token() != first, fmt.Sprintf("%d tokens issued", n)
+	})
+	if n := f.srv.Calls(issuertest.OpDiscovery); n != atStart {
+		t.Errorf("%d more discovery requests over %d rotations, want none", n-atStart, len(f.srv.Grants())-1)
+	}
+}

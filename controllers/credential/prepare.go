@@ -75,7 +75,10 @@ func (r *Reconciler) prepare(ctx context.Context, cred *v1alpha1.Credential) (*e
 		fmt.Sprintf("issuer:%s:%d", iss.GetUID(), iss.GetGeneration()), in.Version()}, ";")
 	spec := *iss.GetSpec()
 	spec.CABundle = in.CABundle
-	e.client, err = issuer.New(issuer.Config{Spec: spec, Headers: e.headers, CheckURL: e.policy.CheckURL, Clock: r.Clock,
+	// One client per issuer version, Secret versions and URL rules, shared by reconciles and
+	// Credentials: connections and the discovery document are reused, not fetched per renewal.
+	key := fmt.Sprintf("%s:%d|%s|%s", iss.GetUID(), iss.GetGeneration(), in.Version(), e.policy.URLRules())
+	e.client, err = r.clients.Get(key, issuer.Config{Spec: spec, Headers: e.headers, CheckURL: e.policy.CheckURL, Clock: r.Clock,
 		Transport: r.Transport, Egress: r.Egress})
 	if err != nil {
 		return nil, block(v1alpha1.ReasonInvalidConfig, "issuer %s: %v", e.issuerKey, err)

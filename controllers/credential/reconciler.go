@@ -64,7 +64,12 @@ type Reconciler struct {
 	store    *stateStore
 	slots    *callSlots
 	resolver *resolve.Resolver
+	clients  *issuer.Pool
 }
+
+// issuerClients bounds the issuer clients kept between reconciles (one per issuer configuration
+// and URL rules in use).
+const issuerClients = 1024
 
 // +kubebuilder:rbac:groups=tokenkeeper.io,resources=credentials,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=tokenkeeper.io,resources=credentials/status,verbs=get;update;patch
@@ -113,7 +118,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	if err != nil {
 		return r.blocked(cred, err)
 	}
-	defer e.client.Close()
 	cred.Status.EffectivePolicy = e.policy.EffectiveStatus()
 	if err := r.recover(ctx, cred, e, st); err != nil {
 		return ctrl.Result{}, err
@@ -532,7 +536,6 @@ func (r *Reconciler) revoke(ctx context.Context, cred *v1alpha1.Credential) erro
 	if err != nil || !e.policy.RevokeOnDelete || !e.client.CanRevoke() {
 		return nil
 	}
-	defer e.client.Close()
 	seen := map[string]bool{}
 	for _, s := range []*state{st, held} {
 		if s == nil {

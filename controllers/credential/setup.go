@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
 	"github.com/tokenkeeper/tokenkeeper/internal/resolve"
 )
 
@@ -36,6 +37,7 @@ const (
 // (metadata only, through an index), issuers and policies.
 func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	r.store = newStateStore(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetScheme())
+	r.clients = issuer.NewPool(issuerClients)
 	r.resolver = &resolve.Resolver{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), ClusterResourceNamespace: r.ClusterResourceNamespace}
 	r.slots = newCallSlots(r.CallsPerNamespace)
 	idx := mgr.GetFieldIndexer()

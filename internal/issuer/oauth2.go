@@ -112,7 +112,20 @@ func (c *Client) oauth2Login(ctx context.Context, req Request) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.tokenRequest(ctx, "login", endpoint, form, req, ClassInvalidCredentials, nil)
+	tok, err := c.tokenRequest(ctx, "login", endpoint, form, req, ClassInvalidCredentials, nil)
+	c.forgetDiscoveryOn(err)
+	return tok, err
+}
+
+// forgetDiscoveryOn drops the cached discovery document after a failure that a moved endpoint
+// could explain (a configuration error or an unreachable endpoint): the next attempt reads it
+// again. Rejected credentials and rate limits say nothing about the document.
+func (c *Client) forgetDiscoveryOn(err error) {
+	if class := ClassOf(err); class == ClassConfig || class == ClassUnavailable {
+		c.mu.Lock()
+		c.discovery = nil
+		c.mu.Unlock()
+	}
 }
 
 func (c *Client) oauth2Refresh(ctx context.Context, req Request, prev *Token) (*Token, error) {

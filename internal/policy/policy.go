@@ -173,6 +173,12 @@ func Resolve(selecting []v1alpha1.TokenPolicy, spec *v1alpha1.CredentialSpec) (E
 	return e, violations
 }
 
+// URLRules identifies what CheckURL checks (HTTPS required, the allowed-issuer lists), so that
+// issuer clients built for equal rules can be shared.
+func (e Effective) URLRules() string {
+	return fmt.Sprintf("https=%t;from=%v;allowed=%v", e.RequireHTTPS, e.requireHTTPSFrom, e.allowed)
+}
+
 // CheckURL returns a Violation when u is not allowed: plain http where HTTPS is required, or a
 // URL that some policy's allowedIssuers does not match. Every policy with a list must allow it.
 // The issuer engine calls it before every request.
