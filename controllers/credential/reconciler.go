@@ -533,7 +533,13 @@ func (r *Reconciler) revoke(ctx context.Context, cred *v1alpha1.Credential) erro
 		return err
 	}
 	e, err := r.prepare(ctx, cred)
-	if err != nil || !e.policy.RevokeOnDelete || !e.client.CanRevoke() {
+	if err != nil {
+		// Revocation is best effort: a Credential whose issuer, policy or inputs are gone is
+		// deleted without it rather than kept forever by its finalizer.
+		logf.FromContext(ctx).Info("not revoking the session: the issuer cannot be used", "reason", err.Error())
+		return nil
+	}
+	if !e.policy.RevokeOnDelete || !e.client.CanRevoke() {
 		return nil
 	}
 	seen := map[string]bool{}
