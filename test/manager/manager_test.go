@@ -4,7 +4,6 @@
 package manager_test
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -56,6 +55,100 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error
 	t.Fatalf("timed out waiting for %s: %v", what, err)
 }
 
+// process is the manager binary running with every listener on a free loopback port.
+type process struct {
+	cmd                                      *exec.Cmd
+	exited                                   chan error
+	logs                                     *testenv.Buffer
+	health, metrics, webhookPort, validation int
+}
+
+// start runs bin against kubeconfig with env (KEY=VALUE) and extra flags, and waits for /readyz;
+// the process is killed when the test ends, its output logged if the test failed.
+func start(t *testing.T, bin, kubeconfig, certDir string, env []string, extra ...string) *process {
+	t.Helper()
+	p := &process{exited: make(chan error, 1), logs: &testenv.Buffer{},
+		health: freePort(t), metrics: freePort(t), webhookPort: freePort(t), validation: freePort(t)}
+	args := append([]string{"--kubeconfig=" + kubeconfig, "--leader-elect=true",
+		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(p.health), "--metrics-bind-address=127.0.0.1:" + strconv.Itoa(p.metrics),
+		"--webhook-port=" + strconv.Itoa(p.webhookPort), "--validation-bind-address=127.0.0.1:" + strconv.Itoa(p.validation),
+		"--webhook-cert-dir=" + certDir, "--zap-encoder=json"}, extra...)
+	p.cmd = exec.CommandContext(t.Context(), bin, args...)
+	p.cmd.Env = env
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("manager output:\n%s", p.logs.String())
+		}
+	})
+	waitFor(t, 30*time.Second, "/readyz", func() error {
+		if err := p.running(); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", p.health))
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
+	return p
+}
+
+// running is nil while the process runs.
+func (p *process) running() error {
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		return fmt.Errorf("the manager exited: %w", err)
+	default:
+		return nil
+	}
+}
+
+// stop sends SIGTERM and wants a clean exit within 40 s.
+func (p *process) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Fatalf("manager exited with %v after SIGTERM", err)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("manager did not exit within 40 s of SIGTERM")
+	}
+}
+
+// clusterIssuerReady creates a ClusterIssuer and waits for the manager to report it Ready.
+func clusterIssuerReady(t *testing.T, env *testenv.Env, name string) {
+	t.Helper()
+	iss := &v1alpha1.ClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.IssuerSpec{
+		URL: "https://login.example.com/token", JSON: &v1alpha1.JSONLogin{}}}
+	if err := env.Client.Create(t.Context(), iss); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the ClusterIssuer Ready", func() error {
+		if err := env.Client.Get(t.Context(), types.NamespacedName{Name: name}, iss); err != nil {
+			return err
+		}
+		if !meta.IsStatusConditionTrue(iss.Status.Conditions, v1alpha1.ConditionReady) {
+			return fmt.Errorf("conditions %v", iss.Status.Conditions)
+		}
+		return nil
+	})
+}
+
 func TestManagerBinary(t *testing.T) {
 	env, err := testenv.Start()
 	if err != nil {
@@ -67,40 +160,8 @@ func TestManagerBinary(t *testing.T) {
 	dir := t.TempDir()
 
 	bin, kcPath := env.Manager(t, dir)
-
-	health, metrics, webhookPort, validation := freePort(t), freePort(t), freePort(t), freePort(t)
-	var logs bytes.Buffer
-	cmd := exec.CommandContext(ctx, bin, "--kubeconfig="+kcPath, "--leader-elect=true",
-		"--health-probe-bind-address=127.0.0.1:"+strconv.Itoa(health), "--metrics-bind-address=127.0.0.1:"+strconv.Itoa(metrics),
-		"--webhook-port="+strconv.Itoa(webhookPort), "--validation-bind-address=127.0.0.1:"+strconv.Itoa(validation),
-		"--webhook-cert-dir="+filepath.Join(dir, "certs"), "--zap-encoder=json")
-	cmd.Env = append(os.Environ(), "POD_NAMESPACE=tokenkeeper-system")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-		}
-		if t.Failed() {
-			t.Logf("manager output:\n%s", logs.String())
-		}
-	}()
-
-	waitFor(t, 30*time.Second, "/readyz", func() error {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", health))
-		if err != nil {
-			return err
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	})
+	p := start(t, bin, kcPath, filepath.Join(dir, "certs"), append(os.Environ(), "POD_NAMESPACE=tokenkeeper-system"))
+	validation := p.validation
 	waitFor(t, 30*time.Second, "the leader Lease", func() error {
 		return c.Get(ctx, types.NamespacedName{Namespace: "tokenkeeper-system", Name: "tokenkeeper.tokenkeeper.io"}, &coordinationv1.Lease{})
 	})
@@ -127,34 +188,9 @@ func TestManagerBinary(t *testing.T) {
 	})
 
 	// The controllers run: a ClusterIssuer is reconciled to Ready.
-	iss := &v1alpha1.ClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "smoke"}, Spec: v1alpha1.IssuerSpec{
-		URL: "https://login.example.com/token", JSON: &v1alpha1.JSONLogin{}}}
-	if err := c.Create(ctx, iss); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 20*time.Second, "the ClusterIssuer Ready", func() error {
-		if err := c.Get(ctx, types.NamespacedName{Name: "smoke"}, iss); err != nil {
-			return err
-		}
-		if !meta.IsStatusConditionTrue(iss.Status.Conditions, v1alpha1.ConditionReady) {
-			return fmt.Errorf("conditions %v", iss.Status.Conditions)
-		}
-		return nil
-	})
-	checkSecureMetrics(t, env, metrics)
-
-	// SIGTERM: a clean, prompt exit.
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("manager exited with %v after SIGTERM", err)
-		}
-	case <-time.After(40 * time.Second):
-		t.Fatal("manager did not exit within 40 s of SIGTERM")
-	}
+	clusterIssuerReady(t, env, "smoke")
+	checkSecureMetrics(t, env, p.metrics)
+	p.stop(t)
 }
 
 // Run outside a cluster (`make run`) against an API server with only the CRDs applied: no
@@ -171,53 +207,14 @@ func TestManagerOutsideCluster(t *testing.T) {
 	c := env.Client
 	dir := t.TempDir()
 	bin, kcPath := env.ManagerBinary(t, dir)
-
-	health, metrics, webhookPort, validation := freePort(t), freePort(t), freePort(t), freePort(t)
-	var logs testenv.Buffer
-	cmd := exec.CommandContext(ctx, bin, "--kubeconfig="+kcPath, "--leader-elect=true",
-		"--health-probe-bind-address=127.0.0.1:"+strconv.Itoa(health), "--metrics-bind-address=127.0.0.1:"+strconv.Itoa(metrics),
-		"--webhook-bind-address=127.0.0.1", "--webhook-port="+strconv.Itoa(webhookPort), "--validation-bind-address=127.0.0.1:"+strconv.Itoa(validation),
-		"--webhook-cert-dir="+filepath.Join(dir, "certs"), "--zap-encoder=json")
+	var environ []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "POD_NAMESPACE=") && !strings.HasPrefix(kv, "KUBERNETES_SERVICE_") {
-			cmd.Env = append(cmd.Env, kv)
+			environ = append(environ, kv)
 		}
 	}
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("manager output:\n%s", logs.String())
-		}
-	}()
-	running := func() error {
-		select {
-		case err := <-exited:
-			return fmt.Errorf("the manager exited: %w", err)
-		default:
-			return nil
-		}
-	}
-
-	waitFor(t, 30*time.Second, "/readyz", func() error {
-		if err := running(); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", health))
-		if err != nil {
-			return err
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	})
+	p := start(t, bin, kcPath, filepath.Join(dir, "certs"), environ, "--webhook-bind-address=127.0.0.1")
+	validation := p.validation
 	waitFor(t, 30*time.Second, "the leader Lease in the kubeconfig's namespace (default)", func() error {
 		return c.Get(ctx, types.NamespacedName{Namespace: "default", Name: "tokenkeeper.tokenkeeper.io"}, &coordinationv1.Lease{})
 	})
@@ -236,37 +233,14 @@ func TestManagerOutsideCluster(t *testing.T) {
 		_ = resp.Body.Close()
 	}
 
-	iss := &v1alpha1.ClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "local"}, Spec: v1alpha1.IssuerSpec{
-		URL: "https://login.example.com/token", JSON: &v1alpha1.JSONLogin{}}}
-	if err := c.Create(ctx, iss); err != nil {
+	clusterIssuerReady(t, env, "local")
+	if err := p.running(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the ClusterIssuer Ready", func() error {
-		if err := c.Get(ctx, types.NamespacedName{Name: "local"}, iss); err != nil {
-			return err
-		}
-		if !meta.IsStatusConditionTrue(iss.Status.Conditions, v1alpha1.ConditionReady) {
-			return fmt.Errorf("conditions %v", iss.Status.Conditions)
-		}
-		return nil
-	})
-	if err := running(); err != nil {
-		t.Fatal(err)
-	}
-	if n := strings.Count(logs.String(), "admission webhooks are off"); n != 1 {
+	if n := strings.Count(p.logs.String(), "admission webhooks are off"); n != 1 {
 		t.Errorf("%d log lines say admission webhooks are off, want exactly one", n)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("manager exited with %v after SIGTERM", err)
-		}
-	case <-time.After(40 * time.Second):
-		t.Fatal("manager did not exit within 40 s of SIGTERM")
-	}
+	p.stop(t)
 }
 
 // checkSecureMetrics: metrics are served over HTTPS to callers the API server authenticates and
