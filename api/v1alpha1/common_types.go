@@ -53,6 +53,9 @@ const (
 	ReasonStateRestored = "StateRestored"
 	// ReasonSecretAdopted: a target Secret that had lost its owner reference was taken back.
 	ReasonSecretAdopted = "SecretAdopted"
+	// ReasonExpired: Ready is False because the token in the Secret has expired and no renewal
+	// replaced it yet.
+	ReasonExpired = "Expired"
 	// ReasonTokenRejected: the issuer's probe answered 401 or 403 to the current token.
 	ReasonTokenRejected = "TokenRejected"
 	// ReasonRolloutRestartFailed: a workload in spec.rolloutRestart could not be restarted.

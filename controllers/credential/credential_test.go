@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	appsv1 "k8s.io/api/apps/v1"
 
 	corev1 "k8s.io/api/core/v1"
@@ -553,4 +555,49 @@ func TestDiscoveryReadOncePerIssuer(t *testing.T) {
 	if n := f.srv.Calls(issuertest.OpDiscovery); n != atStart {
 		t.Errorf("%d more discovery requests over %d rotations, want none", n-atStart, len(f.srv.Grants())-1)
 	}
+}
+
+// An expired token is never Ready, even while a long backoff runs: the manager wakes at the
+// token's expiry to say so, with the last failure's reason. Its metrics go with the Credential.
+func TestExpiredTokenIsNeverReady(t *testing.T) {
+	t.Parallel()
+	f := setup(t, issuertest.Seed001, func(s *issuertest.Server, _ map[string]string) { s.SetLifetime(20 * time.Second) })
+	f.waitReady(30 * time.Second)
+	f.srv.Fail(-1, http.StatusUnauthorized, "") // rejected credentials: the backoff starts at a minute
+	expires := f.cred().Status.ExpiresAt.Time
+	waitFor(t, time.Until(expires)+15*time.Second, "Ready=False once the token expired", func() (bool, string) {
+		ok, state := ready(f.cred())
+		return !ok && time.Now().After(expires) && strings.Contains(state, "expired at"), state
+	})
+	c := f.cred()
+	if c.Status.NextRetryTime == nil || !c.Status.NextRetryTime.After(expires) {
+		t.Fatalf("the retry (%v) is not after the expiry (%s): this proves nothing", c.Status.NextRetryTime, expires)
+	}
+	if ok, state := ready(c); ok || !strings.HasPrefix(state, v1alpha1.ReasonInvalidCredentials) {
+		t.Errorf("Ready %t %q, want False with the last failure's reason", ok, state)
+	}
+	// This Credential's series, among the other tests' Credentials.
+	series := func() int {
+		ch := make(chan prometheus.Metric, 4096)
+		go func() { metrics.CredentialRenewal.Collect(ch); metrics.CredentialExpiry.Collect(ch); close(ch) }()
+		n := 0
+		for m := range ch {
+			var d dto.Metric
+			_ = m.Write(&d)
+			for _, l := range d.GetLabel() {
+				if l.GetName() == "namespace" && l.GetValue() == f.ns {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	if n := series(); n != 2 {
+		t.Fatalf("%d series for the Credential before its deletion, want 2 (expiry, renewal)", n)
+	}
+	must(t, env.Client.Delete(t.Context(), c))
+	waitFor(t, 15*time.Second, "the deleted Credential's metric series gone", func() (bool, string) {
+		n := series()
+		return n == 0, fmt.Sprintf("%d series left", n)
+	})
 }

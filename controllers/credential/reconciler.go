@@ -92,6 +92,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		if apierrors.IsNotFound(err) {
 			r.store.drop(req.NamespacedName)
 			r.slots.forget(req.String())
+			metrics.ForgetCredential(req.Namespace, req.Name)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -360,12 +361,20 @@ func (r *Reconciler) revokeRetired(ctx context.Context, cred *v1alpha1.Credentia
 	return r.store.commit(ctx, cred, st)
 }
 
-// nextWake is the earlier of the next renewal and a pending revocation.
+// nextWake is the earliest of the next renewal (or retry), a pending revocation, and the
+// current token's expiry: status must say Ready=False the moment the token expires, even while a
+// long backoff runs.
 func (r *Reconciler) nextWake(renewAt time.Time, st *state) time.Time {
-	if st.retired != nil && st.retireAt.Before(renewAt) {
-		return st.retireAt
+	wake := renewAt
+	if st.retired != nil && st.retireAt.Before(wake) {
+		wake = st.retireAt
 	}
-	return renewAt
+	if st.token != nil {
+		if expiry := st.token.ExpiresAt.Add(time.Second); expiry.After(r.Clock.Now()) && expiry.Before(wake) {
+			wake = expiry
+		}
+	}
+	return wake
 }
 
 // outcome is what one renewal got from the issuer, and what it may have used up.
@@ -457,6 +466,7 @@ func (r *Reconciler) observeToken(cred *v1alpha1.Credential, e *env, st *state, 
 		cred.Status.SessionStartTime = &metav1.Time{Time: st.sessionStart}
 	}
 	metrics.CredentialExpiry.WithLabelValues(cred.Namespace, cred.Name, e.issuerKey).Set(float64(tok.ExpiresAt.Unix()))
+	metrics.CredentialRenewal.WithLabelValues(cred.Namespace, cred.Name, e.issuerKey).Set(float64(renewAt.Unix()))
 	setLifetimeCondition(cred, tok)
 	if p := cred.Status.EffectivePolicy; p != nil {
 		plan := renewal.Schedule(*st.session(), e.policy, string(cred.UID))
@@ -465,7 +475,16 @@ func (r *Reconciler) observeToken(cred *v1alpha1.Credential, e *env, st *state, 
 		}
 		p.RenewalLead, p.RenewalRule = &metav1.Duration{Duration: plan.Lead.Round(100 * time.Millisecond)}, plan.Rule
 	}
-	if cred.Status.FailedAttempts == 0 {
+	if now := r.Clock.Now(); !now.Before(tok.ExpiresAt) {
+		// However it came to this (failures, a backlog, a manager that was down), an expired
+		// token is never Ready; after failures the reason is the last failure's.
+		reason := v1alpha1.ReasonExpired
+		if cred.Status.FailedAttempts > 0 && cred.Status.LastFailureReason != "" {
+			reason = cred.Status.LastFailureReason
+		}
+		setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionFalse, reason,
+			"the token in Secret "+cred.Spec.SecretName+" expired at "+tok.ExpiresAt.UTC().Format(time.RFC3339)+" and was not renewed yet; Issuing and the Events say why")
+	} else if cred.Status.FailedAttempts == 0 {
 		reason := v1alpha1.ReasonIssued
 		if tok.IssuedAt.After(st.sessionStart) {
 			reason = v1alpha1.ReasonRefreshed
@@ -521,6 +540,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, cred *v1alpha1.Credent
 	}
 	r.store.drop(client.ObjectKeyFromObject(cred))
 	r.slots.forget(client.ObjectKeyFromObject(cred).String())
+	metrics.ForgetCredential(cred.Namespace, cred.Name)
 	return ctrl.Result{}, nil
 }
 

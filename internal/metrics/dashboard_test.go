@@ -16,7 +16,7 @@ import (
 func exported() map[string]bool {
 	names := map[string]bool{}
 	fq := regexp.MustCompile(`fqName: "([^"]+)"`)
-	for _, c := range []prometheus.Collector{metrics.CredentialExpiry, metrics.Renewals, metrics.RenewalFailures, metrics.IssuerRequestDuration,
+	for _, c := range []prometheus.Collector{metrics.CredentialExpiry, metrics.CredentialRenewal, metrics.Renewals, metrics.RenewalFailures, metrics.IssuerRequestDuration,
 		metrics.InterruptedCalls, metrics.Validations, metrics.ValidationDuration, metrics.ValidationCacheHits, metrics.KeySetRefreshes} {
 		ch := make(chan *prometheus.Desc, 1)
 		c.Describe(ch)

@@ -14,6 +14,13 @@ var (
 		Help: "When the token of a Credential expires, in Unix seconds.",
 	}, []string{"namespace", "credential", "issuer"})
 
+	// CredentialRenewal is when each Credential's token is due for renewal (Unix seconds): past
+	// it by more than a few minutes, the renewal is overdue (an alert says so).
+	CredentialRenewal = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tokenkeeper_credential_renewal_timestamp_seconds",
+		Help: "When the token of a Credential is due for renewal (or its failed renewal is retried), in Unix seconds.",
+	}, []string{"namespace", "credential", "issuer"})
+
 	// Renewals counts tokens obtained, by issuer and method (login or refresh).
 	Renewals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokenkeeper_renewals_total",
@@ -42,7 +49,15 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(CredentialExpiry, Renewals, RenewalFailures, IssuerRequestDuration, InterruptedCalls)
+	metrics.Registry.MustRegister(CredentialExpiry, CredentialRenewal, Renewals, RenewalFailures, IssuerRequestDuration, InterruptedCalls)
+}
+
+// ForgetCredential drops a deleted Credential's series, so that churn does not grow the
+// registry (a tenant creating and deleting Credentials in a loop would otherwise).
+func ForgetCredential(namespace, name string) {
+	l := prometheus.Labels{"namespace": namespace, "credential": name}
+	CredentialExpiry.DeletePartialMatch(l)
+	CredentialRenewal.DeletePartialMatch(l)
 }
 
 var (

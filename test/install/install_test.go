@@ -203,6 +203,17 @@ func TestHelmChartAllOptions(t *testing.T) {
 			t.Errorf("no %s %s rendered", kind[0], kind[1])
 		}
 	}
+	pr := slices.IndexFunc(objs, func(o *unstructured.Unstructured) bool { return o.GetKind() == "PrometheusRule" })
+	groups, _, _ := unstructured.NestedSlice(objs[pr].Object, "spec", "groups")
+	var alerts []string
+	for _, r := range groups[0].(map[string]any)["rules"].([]any) {
+		alerts = append(alerts, r.(map[string]any)["alert"].(string))
+	}
+	for _, want := range []string{"TokenkeeperTokenExpired", "TokenkeeperRenewalOverdue", "TokenkeeperTokenExpiringWhileRenewalsFail"} {
+		if !slices.Contains(alerts, want) {
+			t.Errorf("PrometheusRule lacks %s: %v", want, alerts)
+		}
+	}
 	sm := slices.IndexFunc(objs, func(o *unstructured.Unstructured) bool { return o.GetKind() == "ServiceMonitor" })
 	if eps, _, _ := unstructured.NestedSlice(objs[sm].Object, "spec", "endpoints"); len(eps) != 1 || eps[0].(map[string]any)["scheme"] != "https" {
 		t.Errorf("the ServiceMonitor does not scrape the secure metrics endpoint over https: %v", eps)
