@@ -253,7 +253,7 @@ func (c *Client) Probe(ctx context.Context, tok *Token) error {
 		method = http.MethodGet
 	}
 	resp, err := c.send(ctx, call{op: "probe", method: method, url: string(p.URL),
-		header: http.Header{"Authorization": {tok.Authorization()}}, secrets: redactor(nil).with(tok.AccessToken)})
+		header: http.Header{"Authorization": {tok.Authorization()}}, secrets: c.secretsOf(Request{}, tok.AccessToken, tok.RefreshToken)})
 	if err != nil {
 		return err
 	}

@@ -321,7 +321,7 @@ func TestNoSecretInErrors(t *testing.T) {
 	specs := map[string]v1alpha1.IssuerSpec{
 		"json": {URL: v1alpha1.EndpointURL(echo.URL + "/login"), JSON: &v1alpha1.JSONLogin{}, CABundle: ca,
 			Refresh: &v1alpha1.Endpoint{URL: v1alpha1.EndpointURL(echo.URL + "/refresh")}, Revoke: &v1alpha1.Endpoint{URL: v1alpha1.EndpointURL(echo.URL + "/revoke")},
-			TokenInfo: &v1alpha1.Endpoint{URL: v1alpha1.EndpointURL(echo.URL + "/info")}},
+			TokenInfo: &v1alpha1.Endpoint{URL: v1alpha1.EndpointURL(echo.URL + "/info")}, Probe: &v1alpha1.TokenProbe{URL: v1alpha1.EndpointURL(echo.URL + "/probe")}},
 		"json-200-echo": {URL: v1alpha1.EndpointURL(echo.URL + "/ok"), JSON: &v1alpha1.JSONLogin{}, CABundle: ca},
 		"json-template": {URL: v1alpha1.EndpointURL(echo.URL + "/login"), CABundle: ca,
 			JSON: &v1alpha1.JSONLogin{Body: `{"p":{{ .password }}}`}},
@@ -351,6 +351,9 @@ func TestNoSecretInErrors(t *testing.T) {
 			errs = append(errs, c.Revoke(t.Context(), req, tok))
 			_, err = c.Inspect(t.Context(), req, accessTok)
 			errs = append(errs, err)
+			if c.CanProbe() {
+				errs = append(errs, c.Probe(t.Context(), tok))
+			}
 			for i, err := range errs {
 				if err == nil {
 					continue

@@ -44,7 +44,7 @@ func (c *Client) Discover(ctx context.Context) (*Discovery, error) {
 	issuerURL := strings.TrimSuffix(string(c.spec.OAuth2.IssuerURL), "/")
 	var lastErr error
 	for _, suffix := range []string{"/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"} {
-		resp, err := c.send(ctx, call{op: "discovery", method: http.MethodGet, url: issuerURL + suffix})
+		resp, err := c.send(ctx, call{op: "discovery", method: http.MethodGet, url: issuerURL + suffix, secrets: c.secretsOf(Request{})})
 		if err != nil {
 			return nil, err
 		}
