@@ -7,9 +7,11 @@ import (
 	"net/http/httptest"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 )
@@ -30,6 +32,43 @@ func benchValidator(b *testing.B, k *keyServer, alg string, cached bool) (*Valid
 		b.Fatalf("benchmark token rejected: %v", d)
 	}
 	return v, tok
+}
+
+// distinctTokens is how many distinct RS256 tokens the distinct-token benchmark cycles through:
+// twice the cache size, so that with first-in-first-out eviction every lookup misses.
+const distinctTokens = 2 * cacheSize
+
+// BenchmarkValidateDistinct measures in-process RS256 validation when every token is new (many
+// clients, short tokens): each one misses the cache and is inserted into a full one. Compare
+// with BenchmarkValidate/RS256/uncached (no cache at all).
+func BenchmarkValidateDistinct(b *testing.B) {
+	// Signing 20,000 RS256 tokens takes a while; it is done again for each -count.
+	k := newKeyServer(b)
+	now := time.Now()
+	headers := make([][]string, distinctTokens)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < distinctTokens; i += 4 {
+				headers[i] = []string{"Bearer " + k.sign(b, "RS256", "rsa1", claims(now, func(c jwt.MapClaims) { c["jti"] = i }), nil)}
+			}
+		}()
+	}
+	wg.Wait()
+	v, _ := benchValidator(b, k, "RS256", true)
+	ctx := context.Background()
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, d := v.Authenticate(ctx, headers[next.Add(1)%distinctTokens]); d != nil {
+				b.Fatal(d)
+			}
+		}
+	})
 }
 
 // BenchmarkValidate measures in-process validation per algorithm, with and without the cache.
