@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -100,6 +99,9 @@ type Client struct {
 	clock    clock.PassiveClock
 	http     *http.Client
 
+	// proto is the issuer's protocol, chosen once from its spec.
+	proto protocol
+
 	mu        sync.Mutex
 	discovery *Discovery
 	fetchedAt time.Time
@@ -108,6 +110,7 @@ type Client struct {
 // New returns a Client for an issuer. It fails only on configuration that can never work.
 func New(cfg Config) (*Client, error) {
 	c := &Client{spec: cfg.Spec, headers: cfg.Headers, checkURL: cfg.CheckURL, clock: cfg.Clock}
+	c.proto = protocolOf(c)
 	if c.clock == nil {
 		c.clock = clock.RealClock{}
 	}
@@ -140,24 +143,6 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// userAgentTransport names tokenkeeper on every request of an issuer's client: logins,
-// discovery, introspection and key-set fetches alike.
-type userAgentTransport struct{ next http.RoundTripper }
-
-func (t userAgentTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	req = req.Clone(req.Context())
-	req.Header.Set("User-Agent", UserAgent)
-	return t.next.RoundTrip(req)
-}
-
-// CloseIdleConnections lets Client.Close reach the wrapped transport: without it every client
-// built for a reconcile would keep its idle connections open.
-func (t userAgentTransport) CloseIdleConnections() {
-	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
-		c.CloseIdleConnections()
-	}
-}
-
 // Login starts a session.
 func (c *Client) Login(ctx context.Context, req Request) (*Token, error) {
 	if req.Kind == LoginRefreshToken {
@@ -167,10 +152,7 @@ func (c *Client) Login(ctx context.Context, req Request) (*Token, error) {
 		}
 		return c.Refresh(ctx, req, &Token{RefreshToken: rt})
 	}
-	if c.spec.OAuth2 != nil {
-		return c.oauth2Login(ctx, req)
-	}
-	return c.jsonLogin(ctx, req)
+	return c.proto.login(ctx, req)
 }
 
 // Refresh trades prev's refresh token for a new token. A response without a new refresh token
@@ -179,15 +161,7 @@ func (c *Client) Refresh(ctx context.Context, req Request, prev *Token) (*Token,
 	if prev == nil || prev.RefreshToken == "" {
 		return nil, ErrUnsupported
 	}
-	var (
-		tok *Token
-		err error
-	)
-	if c.spec.OAuth2 != nil {
-		tok, err = c.oauth2Refresh(ctx, req, prev)
-	} else {
-		tok, err = c.jsonRefresh(ctx, req, prev)
-	}
+	tok, err := c.proto.refresh(ctx, req, prev)
 	if err != nil {
 		return nil, err
 	}
@@ -199,10 +173,7 @@ func (c *Client) Refresh(ctx context.Context, req Request, prev *Token) (*Token,
 
 // Revoke ends the session of tok at the issuer. ErrUnsupported means there is no endpoint.
 func (c *Client) Revoke(ctx context.Context, req Request, tok *Token) error {
-	if c.spec.OAuth2 != nil {
-		return c.oauth2Revoke(ctx, req, tok)
-	}
-	return c.jsonRevoke(ctx, req, tok)
+	return c.proto.revoke(ctx, req, tok)
 }
 
 // Introspection is what an issuer says of a token.
@@ -218,10 +189,7 @@ type Introspection struct {
 // Inspect asks the issuer whether accessToken is valid (RFC 7662 introspection or a token-info
 // endpoint). An invalid token is an inactive Introspection, not an error.
 func (c *Client) Inspect(ctx context.Context, req Request, accessToken string) (*Introspection, error) {
-	if c.spec.OAuth2 != nil {
-		return c.oauth2Inspect(ctx, req, accessToken)
-	}
-	return c.jsonInspect(ctx, req, accessToken)
+	return c.proto.inspect(ctx, req, accessToken)
 }
 
 // ErrTokenRejected is returned by Probe when the issuer answers 401 or 403 to the token.
@@ -266,140 +234,6 @@ func (c *Client) Probe(ctx context.Context, tok *Token) error {
 	return &Error{Class: ClassUnavailable, Op: "probe", StatusCode: resp.status, Reason: fmt.Sprintf("probe answered HTTP %d", resp.status)}
 }
 
-// ---- transport ----------------------------------------------------------------------------
-
-type call struct {
-	op          string
-	method      string
-	url         string
-	contentType string
-	body        []byte
-	header      http.Header
-	secrets     redactor
-}
-
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-// send performs one request under every transport rule: https unless allowed, the policy check,
-// no redirects, a timeout and a capped body. Errors are classified; 4xx/5xx are left to the caller.
-func (c *Client) send(ctx context.Context, in call) (*response, error) {
-	u, err := url.Parse(in.url)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, &Error{Class: ClassConfig, Op: in.op, Reason: "endpoint is not an absolute http(s) URL"}
-	}
-	if u.Scheme == "http" && !c.spec.AllowInsecureHTTP {
-		return nil, &Error{Class: ClassConfig, Op: in.op, Reason: fmt.Sprintf("%s uses plain http; use https or set allowInsecureHTTP", hostPath(u))}
-	}
-	if c.checkURL != nil {
-		if err := c.checkURL(u); err != nil {
-			return nil, &Error{Class: ClassConfig, Op: in.op, Reason: in.secrets.sanitize(err.Error())}
-		}
-	}
-	var body io.Reader
-	if in.body != nil {
-		body = bytes.NewReader(in.body)
-	}
-	hreq, err := http.NewRequestWithContext(ctx, in.method, u.String(), body)
-	if err != nil {
-		return nil, &Error{Class: ClassConfig, Op: in.op, Reason: "building request failed"}
-	}
-	for name, value := range c.headers {
-		hreq.Header.Set(name, value)
-	}
-	for name, values := range in.header {
-		hreq.Header[name] = values
-		in.secrets = in.secrets.with(values...)
-	}
-	hreq.Header.Set("Accept", "application/json")
-	if in.contentType != "" {
-		hreq.Header.Set("Content-Type", in.contentType)
-	}
-	resp, err := c.http.Do(hreq)
-	if errors.Is(err, egress.ErrDenied) { // refused before anything was sent
-		return nil, &Error{Class: ClassConfig, Op: in.op, Reason: in.secrets.sanitize(transportReason(err, u))}
-	}
-	if reason, ok := tlsReason(err, u); ok { // only a configuration change fixes these
-		return nil, &Error{Class: ClassConfig, Op: in.op, Reason: in.secrets.sanitize(reason)}
-	}
-	if err != nil {
-		return nil, &Error{Class: ClassUnavailable, Op: in.op, Reason: in.secrets.sanitize(transportReason(err, u))}
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
-		return nil, redirectError(in.op, u, resp)
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodySize+1))
-	if err != nil {
-		return nil, &Error{Class: ClassUnavailable, Op: in.op, StatusCode: resp.StatusCode, Reason: "reading the response failed: " + in.secrets.sanitize(transportReason(err, u))}
-	}
-	if len(data) > MaxBodySize {
-		return nil, &Error{Class: ClassMalformedResponse, Op: in.op, StatusCode: resp.StatusCode, Reason: "response body is larger than 1 MiB"}
-	}
-	return &response{status: resp.StatusCode, header: resp.Header, body: data}, nil
-}
-
-// tlsReason spells out a failed verification of the issuer's certificate, which no retry can
-// fix: an unknown authority, a name mismatch, an expired or not yet valid certificate.
-func tlsReason(err error, u *url.URL) (string, bool) {
-	var (
-		unknown  x509.UnknownAuthorityError
-		hostname x509.HostnameError
-		invalid  x509.CertificateInvalidError
-		verify   *tls.CertificateVerificationError
-	)
-	const fix = ": set caBundle or caBundleFrom on the issuer to the CA that signed it, or fix the issuer's certificate"
-	switch {
-	case err == nil:
-		return "", false
-	case errors.As(err, &unknown):
-		return "TLS: the certificate of " + u.Host + " is signed by an authority tokenkeeper does not trust" + fix, true
-	case errors.As(err, &hostname):
-		return "TLS: the certificate of " + u.Host + " is not valid for that name (" + hostname.Error() + "): use a URL with a name the certificate holds, or fix the certificate", true
-	case errors.As(err, &invalid):
-		return "TLS: the certificate of " + u.Host + " is not valid: " + invalid.Error(), true
-	case errors.As(err, &verify):
-		return "TLS: the certificate of " + u.Host + " failed verification: " + verify.Err.Error() + fix, true
-	}
-	return "", false
-}
-
-func hostPath(u *url.URL) string { return u.Scheme + "://" + u.Host + u.Path }
-
-func transportReason(err error, u *url.URL) string {
-	var ne net.Error
-	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return "no answer from " + u.Host + " in time"
-	case errors.Is(err, context.Canceled):
-		return "request canceled"
-	}
-	// url.Error repeats the method and URL; keep only the innermost cause.
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	return "cannot reach " + u.Host + ": " + err.Error()
-}
-
-func redirectError(op string, from *url.URL, resp *http.Response) error {
-	loc, _ := from.Parse(resp.Header.Get("Location"))
-	e := &Error{Class: ClassConfig, Op: op, StatusCode: resp.StatusCode}
-	switch {
-	case loc == nil:
-		e.Reason = "issuer answered with a redirect; redirects are not followed"
-	case from.Scheme == "http" && loc.Scheme == "https" && loc.Hostname() == from.Hostname():
-		e.Reason = fmt.Sprintf("issuer redirects plain http to %s: use https in the issuer URL", hostPath(loc))
-	default:
-		e.Reason = fmt.Sprintf("issuer redirects to %s; redirects are not followed: use that URL in the issuer if it is trusted", hostPath(loc))
-	}
-	return e
-}
-
-// classify turns a non-2xx response into an Error. rejected is the class of 400/401/403 for this
 // operation (InvalidCredentials on login, RefreshRejected on refresh).
 func (c *Client) classify(op string, resp *response, rejected Class, secrets redactor) error {
 	e := &Error{Op: op, StatusCode: resp.status, Reason: secrets.sanitize(issuerReason(resp.body))}
@@ -526,11 +360,11 @@ func (c *Client) HTTPClient() *http.Client { return c.http }
 func (c *Client) Close() { c.http.CloseIdleConnections() }
 
 // CanRefresh reports whether the issuer has a way to refresh tokens.
-func (c *Client) CanRefresh() bool { return c.spec.OAuth2 != nil || c.spec.Refresh != nil }
+func (c *Client) CanRefresh() bool { return c.proto.canRefresh() }
 
 // CanRevoke reports whether the issuer may have a way to revoke tokens (OAuth2 finds out by
 // discovery).
-func (c *Client) CanRevoke() bool { return c.spec.Revoke != nil || c.spec.OAuth2 != nil }
+func (c *Client) CanRevoke() bool { return c.proto.canRevoke() }
 
 // Validate checks what can be checked of an issuer spec without calling it: body templates
 // parse and the CA bundle holds certificates.

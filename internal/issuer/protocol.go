@@ -1,0 +1,58 @@
+package issuer
+
+import "context"
+
+// protocol is how one kind of issuer logs in, refreshes, revokes and inspects tokens. It is
+// chosen once, when the Client is built; the HTTP transport (transport.go) is shared.
+type protocol interface {
+	login(ctx context.Context, req Request) (*Token, error)
+	refresh(ctx context.Context, req Request, prev *Token) (*Token, error)
+	revoke(ctx context.Context, req Request, tok *Token) error
+	inspect(ctx context.Context, req Request, accessToken string) (*Introspection, error)
+	canRefresh() bool
+	canRevoke() bool
+}
+
+// protocolOf picks the protocol an issuer spec names: OAuth2, else a JSON login.
+func protocolOf(c *Client) protocol {
+	if c.spec.OAuth2 != nil {
+		return oauth2Protocol{c}
+	}
+	return jsonProtocol{c}
+}
+
+// oauth2Protocol speaks RFC 6749 grants, RFC 7009 revocation and RFC 7662 introspection.
+type oauth2Protocol struct{ c *Client }
+
+func (p oauth2Protocol) login(ctx context.Context, req Request) (*Token, error) {
+	return p.c.oauth2Login(ctx, req)
+}
+func (p oauth2Protocol) refresh(ctx context.Context, req Request, prev *Token) (*Token, error) {
+	return p.c.oauth2Refresh(ctx, req, prev)
+}
+func (p oauth2Protocol) revoke(ctx context.Context, req Request, tok *Token) error {
+	return p.c.oauth2Revoke(ctx, req, tok)
+}
+func (p oauth2Protocol) inspect(ctx context.Context, req Request, token string) (*Introspection, error) {
+	return p.c.oauth2Inspect(ctx, req, token)
+}
+func (oauth2Protocol) canRefresh() bool { return true }
+func (oauth2Protocol) canRevoke() bool  { return true }
+
+// jsonProtocol is a JSON login with optional refresh, revoke and token-info endpoints.
+type jsonProtocol struct{ c *Client }
+
+func (p jsonProtocol) login(ctx context.Context, req Request) (*Token, error) {
+	return p.c.jsonLogin(ctx, req)
+}
+func (p jsonProtocol) refresh(ctx context.Context, req Request, prev *Token) (*Token, error) {
+	return p.c.jsonRefresh(ctx, req, prev)
+}
+func (p jsonProtocol) revoke(ctx context.Context, req Request, tok *Token) error {
+	return p.c.jsonRevoke(ctx, req, tok)
+}
+func (p jsonProtocol) inspect(ctx context.Context, req Request, token string) (*Introspection, error) {
+	return p.c.jsonInspect(ctx, req, token)
+}
+func (p jsonProtocol) canRefresh() bool { return p.c.spec.Refresh != nil }
+func (p jsonProtocol) canRevoke() bool  { return p.c.spec.Revoke != nil }
