@@ -38,6 +38,9 @@ import (
 // Finalizer lets a Credential revoke its session at the issuer before it goes.
 const Finalizer = "tokenkeeper.io/revoke-session"
 
+// statusConflictRetry is how soon a pass whose status patch met a newer status runs again.
+const statusConflictRetry = time.Second
+
 // revokeTimeout bounds each best-effort revocation.
 const revokeTimeout = 10 * time.Second
 
@@ -86,7 +89,7 @@ const issuerClients = 1024
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;patch
 
 // Reconcile brings one Credential's token Secret up to date.
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, reterr error) {
 	cred := &v1alpha1.Credential{}
 	if err := r.Get(ctx, req.NamespacedName, cred); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -108,7 +111,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		}
 	}
 	before := cred.DeepCopy()
-	defer func() { reterr = errors.Join(reterr, r.patchStatus(ctx, before, cred)) }()
+	defer func() {
+		err := r.patchStatus(ctx, before, cred)
+		if apierrors.IsConflict(err) && reterr == nil {
+			// This pass started from a cached copy older than the status now stored (the cache
+			// had not seen the previous pass's patch): nothing is lost, look again shortly.
+			res, err = ctrl.Result{RequeueAfter: statusConflictRetry}, nil
+		}
+		reterr = errors.Join(reterr, err)
+	}()
 	cred.Status.ObservedGeneration = cred.Generation
 
 	st, err := r.store.load(ctx, cred)
