@@ -115,6 +115,14 @@ type ClientCredentialsLogin struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	ClientSecretKey string `json:"clientSecretKey,omitempty"`
+	// privateKeyKey is the key of a PEM private key (RSA of 2048 bits or more, EC P-256 or P-384,
+	// Ed25519; PKCS#1, SEC1 or PKCS#8). When set, the client authenticates with a JWT it signs
+	// with that key (private_key_jwt, RFC 7523), whose kid is the key's RFC 7638 thumbprint, and
+	// no client secret is read or sent.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	PrivateKeyKey string `json:"privateKeyKey,omitempty"`
 }
 
 // RefreshTokenLogin reads an initial refresh token from a Secret.

@@ -117,6 +117,10 @@ func loginOf(spec *v1alpha1.CredentialSpec) (issuer.LoginKind, string, map[strin
 			issuer.InputKey: or(a.KeyKey, issuer.InputKey), issuer.InputSecret: or(a.SecretKey, issuer.InputSecret)}
 	case spec.ClientCredentials != nil:
 		c := spec.ClientCredentials
+		if c.PrivateKeyKey != "" { // private_key_jwt: a signed assertion instead of a secret
+			return issuer.LoginClientCredentials, c.SecretRef.Name, map[string]string{
+				issuer.InputClientID: or(c.ClientIDKey, issuer.InputClientID), issuer.InputPrivateKey: c.PrivateKeyKey}
+		}
 		return issuer.LoginClientCredentials, c.SecretRef.Name, map[string]string{
 			issuer.InputClientID: or(c.ClientIDKey, issuer.InputClientID), issuer.InputClientSecret: or(c.ClientSecretKey, issuer.InputClientSecret)}
 	case spec.RefreshToken != nil:

@@ -60,6 +60,8 @@ const (
 	InputSecret       = "secret"
 	InputClientID     = "client_id"
 	InputClientSecret = "client_secret"
+	// InputPrivateKey is a PEM private key a client signs its assertions with (private_key_jwt).
+	InputPrivateKey   = "private_key"
 	InputRefreshToken = "refresh_token"
 )
 

@@ -153,28 +153,47 @@ func (c *Client) addTokenParams(form url.Values, req Request) {
 	}
 }
 
-// clientAuth adds client authentication (RFC 6749 §2.3.1): HTTP Basic with form-encoded parts,
-// or body parameters. A client without a secret (public client) sends only client_id.
-func (c *Client) clientAuth(form url.Values, req Request) http.Header {
+// clientAuth adds client authentication: a signed JWT when the client has a private key
+// (private_key_jwt, RFC 7523 §2.2), else RFC 6749 §2.3.1 HTTP Basic with form-encoded parts, or
+// body parameters. A client without a secret (public client) sends only client_id.
+func (c *Client) clientAuth(form url.Values, req Request, endpoint string) (http.Header, error) {
 	id, secret := req.Inputs[InputClientID], req.Inputs[InputClientSecret]
 	if id == "" {
-		return nil
+		return nil, nil
+	}
+	if pemKey := req.Inputs[InputPrivateKey]; pemKey != "" {
+		key, err := parseSigningKey(pemKey)
+		if err != nil {
+			return nil, &Error{Class: ClassConfig, Op: "login", Reason: "privateKeyKey: " + err.Error()}
+		}
+		assertion, err := clientAssertion(key, id, endpoint, c.clock.Now())
+		if err != nil {
+			return nil, &Error{Class: ClassConfig, Op: "login", Reason: "signing the client assertion failed"}
+		}
+		form.Set("client_id", id)
+		form.Set("client_assertion_type", clientAssertionType)
+		form.Set("client_assertion", assertion)
+		return nil, nil
 	}
 	if secret == "" || c.spec.OAuth2.ClientAuthentication == v1alpha1.ClientAuthBody {
 		form.Set("client_id", id)
 		if secret != "" {
 			form.Set("client_secret", secret)
 		}
-		return nil
+		return nil, nil
 	}
 	r, _ := http.NewRequest(http.MethodPost, "/", nil)
 	r.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
-	return http.Header{"Authorization": r.Header["Authorization"]}
+	return http.Header{"Authorization": r.Header["Authorization"]}, nil
 }
 
 func (c *Client) tokenRequest(ctx context.Context, op, endpoint string, form url.Values, req Request, rejected Class, tokens []string) (*Token, error) {
-	secrets := c.secretsOf(req, tokens...)
-	header := c.clientAuth(form, req)
+	header, err := c.clientAuth(form, req, endpoint)
+	if err != nil {
+		return nil, err
+	}
+	// The signed assertion is a secret too: a captured one is valid for its lifetime.
+	secrets := c.secretsOf(req, append(tokens, form.Get("client_assertion"))...)
 	resp, err := c.send(ctx, call{op: op, method: http.MethodPost, url: endpoint, contentType: contentForm, body: []byte(form.Encode()), header: header, secrets: secrets})
 	if err != nil {
 		return nil, err
@@ -199,8 +218,11 @@ func (c *Client) oauth2Revoke(ctx context.Context, req Request, tok *Token) erro
 	if tok.RefreshToken != "" {
 		form = url.Values{"token": {tok.RefreshToken}, "token_type_hint": {"refresh_token"}}
 	}
-	secrets := c.secretsOf(req, tok.AccessToken, tok.RefreshToken)
-	header := c.clientAuth(form, req)
+	header, err := c.clientAuth(form, req, endpoint)
+	if err != nil {
+		return err
+	}
+	secrets := c.secretsOf(req, tok.AccessToken, tok.RefreshToken, form.Get("client_assertion"))
 	resp, err := c.send(ctx, call{op: "revoke", method: http.MethodPost, url: endpoint, contentType: contentForm, body: []byte(form.Encode()), header: header, secrets: secrets})
 	if err != nil {
 		return err
@@ -221,8 +243,11 @@ func (c *Client) oauth2Inspect(ctx context.Context, req Request, accessToken str
 		return nil, ErrUnsupported
 	}
 	form := url.Values{"token": {accessToken}, "token_type_hint": {"access_token"}}
-	secrets := c.secretsOf(req, accessToken)
-	header := c.clientAuth(form, req)
+	header, err := c.clientAuth(form, req, endpoint)
+	if err != nil {
+		return nil, err
+	}
+	secrets := c.secretsOf(req, accessToken, form.Get("client_assertion"))
 	resp, err := c.send(ctx, call{op: "inspect", method: http.MethodPost, url: endpoint, contentType: contentForm, body: []byte(form.Encode()), header: header, secrets: secrets})
 	if err != nil {
 		return nil, err
