@@ -220,12 +220,7 @@ func TestLongestNameFits(t *testing.T) {
 func TestHangingIssuerStarvesNoOne(t *testing.T) {
 	t.Parallel()
 	hanging := setupWith(t, issuertest.Seed004, func(s *issuertest.Server, _ map[string]string) { s.Hang(time.Hour) }, nil)
-	must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		iss := &v1alpha1.Issuer{}
-		must(t, env.Client.Get(t.Context(), types.NamespacedName{Namespace: hanging.ns, Name: "issuer"}, iss))
-		iss.Spec.Timeout = &metav1.Duration{Duration: 20 * time.Second}
-		return env.Client.Update(t.Context(), iss)
-	}))
+	hanging.editIssuer(func(s *v1alpha1.IssuerSpec) { s.Timeout = &metav1.Duration{Duration: 20 * time.Second} })
 	for i := range 9 {
 		c := hanging.cred().DeepCopy()
 		c.ObjectMeta = metav1.ObjectMeta{Namespace: hanging.ns, Name: fmt.Sprintf("cred-%d", i)}
@@ -274,12 +269,7 @@ func TestRefreshTokenLoginNeverResendsItsInput(t *testing.T) {
 	})
 	f.waitReady(30 * time.Second)
 	editIssuer := func(timeout time.Duration) {
-		must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			iss := &v1alpha1.Issuer{}
-			must(t, env.Client.Get(t.Context(), types.NamespacedName{Namespace: f.ns, Name: "issuer"}, iss))
-			iss.Spec.Timeout = &metav1.Duration{Duration: timeout}
-			return env.Client.Update(t.Context(), iss)
-		}))
+		f.editIssuer(func(s *v1alpha1.IssuerSpec) { s.Timeout = &metav1.Duration{Duration: timeout} })
 	}
 	first := f.token()
 	editIssuer(7 * time.Second)

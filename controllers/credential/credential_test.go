@@ -98,6 +98,17 @@ func must(t *testing.T, err error) {
 	}
 }
 
+// editIssuer changes the fixture's namespaced Issuer, retrying on conflicts.
+func (f *fixture) editIssuer(edit func(*v1alpha1.IssuerSpec)) {
+	f.t.Helper()
+	must(f.t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		iss := &v1alpha1.Issuer{}
+		must(f.t, env.Client.Get(f.t.Context(), types.NamespacedName{Namespace: f.ns, Name: "issuer"}, iss))
+		edit(&iss.Spec)
+		return env.Client.Update(f.t.Context(), iss)
+	}))
+}
+
 func (f *fixture) cred() *v1alpha1.Credential {
 	c := &v1alpha1.Credential{}
 	must(f.t, env.Client.Get(f.t.Context(), f.key, c))
@@ -446,15 +457,7 @@ func TestIssuerCAFromConfigMap(t *testing.T) {
 	t.Parallel()
 	f := setup(t, issuertest.Seed001, nil)
 	f.waitReady(30 * time.Second)
-	editIssuer := func(edit func(*v1alpha1.IssuerSpec)) {
-		must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			iss := &v1alpha1.Issuer{}
-			must(t, env.Client.Get(t.Context(), types.NamespacedName{Namespace: f.ns, Name: "issuer"}, iss))
-			edit(&iss.Spec)
-			return env.Client.Update(t.Context(), iss)
-		}))
-	}
-	editIssuer(func(s *v1alpha1.IssuerSpec) { s.CABundle = "" })
+	f.editIssuer(func(s *v1alpha1.IssuerSpec) { s.CABundle = "" })
 	waitFor(t, 15*time.Second, "an InvalidConfiguration failure naming the untrusted authority", func() (bool, string) {
 		c := f.cred()
 		is := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionIssuing)
@@ -468,7 +471,7 @@ func TestIssuerCAFromConfigMap(t *testing.T) {
 		t.Errorf("a TLS verification failure retries after %s: the outage backoff, not the configuration one", wait)
 	}
 
-	editIssuer(func(s *v1alpha1.IssuerSpec) {
+	f.editIssuer(func(s *v1alpha1.IssuerSpec) {
 		s.CABundleFrom = &v1alpha1.CABundleSource{ConfigMapKeyRef: &v1alpha1.ConfigMapKeySelector{Name: "issuer-ca", Key: "ca.crt"}}
 	})
 	waitFor(t, 15*time.Second, "Ready=False naming the missing ConfigMap", func() (bool, string) {
@@ -492,12 +495,9 @@ func TestIssuerCAFromConfigMap(t *testing.T) {
 func TestProbeCatchesEndedSessions(t *testing.T) {
 	t.Parallel()
 	f := setup(t, issuertest.Seed001, func(s *issuertest.Server, _ map[string]string) { s.SetLifetime(time.Hour) })
-	must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		iss := &v1alpha1.Issuer{}
-		must(t, env.Client.Get(t.Context(), types.NamespacedName{Namespace: f.ns, Name: "issuer"}, iss))
-		iss.Spec.Probe = &v1alpha1.TokenProbe{URL: v1alpha1.EndpointURL(f.srv.URL() + f.srv.ProtectedPath()), Interval: &metav1.Duration{Duration: 10 * time.Second}}
-		return env.Client.Update(t.Context(), iss)
-	}))
+	f.editIssuer(func(s *v1alpha1.IssuerSpec) {
+		s.Probe = &v1alpha1.TokenProbe{URL: v1alpha1.EndpointURL(f.srv.URL() + f.srv.ProtectedPath()), Interval: &metav1.Duration{Duration: 10 * time.Second}}
+	})
 	waitFor(t, 30*time.Second, "Ready=True with a probed token", func() (bool, string) {
 		c := f.cred()
 		ok, state := ready(c)
@@ -527,12 +527,7 @@ func TestProbeCatchesEndedSessions(t *testing.T) {
 	}
 	// The issuer is fixed and its configuration touched: that retries at once, whatever the backoff.
 	f.srv.KillNewSessions(false)
-	must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		iss := &v1alpha1.Issuer{}
-		must(t, env.Client.Get(t.Context(), types.NamespacedName{Namespace: f.ns, Name: "issuer"}, iss))
-		iss.Spec.Probe.Interval = &metav1.Duration{Duration: 11 * time.Second}
-		return env.Client.Update(t.Context(), iss)
-	}))
+	f.editIssuer(func(s *v1alpha1.IssuerSpec) { s.Probe.Interval = &metav1.Duration{Duration: 11 * time.Second} })
 	waitFor(t, 15*time.Second, "Ready=True once the issuer keeps sessions again", func() (bool, string) { return ready(f.cred()) })
 }
 
