@@ -86,10 +86,11 @@ func (r *Reconciler) prepare(ctx context.Context, cred *v1alpha1.Credential) (*e
 	return e, nil
 }
 
-// readSecret reads a Secret without the cache: the cache holds only tokenkeeper's own Secrets.
+// readSecret reads an input Secret without the cache (which holds only tokenkeeper's own
+// Secrets), again only when its resourceVersion changed.
 func (r *Reconciler) readSecret(ctx context.Context, key types.NamespacedName) (*corev1.Secret, error) {
 	s := &corev1.Secret{}
-	if err := r.APIReader.Get(ctx, key, s); err != nil {
+	if err := r.inputs.Get(ctx, key, s); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, block(v1alpha1.ReasonSecretNotFound, "Secret %s/%s not found", key.Namespace, key.Name)
 		}

@@ -3,7 +3,9 @@
 package credential
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,7 +13,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -64,10 +65,13 @@ type Reconciler struct {
 	// a worker); DefaultCallsPerNamespace when 0.
 	CallsPerNamespace int
 
-	store    *stateStore
-	slots    *callSlots
-	resolver *resolve.Resolver
-	clients  *issuer.Pool
+	store          *stateStore
+	slots          *callSlots
+	resolver       *resolve.Resolver
+	clients        *issuer.Pool
+	inputs         *resolve.VersionedReader
+	echoes         *echoes
+	rotationEvents *eventGate
 }
 
 // issuerClients bounds the issuer clients kept between reconciles (one per issuer configuration
@@ -93,9 +97,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	cred := &v1alpha1.Credential{}
 	if err := r.Get(ctx, req.NamespacedName, cred); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.store.drop(req.NamespacedName)
-			r.slots.forget(req.String())
-			metrics.ForgetCredential(req.Namespace, req.Name)
+			r.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -249,17 +251,27 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 		return ctrl.Result{RequeueAfter: busyRetry(string(cred.UID))}, nil
 	}
 	defer release()
+	wasReady := meta.IsStatusConditionTrue(cred.Status.Conditions, v1alpha1.ConditionReady)
 	op, sends := "refresh", ""
 	if action == renewal.Login {
 		op, sends = "login", input
 	}
-	if err := r.store.begin(ctx, cred, st, op, e.issuerKey, sends); err != nil {
-		return ctrl.Result{}, err // nothing was sent
+	// A call that sends something single-use (a refresh token) is recorded before it is sent, so
+	// that a crash can never lead to sending it twice. A login that sends only reusable inputs (a
+	// password, a client secret) spends nothing: interrupted, it is simply made again, so it
+	// needs no record and a rotation costs one API write less.
+	if op == "refresh" || sends != "" {
+		if err := r.store.begin(ctx, cred, st, op, e.issuerKey, sends); err != nil {
+			return ctrl.Result{}, err // nothing was sent
+		}
 	}
 	failpoint.Inject("call-recorded")
 	o := r.obtain(ctx, e, st, action, !inputSpent)
 	prev := st.clone()
-	prev.pending, prev.basedOn = nil, st.pending.ID
+	prev.pending, prev.basedOn = nil, ""
+	if st.pending != nil {
+		prev.basedOn = st.pending.ID
+	}
 	if o.refreshSpent {
 		prev.dropRefreshToken()
 	}
@@ -308,8 +320,10 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 		reason = v1alpha1.ReasonRefreshed
 	}
 	metrics.Renewals.WithLabelValues(e.issuerKey, o.method).Inc()
-	r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, reason, o.method, "New token %s from %s (%s), expires %s",
-		tok.Fingerprint(), e.issuerKey, d.Reason, tok.ExpiresAt.UTC().Format(time.RFC3339))
+	if r.rotationEvents.allow(client.ObjectKeyFromObject(cred), now, !wasReady) {
+		r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, reason, o.method, "New token %s from %s (%s), expires %s",
+			tok.Fingerprint(), e.issuerKey, d.Reason, tok.ExpiresAt.UTC().Format(time.RFC3339))
+	}
 	log.Info("token rotated", "method", o.method, "fingerprint", tok.Fingerprint(), "expiresAt", tok.ExpiresAt, "renewAt", renewAt)
 	r.rolloutRestart(ctx, cred)
 	return ctrl.Result{RequeueAfter: r.probeWake(cred, e, r.nextWake(renewAt, next)).Sub(now)}, nil
@@ -549,10 +563,16 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, cred *v1alpha1.Credent
 	if err := r.Update(ctx, cred); err != nil {
 		return ctrl.Result{}, err
 	}
-	r.store.drop(client.ObjectKeyFromObject(cred))
-	r.slots.forget(client.ObjectKeyFromObject(cred).String())
-	metrics.ForgetCredential(cred.Namespace, cred.Name)
+	r.forget(client.ObjectKeyFromObject(cred))
 	return ctrl.Result{}, nil
+}
+
+// forget drops what the manager keeps in memory for a Credential that is gone.
+func (r *Reconciler) forget(key types.NamespacedName) {
+	r.store.drop(key)
+	r.slots.forget(key.String())
+	r.rotationEvents.forget(key)
+	metrics.ForgetCredential(key.Namespace, key.Name)
 }
 
 // revoke ends the Credential's sessions at the issuer, best effort and bounded in time: the
@@ -627,7 +647,17 @@ func (r *Reconciler) rolloutRestart(ctx context.Context, cred *v1alpha1.Credenti
 }
 
 func (r *Reconciler) patchStatus(ctx context.Context, before, cred *v1alpha1.Credential) error {
-	if equality.Semantic.DeepEqual(before.Status, cred.Status) {
+	// Compared as stored: times in status keep whole seconds, so a time that differs only below
+	// the second (the same renewal time computed again) is no change.
+	old, err := json.Marshal(before.Status)
+	if err != nil {
+		return err
+	}
+	now, err := json.Marshal(cred.Status)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(old, now) {
 		return nil
 	}
 	// Optimistic lock: a reconcile that started from a stale cached copy must not write its

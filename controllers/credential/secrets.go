@@ -78,11 +78,12 @@ func (r *Reconciler) syncTarget(ctx context.Context, cred *v1alpha1.Credential, 
 	if err := controllerutil.SetControllerReference(cred, sec, r.Scheme); err != nil {
 		return false, err
 	}
+	if sec.ResourceVersion != "" && equality.Semantic.DeepEqual(before.Data, sec.Data) && equality.Semantic.DeepEqual(before.ObjectMeta, sec.ObjectMeta) {
+		return false, nil
+	}
+	r.echoes.expect(sec)
 	if sec.ResourceVersion == "" {
 		return true, r.Create(ctx, sec)
-	}
-	if equality.Semantic.DeepEqual(before.Data, sec.Data) && equality.Semantic.DeepEqual(before.ObjectMeta, sec.ObjectMeta) {
-		return false, nil
 	}
 	return true, r.Update(ctx, sec)
 }

@@ -36,10 +36,21 @@ const (
 // SetupWithManager registers the controller: Credentials, their Secrets, the input Secrets
 // (metadata only, through an index), issuers and policies.
 func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
-	r.store = newStateStore(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetScheme())
+	if r.SecretNames == nil {
+		names, err := NewSecretNameCache(mgr)
+		if err != nil {
+			return err
+		}
+		r.SecretNames = names
+	}
+	r.echoes = newEchoes()
+	r.store = newStateStore(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetScheme(), r.echoes)
 	r.clients = issuer.NewPool(issuerClients)
-	r.resolver = &resolve.Resolver{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), ClusterResourceNamespace: r.ClusterResourceNamespace}
+	// Input Secrets and issuer Secrets are read again only when their resourceVersion changed.
+	r.inputs = resolve.NewVersionedReader(mgr.GetAPIReader(), r.SecretNames)
+	r.resolver = &resolve.Resolver{Client: mgr.GetClient(), APIReader: r.inputs, ClusterResourceNamespace: r.ClusterResourceNamespace}
 	r.slots = newCallSlots(r.CallsPerNamespace)
+	r.rotationEvents = newEventGate(rotationEventInterval)
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &v1alpha1.Credential{}, indexInputSecret, func(o client.Object) []string {
 		return []string{inputSecretName(&o.(*v1alpha1.Credential).Spec)}
@@ -66,13 +77,6 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		}
 	}
 
-	if r.SecretNames == nil {
-		names, err := NewSecretNameCache(mgr)
-		if err != nil {
-			return err
-		}
-		r.SecretNames = names
-	}
 	secretMeta := &metav1.PartialObjectMetadata{}
 	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	configMapMeta := &metav1.PartialObjectMetadata{}
@@ -81,7 +85,8 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.Credential{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
-		Owns(&corev1.Secret{}).
+		// Its own Secret writes do not bring a Credential back: only others' changes do.
+		Owns(&corev1.Secret{}, builder.WithPredicates(r.echoes.predicate())).
 		WatchesRawSource(source.Kind(r.SecretNames, secretMeta,
 			handler.TypedEnqueueRequestsFromMapFunc(r.forSecret),
 			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
@@ -109,21 +114,33 @@ func NewSecretNameCache(mgr ctrl.Manager) (cache.Cache, error) {
 	return names, mgr.Add(names)
 }
 
-// keepIdentityOnly strips everything but identity and version from cached Secret metadata.
+// keepIdentityOnly strips everything but identity, version and tokenkeeper's managed-by label
+// from cached metadata.
 func keepIdentityOnly(in any) (any, error) {
 	if m, ok := in.(*metav1.PartialObjectMetadata); ok {
-		return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+		out := &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
 			Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
-		}}, nil
+		}}
+		if managedByUs(m) {
+			out.Labels = map[string]string{LabelManagedBy: ManagedByValue}
+		}
+		return out, nil
 	}
 	return in, nil
 }
 
+func managedByUs(o metav1.Object) bool { return o.GetLabels()[LabelManagedBy] == ManagedByValue }
+
 // forSecret maps a Secret to the Credentials that read it, directly or through their issuer,
-// and to those that write it.
+// and to those that write it unless it is one of tokenkeeper's own: changes to those (the
+// manager's own writes among them) come through the watch of owned Secrets, which passes only
+// changes the manager did not make. A Secret of that name that is not tokenkeeper's (a conflict)
+// brings its Credential back when it changes or goes.
 func (r *Reconciler) forSecret(ctx context.Context, s *metav1.PartialObjectMetadata) []reconcile.Request {
 	reqs := r.list(ctx, client.InNamespace(s.Namespace), client.MatchingFields{indexInputSecret: s.Name})
-	reqs = append(reqs, r.list(ctx, client.InNamespace(s.Namespace), client.MatchingFields{indexTargetSecret: s.Name})...)
+	if !managedByUs(s) {
+		reqs = append(reqs, r.list(ctx, client.InNamespace(s.Namespace), client.MatchingFields{indexTargetSecret: s.Name})...)
+	}
 	return append(reqs, r.usersOf(ctx, "Secret/"+s.Namespace+"/"+s.Name)...)
 }
 

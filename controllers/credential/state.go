@@ -125,6 +125,7 @@ type stateStore struct {
 	client client.Client // cached reads and writes
 	reader client.Reader // uncached reads
 	scheme *runtime.Scheme
+	echoes *echoes
 
 	mu sync.Mutex
 	// last is the newest state this manager read uncached or wrote, per Credential.
@@ -139,8 +140,8 @@ type storedState struct {
 	st  *state
 }
 
-func newStateStore(c client.Client, reader client.Reader, scheme *runtime.Scheme) *stateStore {
-	return &stateStore{client: c, reader: reader, scheme: scheme,
+func newStateStore(c client.Client, reader client.Reader, scheme *runtime.Scheme, e *echoes) *stateStore {
+	return &stateStore{client: c, reader: reader, scheme: scheme, echoes: e,
 		last: map[types.NamespacedName]*storedState{}, unsaved: map[types.NamespacedName]*storedState{}}
 }
 
@@ -246,6 +247,7 @@ func (s *stateStore) write(ctx context.Context, cred *v1alpha1.Credential, st *s
 	if err := controllerutil.SetControllerReference(cred, sec, s.scheme); err != nil {
 		return err
 	}
+	s.echoes.expect(sec)
 	var err error
 	if st.resourceVersion == "" {
 		err = s.client.Create(ctx, sec)

@@ -129,7 +129,7 @@ type Plan struct {
 // Schedule decides when a token is renewed: before its (policy-capped) expiry by a margin of
 // renewBefore (half the lifetime when renewBefore is not shorter than it) or a share of its
 // lifetime, at least the minimum lead (but at most half the lifetime), at most 90% of the
-// lifetime, moved by a per-object jitter of ±10% of the margin; no later than the session's
+// lifetime, moved by a per-token jitter of ±10% of the margin; no later than the session's
 // maximum age; and never sooner than MinRenewalInterval after issue.
 func Schedule(s Session, p policy.Effective, jitterKey string) Plan {
 	expires := s.ExpiresAt
@@ -176,7 +176,10 @@ func Schedule(s Session, p policy.Effective, jitterKey string) Plan {
 		margin = most
 		rule += fmt.Sprintf(", lowered to 90%% of the lifetime (%s)", short(most))
 	}
-	at := expires.Add(-margin).Add(jitter(jitterKey, margin))
+	// The jitter is drawn again for each token (but the same for a token whatever the process,
+	// so a restart moves nothing): Credentials created together drift apart rotation by
+	// rotation instead of renewing in waves for ever.
+	at := expires.Add(-margin).Add(jitter(jitterKey+"@"+s.IssuedAt.UTC().Format(time.RFC3339Nano), margin))
 	rule += ", ±10% jitter"
 	if p.MaxSessionAge > 0 && !s.Start.IsZero() {
 		if limit := s.Start.Add(p.MaxSessionAge); limit.Before(at) {

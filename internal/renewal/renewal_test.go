@@ -123,6 +123,22 @@ func TestJitterSpreadsRenewals(t *testing.T) {
 	}
 }
 
+// Credentials created together must drift apart: the offset of one Credential's successive
+// tokens is drawn again for each token, so a wave of renewals does not come back each rotation.
+func TestJitterRedrawnPerToken(t *testing.T) {
+	offsets := map[time.Duration]bool{}
+	issued := t0
+	for range 20 {
+		s := Session{IssuedAt: issued, ExpiresAt: issued.Add(2 * time.Minute)}
+		at := RenewalTime(s, defaults(), "uid")
+		offsets[at.Sub(issued)] = true
+		issued = at
+	}
+	if len(offsets) < 15 {
+		t.Errorf("20 successive tokens of one Credential renew at only %d distinct offsets after issue", len(offsets))
+	}
+}
+
 func TestDecide(t *testing.T) {
 	fresh := &Session{IssuedAt: t0, ExpiresAt: t0.Add(time.Hour), HasRefreshToken: true, Start: t0, InputsVersion: "v1"}
 	late := t0.Add(50 * time.Minute)

@@ -1,0 +1,283 @@
+//go:build bench
+
+package scale_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/testenv"
+)
+
+// `make bench` runs these (go test -tags bench ./test/scale -run TestScale -v) and prints
+// markdown tables for the README. Sizes: BENCH_CREDENTIALS (10000), BENCH_UNRELATED (20000),
+// BENCH_ROTATING (1000), BENCH_ROTATING_FOR (12m); manager flags: BENCH_FLAGS.
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func benchFlags() []string { return strings.Fields(os.Getenv("BENCH_FLAGS")) }
+
+func row(t *testing.T, cells ...any) {
+	t.Helper()
+	s := make([]string, len(cells))
+	for i, c := range cells {
+		s[i] = fmt.Sprint(c)
+	}
+	fmt.Printf("| %s |\n", strings.Join(s, " | "))
+}
+
+// Convergence and memory: N Credentials with 1-h tokens, created before the manager starts, all
+// Ready; against a plain client creating N Secrets on the same API server; the manager's RSS
+// then, and after M unrelated Secrets appear.
+func TestScaleConvergence(t *testing.T) {
+	n, unrelated := envInt("BENCH_CREDENTIALS", 10000), envInt("BENCH_UNRELATED", 20000)
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = env.Stop() }()
+	ctx := t.Context()
+	bin, kubeconfig := env.ManagerBinary(t, t.TempDir())
+	c := fastClient(t, env)
+
+	// A plain client: N Secrets, 4 at a time (the manager's reconcile workers).
+	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "baseline"}})
+	start := time.Now()
+	parallel(t, n, 4, func(i int) error {
+		return c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "baseline", Name: fmt.Sprintf("s-%d", i)},
+			StringData: map[string]string{"token": strings.Repeat("x", 64)}})
+	})
+	baseline := time.Since(start)
+
+	ti := startIssuer(t)
+	f := newFleet(t, c, ti, "conv", 10)
+	f.create(ctx, t, "conv", n, 8)
+	before := apiRequests(t, env.Config)
+	start = time.Now()
+	m := startManager(t, bin, kubeconfig, benchFlags()...)
+	for {
+		ti.mu.Lock()
+		clients := len(ti.requests)
+		ti.mu.Unlock()
+		if clients >= n {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	for {
+		if r, _ := ready(ctx, t, c); r >= n {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	converged := time.Since(start)
+	d := apiRequests(t, env.Config).minus(before)
+	time.Sleep(30 * time.Second)
+	rss := m.rssBytes(t)
+
+	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "unrelated"}})
+	parallel(t, unrelated, 8, func(i int) error {
+		return c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "unrelated", Name: fmt.Sprintf("u-%d", i),
+			Labels: map[string]string{"app": "other"}}, StringData: map[string]string{"data": strings.Repeat("y", 1024)}})
+	})
+	time.Sleep(30 * time.Second)
+	rssAfter := m.rssBytes(t)
+
+	fmt.Printf("\nflags: %q\n\n", benchFlags())
+	row(t, "Credentials", "plain client: Secrets created", "manager: all Ready", "ratio", "API writes per Credential", "RSS", "RSS with "+strconv.Itoa(unrelated)+" more Secrets")
+	row(t, "---:", "---:", "---:", "---:", "---:", "---:", "---:")
+	row(t, n, baseline.Round(100*time.Millisecond), converged.Round(100*time.Millisecond),
+		fmt.Sprintf("%.2f×", converged.Seconds()/baseline.Seconds()), fmt.Sprintf("%.2f", d.managerWrites()/float64(n)),
+		fmt.Sprintf("%.0f MiB", float64(rss)/(1<<20)), fmt.Sprintf("%.0f MiB (%+.1f MiB)", float64(rssAfter)/(1<<20), float64(rssAfter-rss)/(1<<20)))
+	fmt.Printf("\nwrites while converging: %v\n", d)
+}
+
+// Steady state: N Credentials with 2-min tokens (renewed at half their life, 60 s ±6 s)
+// created at once against a running manager; the issuer's request times in 10-s buckets, how
+// late any renewal came, then a manager restart.
+func TestScaleSteadyState(t *testing.T) {
+	n := envInt("BENCH_ROTATING", 1000)
+	runFor, err := time.ParseDuration(os.Getenv("BENCH_ROTATING_FOR"))
+	if err != nil {
+		runFor = 12 * time.Minute
+	}
+	const lifetime, renewAt, jitter = 2 * time.Minute, time.Minute, 6 * time.Second
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = env.Stop() }()
+	ctx := t.Context()
+	bin, kubeconfig := env.ManagerBinary(t, t.TempDir())
+	c := fastClient(t, env)
+	ti := startIssuer(t)
+	ti.setLifetime("", lifetime)
+	m := startManager(t, bin, kubeconfig, benchFlags()...)
+	f := newFleet(t, c, ti, "steady", 10)
+	t0 := time.Now()
+	f.create(ctx, t, "rot", n, 8)
+	created := time.Since(t0)
+	for {
+		if r, _ := ready(ctx, t, c); r >= n {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	allReady := time.Since(t0)
+	before := apiRequests(t, env.Config)
+	callsBefore := ti.calls()
+	time.Sleep(runFor - allReady)
+	d := apiRequests(t, env.Config).minus(before)
+	rotations := ti.calls() - callsBefore
+
+	// A restart: stop, start again, one more rotation period.
+	restartAt := time.Now()
+	m.stop(t)
+	startManager(t, bin, kubeconfig, benchFlags()...)
+	time.Sleep(2 * renewAt)
+	end := time.Now()
+
+	ti.mu.Lock()
+	all := append([]time.Time(nil), ti.all...)
+	var gaps []time.Duration
+	for _, reqs := range ti.requests {
+		for i := 1; i < len(reqs); i++ {
+			gaps = append(gaps, reqs[i].Sub(reqs[i-1]))
+		}
+	}
+	ti.mu.Unlock()
+	sort.Slice(gaps, func(i, j int) bool { return gaps[i] < gaps[j] })
+	late, expired := 0, 0
+	for _, g := range gaps {
+		if g > renewAt+jitter+time.Second {
+			late++
+		}
+		if g >= lifetime {
+			expired++
+		}
+	}
+	buckets := make([]int, int(end.Sub(t0)/(10*time.Second))+1)
+	for _, at := range all {
+		buckets[int(at.Sub(t0)/(10*time.Second))]++
+	}
+
+	fmt.Printf("\nflags: %q\n\n", benchFlags())
+	fmt.Printf("%d Credentials created in %s, all Ready %s after the first; %d rotations in %s: %.1f/s, %.2f API writes each (%v)\n",
+		n, created.Round(100*time.Millisecond), allReady.Round(100*time.Millisecond), rotations, (runFor - allReady).Round(time.Second),
+		float64(rotations)/(runFor-allReady).Seconds(), d.managerWrites()/float64(rotations), d)
+	fmt.Printf("\nissuer requests per 10 s from the first Credential created (each row one 60-s rotation period; R: manager restarted):\n\n")
+	row(t, "period", "requests per 10 s", "peak / mean")
+	row(t, "---", "---", "---:")
+	restartBucket := int(restartAt.Sub(t0) / (10 * time.Second))
+	for p := 0; p*6 < len(buckets)-1; p++ {
+		seg := buckets[p*6 : min(len(buckets)-1, p*6+6)]
+		sum, peak := 0, 0
+		cells := make([]string, len(seg))
+		for i, b := range seg {
+			sum += b
+			peak = max(peak, b)
+			cells[i] = strconv.Itoa(b)
+			if p*6+i == restartBucket {
+				cells[i] += " R"
+			}
+		}
+		ratio := "-"
+		if sum > 0 && len(seg) == 6 {
+			ratio = fmt.Sprintf("%.2f", float64(peak)/(float64(sum)/6))
+		}
+		row(t, p+1, strings.Join(cells, " "), ratio)
+	}
+	fmt.Println()
+	q := func(p float64) time.Duration { return gaps[int(p*float64(len(gaps)-1))].Round(100 * time.Millisecond) }
+	row(t, "renewal gaps", "median", "p99", "max", "later than 60 s + jitter (67 s)", "expired (≥ 120 s)")
+	row(t, "---:", "---:", "---:", "---:", "---:", "---:")
+	row(t, len(gaps), q(0.5), q(0.99), gaps[len(gaps)-1].Round(100*time.Millisecond), late, expired)
+}
+
+// stop sends SIGTERM and waits for the exit.
+func (m *manager) stop(t testing.TB) {
+	t.Helper()
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-m.exited:
+		t.Logf("the manager stopped: %v", err)
+	case <-time.After(40 * time.Second):
+		t.Fatal("the manager did not stop within 40 s of SIGTERM")
+	}
+}
+
+// rssBytes is the manager's resident set size.
+func (m *manager) rssBytes(t testing.TB) int64 {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", m.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if rest, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS in /proc status")
+	return 0
+}
+
+func mustCreate(t *testing.T, c client.Client, o client.Object) {
+	t.Helper()
+	if err := c.Create(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// parallel runs do(0…n-1) on workers goroutines and fails on the first error.
+func parallel(t *testing.T, n, workers int, do func(int) error) {
+	t.Helper()
+	next := make(chan int)
+	errs := make(chan error, workers)
+	done := make(chan struct{})
+	for range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range next {
+				if err := do(i); err != nil {
+					errs <- err
+					for range next {
+					}
+					return
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	for range workers {
+		<-done
+	}
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+}
