@@ -83,8 +83,13 @@ helm-lint: $(HELM) ## Lint the Helm chart and render it with every option.
 	$(HELM) template tokenkeeper charts/tokenkeeper -n tokenkeeper-system >/dev/null
 
 .PHONY: bench
-bench: ## Benchmark token validation in process and over HTTP on loopback (medians of 5 runs).
+bench: envtest-assets ## Benchmark token validation (medians of 5 runs), then the manager at scale (test/scale, about 25 min).
 	hack/bench.sh
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test -tags bench -count=1 -timeout=2h -run 'TestScale' -v ./test/scale/ | grep -v '^=== RUN'
+
+.PHONY: bench-scale
+bench-scale: envtest-assets ## Only the manager at scale: BENCH_CREDENTIALS, BENCH_UNRELATED, BENCH_ROTATING, BENCH_ROTATING_FOR, BENCH_FLAGS.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test -tags bench -count=1 -timeout=2h -run 'TestScale' -v ./test/scale/ | grep -v '^=== RUN'
 
 .PHONY: verify
 verify: generate manifests lint helm-lint ## Fail when generated code or manifests are stale, or lint fails.

@@ -5,7 +5,7 @@ import (
 )
 
 // CredentialSpec declares one identity at one issuer and the Secret its token is kept in.
-// +kubebuilder:validation:XValidation:rule="[has(self.password), has(self.apiKey), has(self.clientCredentials), has(self.refreshToken)].filter(x, x).size() == 1",message="set exactly one login: password, apiKey, clientCredentials or refreshToken"
+// +kubebuilder:validation:XValidation:rule="[has(self.password), has(self.apiKey), has(self.clientCredentials), has(self.refreshToken), has(self.jwtBearer), has(self.privateKey)].filter(x, x).size() == 1",message="set exactly one login: password, apiKey, clientCredentials, refreshToken, jwtBearer or privateKey"
 // +kubebuilder:validation:XValidation:rule="!has(self.renewal) || !has(self.renewal.renewBefore) || !has(self.sessionDuration) || duration(self.renewal.renewBefore) < duration(self.sessionDuration)",message="renewal.renewBefore must be shorter than sessionDuration",fieldPath=".renewal.renewBefore"
 type CredentialSpec struct {
 	// issuerRef is the Issuer (same namespace) or ClusterIssuer to log in at.
@@ -27,6 +27,16 @@ type CredentialSpec struct {
 	// refreshToken starts from a refresh token obtained elsewhere and keeps refreshing it.
 	// +optional
 	RefreshToken *RefreshTokenLogin `json:"refreshToken,omitempty"`
+
+	// jwtBearer signs a JWT with a private key and exchanges it for a token (the JWT bearer
+	// grant, RFC 7523 §2.1): a Google service-account key file as it is, or any key with the
+	// claims the issuer wants. The issuer must be OAuth2.
+	// +optional
+	JWTBearer *JWTBearerLogin `json:"jwtBearer,omitempty"`
+
+	// privateKey signs the token itself, at a selfSigned issuer.
+	// +optional
+	PrivateKey *PrivateKeyLogin `json:"privateKey,omitempty"`
 
 	// sessionDuration is the session length asked of the issuer where it supports one, and the
 	// lifetime assumed when it says nothing. Capped by TokenPolicy.
@@ -102,7 +112,8 @@ type APIKeyLogin struct {
 	SecretKey string `json:"secretKey,omitempty"`
 }
 
-// ClientCredentialsLogin reads an OAuth2 client ID and secret from a Secret.
+// ClientCredentialsLogin reads an OAuth2 client ID and secret (or private key) from a Secret.
+// +kubebuilder:validation:XValidation:rule="has(self.privateKeyKey) || (!has(self.certificateKey) && !has(self.assertionAudience))",message="certificateKey and assertionAudience need privateKeyKey"
 type ClientCredentialsLogin struct {
 	// secretRef is the Secret, in the Credential's namespace, holding the inputs.
 	// +required
@@ -123,6 +134,79 @@ type ClientCredentialsLogin struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
 	PrivateKeyKey string `json:"privateKeyKey,omitempty"`
+	// certificateKey is the key of the PEM certificate of privateKeyKey's public key. When set,
+	// each assertion carries the certificate's SHA-256 thumbprint in its x5t#S256 header, which
+	// Entra ID needs to find a certificate credential. Needs privateKeyKey.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	CertificateKey string `json:"certificateKey,omitempty"`
+	// assertionAudience is the aud claim of the client assertions; defaults to the token
+	// endpoint's URL. Some issuers want their issuer URL instead. Needs privateKeyKey.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	AssertionAudience string `json:"assertionAudience,omitempty"`
+}
+
+// JWTBearerLogin is the JWT bearer grant: an assertion signed with a key from a Secret, a new one
+// for each request (unique jti, short expiry), whose algorithm follows from the key's type.
+// +kubebuilder:validation:XValidation:rule="has(self.serviceAccountKeyKey) != has(self.privateKeyKey)",message="set one of serviceAccountKeyKey or privateKeyKey"
+// +kubebuilder:validation:XValidation:rule="has(self.serviceAccountKeyKey) || has(self.issuer)",message="issuer is required with privateKeyKey"
+type JWTBearerLogin struct {
+	// secretRef is the Secret, in the Credential's namespace, holding the key.
+	// +required
+	SecretRef LocalSecretReference `json:"secretRef"`
+	// serviceAccountKeyKey is the key of a Google service-account key file (JSON with
+	// client_email, private_key_id, private_key and token_uri), used as it is: iss is
+	// client_email, kid private_key_id, aud token_uri.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	ServiceAccountKeyKey string `json:"serviceAccountKeyKey,omitempty"`
+	// privateKeyKey is the key of a PEM private key (RSA of 2048 bits or more, EC P-256 or P-384,
+	// Ed25519); kid is its RFC 7638 thumbprint.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	PrivateKeyKey string `json:"privateKeyKey,omitempty"`
+	// issuer is the iss claim (from the key file: client_email).
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Issuer string `json:"issuer,omitempty"`
+	// subject is the sub claim: for a Google key file, the user to act as (domain-wide
+	// delegation); else defaults to issuer.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Subject string `json:"subject,omitempty"`
+	// audience is the aud claim; defaults to the key file's token_uri, else the token endpoint.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	Audience string `json:"audience,omitempty"`
+	// scopes go into the assertion's scope claim (Google reads them there), space-separated.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=256
+	Scopes []string `json:"scopes,omitempty"`
+	// assertionLifetime is how long each assertion is valid: 1 minute to 1 hour, 5 minutes by
+	// default, never longer than a TokenPolicy's maximum session duration.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('1h')",message="assertionLifetime must be between 1m and 1h"
+	AssertionLifetime *metav1.Duration `json:"assertionLifetime,omitempty"`
+}
+
+// PrivateKeyLogin reads the key a selfSigned issuer signs this Credential's tokens with.
+type PrivateKeyLogin struct {
+	// secretRef is the Secret, in the Credential's namespace, holding the key (and the values
+	// the issuer's claim templates read).
+	// +required
+	SecretRef LocalSecretReference `json:"secretRef"`
+	// key is the key of the PEM private key (RSA of 2048 bits or more, EC P-256 or P-384,
+	// Ed25519; PKCS#1, SEC1 or PKCS#8). Defaults to private_key.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key,omitempty"`
 }
 
 // RefreshTokenLogin reads an initial refresh token from a Secret.

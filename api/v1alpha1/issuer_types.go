@@ -19,6 +19,26 @@ type EndpointURL string
 // +kubebuilder:validation:Pattern=`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`
 type JSONPath string
 
+// SelfSignedJWT is what a self-signed token holds. Its algorithm follows from the key type (RS256,
+// ES256, ES384, EdDSA).
+type SelfSignedJWT struct {
+	// claims maps claim names to templates over the Credential's input Secret keys and
+	// .publicKeyFingerprint ("SHA256:" and the base64 SHA-256 of the public key's DER, as
+	// Snowflake names keys). iat and exp are set by tokenkeeper.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['iat', 'exp', 'nbf']))",message="iat, exp and nbf are set by tokenkeeper"
+	Claims map[string]BodyTemplate `json:"claims,omitempty"`
+	// keyID is a template for the kid header; the key's RFC 7638 thumbprint when unset.
+	// +optional
+	KeyID BodyTemplate `json:"keyID,omitempty"`
+	// lifetime of each token: 1 minute to 24 hours, 20 minutes by default (App Store Connect's
+	// limit), never longer than a TokenPolicy's maximum session duration.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('24h')",message="selfSigned.lifetime must be between 1m and 24h"
+	Lifetime *metav1.Duration `json:"lifetime,omitempty"`
+}
+
 // BodyTemplate is a Go text/template that renders a JSON request body. Its data are the keys of
 // the Credential's input Secret (for example .username, .password, .key, .secret), plus
 // .refreshToken and .sessionDurationSeconds where they apply; `toJson` quotes a value.
@@ -49,8 +69,9 @@ const (
 )
 
 // IssuerSpec says how to talk to one token service. Issuer and ClusterIssuer share it.
-// +kubebuilder:validation:XValidation:rule="!(has(self.json) && has(self.oauth2))",message="set at most one protocol: json or oauth2"
-// +kubebuilder:validation:XValidation:rule="has(self.url) || (has(self.oauth2) && has(self.oauth2.issuerURL)) || has(self.jwks) || has(self.hmacSecretRef)",message="set url (with json or oauth2), oauth2.issuerURL, or a validation key source (jwks, hmacSecretRef)"
+// +kubebuilder:validation:XValidation:rule="[has(self.json), has(self.oauth2), has(self.selfSigned)].filter(x, x).size() <= 1",message="set at most one protocol: json, oauth2 or selfSigned"
+// +kubebuilder:validation:XValidation:rule="has(self.url) || (has(self.oauth2) && has(self.oauth2.issuerURL)) || has(self.jwks) || has(self.hmacSecretRef) || has(self.selfSigned)",message="set url (with json or oauth2), oauth2.issuerURL, selfSigned, or a validation key source (jwks, hmacSecretRef)"
+// +kubebuilder:validation:XValidation:rule="!has(self.selfSigned) || !has(self.url)",message="a selfSigned issuer calls no URL",fieldPath=".url"
 // +kubebuilder:validation:XValidation:rule="!has(self.url) || has(self.json) || has(self.oauth2)",message="url needs a protocol: set json or oauth2",fieldPath=".url"
 // +kubebuilder:validation:XValidation:rule="!has(self.json) || has(self.url)",message="json login needs url, the login endpoint",fieldPath=".json"
 // +kubebuilder:validation:XValidation:rule="self.allowInsecureHTTP || !has(self.url) || self.url.startsWith('https://')",message="url must use https; set allowInsecureHTTP to allow plain http",fieldPath=".url"
@@ -75,6 +96,12 @@ type IssuerSpec struct {
 	// oauth2 selects OAuth2 (RFC 6749): client_credentials, password and refresh_token grants.
 	// +optional
 	OAuth2 *OAuth2 `json:"oauth2,omitempty"`
+
+	// selfSigned mints tokens in the manager, no request made: JWTs signed with each
+	// Credential's own key (a privateKey login), for APIs that accept a JWT their client signs
+	// (App Store Connect, Snowflake key-pair authentication).
+	// +optional
+	SelfSigned *SelfSignedJWT `json:"selfSigned,omitempty"`
 
 	// tokenType is the scheme written before the token in the Authorization header, such as Bearer
 	// or Token. Defaults to the token_type the issuer returns, else Bearer.

@@ -55,6 +55,17 @@ func (r *Reconciler) prepare(ctx context.Context, cred *v1alpha1.Credential) (*e
 		return nil, err
 	}
 	req := issuer.Request{Kind: kind, Inputs: map[string]string{}, SessionDuration: e.policy.SessionDuration, Scopes: cred.Spec.Scopes}
+	if cc := cred.Spec.ClientCredentials; cc != nil {
+		req.AssertionAudience = cc.AssertionAudience
+	}
+	if j := cred.Spec.JWTBearer; j != nil {
+		req.Assertion = &issuer.Assertion{Issuer: j.Issuer, Subject: j.Subject, Audience: j.Audience, Scopes: j.Scopes}
+		if j.AssertionLifetime != nil {
+			req.Assertion.Lifetime = j.AssertionLifetime.Duration
+		}
+	}
+	// A TokenPolicy's maximum session caps what the manager signs too.
+	req.MaxLifetime = e.policy.MaxSessionDuration
 	for k, v := range input.Data {
 		req.Inputs[k] = string(v)
 	}
@@ -64,6 +75,15 @@ func (r *Reconciler) prepare(ctx context.Context, cred *v1alpha1.Credential) (*e
 			return nil, block(v1alpha1.ReasonSecretNotFound, "Secret %s has no key %q", ref, key)
 		}
 		req.Inputs[canonical] = string(v)
+	}
+	// A key that cannot sign is a configuration error naming its Secret key, before any request.
+	// Only the keys this login reads are looked at (the Secret may hold others of any name).
+	signing := issuer.Request{Inputs: map[string]string{}}
+	for canonical := range keys {
+		signing.Inputs[canonical] = req.Inputs[canonical]
+	}
+	if bad, err := issuer.CheckKeys(signing); err != nil {
+		return nil, block(v1alpha1.ReasonInvalidConfig, "Secret %s key %q: %v", ref, keys[bad], err)
 	}
 	e.request = req
 	in, err := r.resolver.IssuerInputs(ctx, iss)
@@ -119,11 +139,22 @@ func loginOf(spec *v1alpha1.CredentialSpec) (issuer.LoginKind, string, map[strin
 	case spec.ClientCredentials != nil:
 		c := spec.ClientCredentials
 		if c.PrivateKeyKey != "" { // private_key_jwt: a signed assertion instead of a secret
-			return issuer.LoginClientCredentials, c.SecretRef.Name, map[string]string{
-				issuer.InputClientID: or(c.ClientIDKey, issuer.InputClientID), issuer.InputPrivateKey: c.PrivateKeyKey}
+			keys := map[string]string{issuer.InputClientID: or(c.ClientIDKey, issuer.InputClientID), issuer.InputPrivateKey: c.PrivateKeyKey}
+			if c.CertificateKey != "" {
+				keys[issuer.InputCertificate] = c.CertificateKey
+			}
+			return issuer.LoginClientCredentials, c.SecretRef.Name, keys
 		}
 		return issuer.LoginClientCredentials, c.SecretRef.Name, map[string]string{
 			issuer.InputClientID: or(c.ClientIDKey, issuer.InputClientID), issuer.InputClientSecret: or(c.ClientSecretKey, issuer.InputClientSecret)}
+	case spec.JWTBearer != nil:
+		j := spec.JWTBearer
+		if j.ServiceAccountKeyKey != "" {
+			return issuer.LoginJWTBearer, j.SecretRef.Name, map[string]string{issuer.InputServiceAccountKey: j.ServiceAccountKeyKey}
+		}
+		return issuer.LoginJWTBearer, j.SecretRef.Name, map[string]string{issuer.InputPrivateKey: j.PrivateKeyKey}
+	case spec.PrivateKey != nil:
+		return issuer.LoginPrivateKey, spec.PrivateKey.SecretRef.Name, map[string]string{issuer.InputPrivateKey: or(spec.PrivateKey.Key, issuer.InputPrivateKey)}
 	case spec.RefreshToken != nil:
 		t := spec.RefreshToken
 		return issuer.LoginRefreshToken, t.SecretRef.Name, map[string]string{issuer.InputRefreshToken: or(t.Key, issuer.InputRefreshToken)}

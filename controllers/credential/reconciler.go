@@ -290,7 +290,7 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 	failpoint.Inject("issuer-answered")
 	tok := o.tok
 	next := prev.clone()
-	next.token, next.inputsVersion = tok, e.inputsVersion
+	next.token, next.inputsVersion, next.first = tok, e.inputsVersion, prev.token == nil
 	if o.method == "login" {
 		next.sessionStart = tok.IssuedAt
 		r.retire(ctx, cred, e, prev, next)

@@ -49,6 +49,8 @@ type state struct {
 	// rejected is the fingerprint of the token the issuer's probe rejected (401/403): that
 	// session is over, log in again.
 	rejected string
+	// first: the token is the Credential's first (its renewal is spread wider).
+	first bool
 
 	// resourceVersion is the state Secret's version this state was read at or written as; ""
 	// when there is no state Secret. Writes are conditional on it.
@@ -80,7 +82,7 @@ func (s *state) session() *renewal.Session {
 	}
 	return &renewal.Session{IssuedAt: s.token.IssuedAt, ExpiresAt: s.token.ExpiresAt, RefreshExpiresAt: s.token.RefreshExpiresAt,
 		HasRefreshToken: s.token.RefreshToken != "", Start: s.sessionStart, InputsVersion: s.inputsVersion,
-		Rejected: s.rejected != "" && s.rejected == s.token.Fingerprint()}
+		Rejected: s.rejected != "" && s.rejected == s.token.Fingerprint(), First: s.first}
 }
 
 // clone copies s deeply enough that changing the copy's tokens leaves s alone.
@@ -311,6 +313,7 @@ const (
 	keySpentInput    = "spent-input"
 	keyRejected      = "rejected"
 	keyRetiredAccess = "retired-access-token"
+	keyFirst         = "first-token"
 )
 
 func decodeState(sec *corev1.Secret) *state {
@@ -324,6 +327,7 @@ func decodeState(sec *corev1.Secret) *state {
 			ExpirySource: issuer.ExpirySource(d("expiry-source")), ExpiryField: d("expiry-field"), RefreshExpiresAt: t("refresh-expires-at")}
 		_ = json.Unmarshal(sec.Data["extra"], &st.token.Extra)
 		st.sessionStart = t("session-start")
+		st.first = d(keyFirst) == "true"
 	}
 	if d(keyRetiredAccess) != "" {
 		st.retired = &issuer.Token{AccessToken: d(keyRetiredAccess), RefreshToken: d("retired-refresh-token"), Scheme: d("retired-token-type")}
@@ -357,6 +361,9 @@ func encodeState(cred *v1alpha1.Credential, st *state) *corev1.Secret {
 			"refresh-field": []byte(tok.RefreshField), "issued-at": ts(tok.IssuedAt), "expires-at": ts(tok.ExpiresAt),
 			"expiry-source": []byte(tok.ExpirySource), "expiry-field": []byte(tok.ExpiryField), "refresh-expires-at": ts(tok.RefreshExpiresAt),
 			"session-start": ts(st.sessionStart), "extra": extra,
+		}
+		if st.first {
+			sec.Data[keyFirst] = []byte("true")
 		}
 	}
 	if old := st.retired; old != nil {

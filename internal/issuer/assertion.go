@@ -113,9 +113,30 @@ func thumbprint(pub crypto.PublicKey) (string, error) {
 	return b64(sum[:]), nil
 }
 
+// certificateThumbprint is the x5t#S256 header value (RFC 7515 §4.1.8) of a PEM certificate,
+// which must be the private key's: Entra ID identifies a certificate credential by it. Errors
+// never show the certificate.
+func certificateThumbprint(pemText string, key *signingKey) (string, error) {
+	block, _ := pem.Decode([]byte(pemText))
+	if block == nil || block.Type != "CERTIFICATE" {
+		return "", errors.New("not a PEM certificate")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return "", errors.New("the certificate does not parse")
+	}
+	pub, ok := key.key.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(cert.PublicKey) {
+		return "", errors.New("the certificate is not for the private key in privateKeyKey")
+	}
+	sum := sha256.Sum256(cert.Raw)
+	return base64.RawURLEncoding.EncodeToString(sum[:]), nil
+}
+
 // clientAssertion signs a private_key_jwt client assertion (RFC 7523 §2.2, OIDC Core §9):
-// iss = sub = the client ID, aud = the token endpoint, a unique jti, a short exp.
-func clientAssertion(key *signingKey, clientID, audience string, now time.Time) (string, error) {
+// iss = sub = the client ID, aud = the token endpoint (or the audience configured), a unique
+// jti, a short exp, the key's thumbprint as kid and, with a certificate, its x5t#S256.
+func clientAssertion(key *signingKey, clientID, audience, x5t string, now time.Time) (string, error) {
 	jti := make([]byte, 16)
 	if _, err := rand.Read(jti); err != nil {
 		return "", err
@@ -125,5 +146,8 @@ func clientAssertion(key *signingKey, clientID, audience string, now time.Time) 
 		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(assertionLifetime)),
 	})
 	tok.Header["kid"] = key.kid
+	if x5t != "" {
+		tok.Header["x5t#S256"] = x5t
+	}
 	return tok.SignedString(key.key)
 }

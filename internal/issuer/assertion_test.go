@@ -7,8 +7,13 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
+	"fmt"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -125,5 +130,65 @@ func TestPrivateKeyJWTBadKey(t *testing.T) {
 				t.Fatalf("the error shows key material: %v", err)
 			}
 		})
+	}
+}
+
+// With a certificate (Entra ID certificate credentials) each assertion names it by x5t#S256,
+// the SHA-256 of its DER; the audience can be set instead of the token endpoint. A local
+// endpoint verifies the signature with the certificate's public key and both values; a
+// certificate of another key is a configuration error naming certificateKey.
+func TestPrivateKeyJWTCertificateAndAudience(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certFor := func(k *ecdsa.PrivateKey) (string, []byte) {
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "orders-client"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), der
+	}
+	certPEM, der := certFor(key)
+	sum := sha256.Sum256(der)
+	wantX5t := base64.RawURLEncoding.EncodeToString(sum[:])
+	const audience = "https://login.example.com/tenant-1/v2.0"
+	var why string
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		tok, err := jwt.Parse(r.Form.Get("client_assertion"), func(*jwt.Token) (any, error) { return &key.PublicKey, nil },
+			jwt.WithValidMethods([]string{"ES256"}), jwt.WithAudience(audience), jwt.WithIssuer("orders-client"), jwt.WithExpirationRequired())
+		switch {
+		case err != nil:
+			why = err.Error()
+		case tok.Header["x5t#S256"] != wantX5t:
+			why = fmt.Sprintf("x5t#S256 %v, want %s", tok.Header["x5t#S256"], wantX5t)
+		default:
+			_, _ = w.Write([]byte(`{"access_token":"at-123","token_type":"Bearer","expires_in":300}`))
+			return
+		}
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(`{"error":"invalid_client"}`))
+	}))
+	defer srv.Close()
+	spec := v1alpha1.IssuerSpec{URL: v1alpha1.EndpointURL(srv.URL + "/token"), OAuth2: &v1alpha1.OAuth2{},
+		CABundle: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))}
+	c, err := issuer.New(issuer.Config{Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+	req := issuer.Request{Kind: issuer.LoginClientCredentials, AssertionAudience: audience,
+		Inputs: map[string]string{"client_id": "orders-client", "private_key": keyPEM, "certificate": certPEM}}
+	if _, err := c.Login(t.Context(), req); err != nil {
+		t.Fatalf("login: %v (server: %s)", err, why)
+	}
+
+	otherPEM, _ := certFor(other)
+	req.Inputs["certificate"] = otherPEM
+	_, err = c.Login(t.Context(), req)
+	if issuer.ClassOf(err) != issuer.ClassConfig || !strings.Contains(err.Error(), "certificateKey") {
+		t.Fatalf("a certificate of another key: %v (class %s), want a configuration error naming certificateKey", err, issuer.ClassOf(err))
 	}
 }

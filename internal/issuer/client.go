@@ -49,6 +49,8 @@ const (
 	LoginAPIKey            LoginKind = "apiKey"
 	LoginClientCredentials LoginKind = "clientCredentials"
 	LoginRefreshToken      LoginKind = "refreshToken"
+	LoginJWTBearer         LoginKind = "jwtBearer"
+	LoginPrivateKey        LoginKind = "privateKey"
 )
 
 // Canonical input names. The controller copies the configured Secret keys to these names; every
@@ -61,8 +63,12 @@ const (
 	InputClientID     = "client_id"
 	InputClientSecret = "client_secret"
 	// InputPrivateKey is a PEM private key a client signs its assertions with (private_key_jwt).
-	InputPrivateKey   = "private_key"
-	InputRefreshToken = "refresh_token"
+	InputPrivateKey = "private_key"
+	// InputCertificate is the PEM certificate of InputPrivateKey's public key (x5t#S256).
+	InputCertificate = "certificate"
+	// InputServiceAccountKey is a Google service-account key file (JSON).
+	InputServiceAccountKey = "service_account_key"
+	InputRefreshToken      = "refresh_token"
 )
 
 // Request is what one Credential asks of its issuer.
@@ -75,6 +81,14 @@ type Request struct {
 	SessionDuration time.Duration
 	// Scopes are added to the issuer's scopes (OAuth2).
 	Scopes []string
+	// AssertionAudience is the aud of a private_key_jwt client assertion; the token endpoint
+	// when empty.
+	AssertionAudience string
+	// Assertion is what a jwtBearer login signs.
+	Assertion *Assertion
+	// MaxLifetime caps what the manager signs (assertions, self-signed tokens): a TokenPolicy's
+	// maximum session duration; 0: no cap.
+	MaxLifetime time.Duration
 }
 
 // Config builds a Client.
@@ -368,8 +382,8 @@ func (c *Client) CanRefresh() bool { return c.proto.canRefresh() }
 // discovery).
 func (c *Client) CanRevoke() bool { return c.proto.canRevoke() }
 
-// Validate checks what can be checked of an issuer spec without calling it: body templates
-// parse and the CA bundle holds certificates.
+// Validate checks what can be checked of an issuer spec without calling it: body and claim
+// templates parse and the CA bundle holds certificates.
 func Validate(spec *v1alpha1.IssuerSpec) error {
 	check := func(field string, body v1alpha1.BodyTemplate) error {
 		if body == "" {
@@ -388,6 +402,12 @@ func Validate(spec *v1alpha1.IssuerSpec) error {
 		if ep != nil {
 			errs = append(errs, check(field, ep.Body))
 		}
+	}
+	if ss := spec.SelfSigned; ss != nil {
+		for name, text := range ss.Claims {
+			errs = append(errs, check("spec.selfSigned.claims["+name+"]", text))
+		}
+		errs = append(errs, check("spec.selfSigned.keyID", ss.KeyID))
 	}
 	if spec.CABundle != "" && !x509.NewCertPool().AppendCertsFromPEM([]byte(spec.CABundle)) {
 		errs = append(errs, errors.New("spec.caBundle holds no PEM certificate"))

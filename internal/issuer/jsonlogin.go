@@ -22,6 +22,9 @@ var loginFields = map[LoginKind][]string{
 }
 
 func (c *Client) jsonLogin(ctx context.Context, req Request) (*Token, error) {
+	if req.Kind == LoginJWTBearer {
+		return nil, &Error{Class: ClassConfig, Op: "login", Reason: "jwtBearer needs an oauth2 issuer"}
+	}
 	if req.Kind == LoginClientCredentials && req.Inputs[InputPrivateKey] != "" && c.spec.JSON.Body == "" {
 		return nil, &Error{Class: ClassConfig, Op: "login", Reason: "privateKeyKey (private_key_jwt) needs an oauth2 issuer; a json issuer takes the key only in its body template"}
 	}

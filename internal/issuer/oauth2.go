@@ -96,6 +96,10 @@ func (c *Client) tokenEndpoint(ctx context.Context) (string, error) {
 }
 
 func (c *Client) oauth2Login(ctx context.Context, req Request) (*Token, error) {
+	endpoint, err := c.tokenEndpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
 	form := url.Values{}
 	switch req.Kind {
 	case LoginClientCredentials:
@@ -104,14 +108,17 @@ func (c *Client) oauth2Login(ctx context.Context, req Request) (*Token, error) {
 		form.Set("grant_type", "password")
 		form.Set("username", req.Inputs[InputUsername])
 		form.Set("password", req.Inputs[InputPassword])
+	case LoginJWTBearer:
+		assertion, err := c.bearerAssertion(req, endpoint)
+		if err != nil {
+			return nil, err
+		}
+		form.Set("grant_type", grantJWTBearer)
+		form.Set("assertion", assertion)
 	default:
-		return nil, &Error{Class: ClassConfig, Op: "login", Reason: "oauth2 issuers take clientCredentials, password or refreshToken logins, not " + string(req.Kind)}
+		return nil, &Error{Class: ClassConfig, Op: "login", Reason: "oauth2 issuers take clientCredentials, password, jwtBearer or refreshToken logins, not " + string(req.Kind)}
 	}
 	c.addTokenParams(form, req)
-	endpoint, err := c.tokenEndpoint(ctx)
-	if err != nil {
-		return nil, err
-	}
 	tok, err := c.tokenRequest(ctx, "login", endpoint, form, req, ClassInvalidCredentials, nil)
 	c.forgetDiscoveryOn(err)
 	return tok, err
@@ -166,7 +173,17 @@ func (c *Client) clientAuth(form url.Values, req Request, endpoint string) (http
 		if err != nil {
 			return nil, &Error{Class: ClassConfig, Op: "login", Reason: "privateKeyKey: " + err.Error()}
 		}
-		assertion, err := clientAssertion(key, id, endpoint, c.clock.Now())
+		x5t := ""
+		if cert := req.Inputs[InputCertificate]; cert != "" {
+			if x5t, err = certificateThumbprint(cert, key); err != nil {
+				return nil, &Error{Class: ClassConfig, Op: "login", Reason: "certificateKey: " + err.Error()}
+			}
+		}
+		audience := endpoint
+		if req.AssertionAudience != "" {
+			audience = req.AssertionAudience
+		}
+		assertion, err := clientAssertion(key, id, audience, x5t, c.clock.Now())
 		if err != nil {
 			return nil, &Error{Class: ClassConfig, Op: "login", Reason: "signing the client assertion failed"}
 		}
@@ -192,8 +209,8 @@ func (c *Client) tokenRequest(ctx context.Context, op, endpoint string, form url
 	if err != nil {
 		return nil, err
 	}
-	// The signed assertion is a secret too: a captured one is valid for its lifetime.
-	secrets := c.secretsOf(req, append(tokens, form.Get("client_assertion"))...)
+	// The signed assertions are secrets too: a captured one is valid for its lifetime.
+	secrets := c.secretsOf(req, append(tokens, form.Get("client_assertion"), form.Get("assertion"))...)
 	resp, err := c.send(ctx, call{op: op, method: http.MethodPost, url: endpoint, contentType: contentForm, body: []byte(form.Encode()), header: header, secrets: secrets})
 	if err != nil {
 		return nil, err

@@ -13,10 +13,13 @@ type protocol interface {
 	canRevoke() bool
 }
 
-// protocolOf picks the protocol an issuer spec names: OAuth2, else a JSON login.
+// protocolOf picks the protocol an issuer spec names: OAuth2, self-signed, else a JSON login.
 func protocolOf(c *Client) protocol {
 	if c.spec.OAuth2 != nil {
 		return oauth2Protocol{c}
+	}
+	if c.spec.SelfSigned != nil {
+		return selfSignedProtocol{c}
 	}
 	return jsonProtocol{c}
 }

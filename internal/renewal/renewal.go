@@ -23,6 +23,10 @@ type Session struct {
 	InputsVersion string
 	// Rejected: the issuer's probe answered 401 or 403 to this token.
 	Rejected bool
+	// First: the Credential's first token. Its renewal is spread between halfway to the
+	// planned time and the planned time, so that Credentials created together (a new cluster,
+	// a GitOps sync) do not renew together for the rotations after.
+	First bool
 }
 
 // FailureKind groups failures by how long to back off.
@@ -181,6 +185,14 @@ func Schedule(s Session, p policy.Effective, jitterKey string) Plan {
 	// rotation instead of renewing in waves for ever.
 	at := expires.Add(-margin).Add(jitter(jitterKey+"@"+s.IssuedAt.UTC().Format(time.RFC3339Nano), margin))
 	rule += ", ±10% jitter"
+	if s.First {
+		// Deterministic per token, so a restart moves nothing.
+		h := fnv.New64a()
+		_, _ = h.Write([]byte(jitterKey + "@first@" + s.IssuedAt.UTC().Format(time.RFC3339Nano)))
+		u := float64(h.Sum64()%1001) / 1000 // [0, 1]
+		at = s.IssuedAt.Add(time.Duration(float64(at.Sub(s.IssuedAt)) * (0.5 + u/2)))
+		rule += ", the first token's renewal spread over the second half of that wait"
+	}
 	if p.MaxSessionAge > 0 && !s.Start.IsZero() {
 		if limit := s.Start.Add(p.MaxSessionAge); limit.Before(at) {
 			at = limit

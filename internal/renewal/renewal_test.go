@@ -1,6 +1,7 @@
 package renewal
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -136,6 +137,30 @@ func TestJitterRedrawnPerToken(t *testing.T) {
 	}
 	if len(offsets) < 15 {
 		t.Errorf("20 successive tokens of one Credential renew at only %d distinct offsets after issue", len(offsets))
+	}
+}
+
+// The first tokens of Credentials created together renew spread over the second half of the
+// planned wait (their later tokens by the usual jitter), the same time after a restart.
+func TestFirstRenewalSpread(t *testing.T) {
+	lo, hi := time.Duration(1<<62), time.Duration(0)
+	for i := range 200 {
+		key := "uid-" + strconv.Itoa(i)
+		s := Session{IssuedAt: t0, ExpiresAt: t0.Add(time.Hour), First: true}
+		at := RenewalTime(s, defaults(), key)
+		if again := RenewalTime(s, defaults(), key); !again.Equal(at) {
+			t.Fatal("the first renewal time is not deterministic")
+		}
+		plain := RenewalTime(Session{IssuedAt: t0, ExpiresAt: t0.Add(time.Hour)}, defaults(), key)
+		wait := at.Sub(t0)
+		if wait > plain.Sub(t0) || wait < plain.Sub(t0)/2 {
+			t.Fatalf("first renewal after %s, want between half of %s and all of it", wait, plain.Sub(t0))
+		}
+		lo, hi = min(lo, wait), max(hi, wait)
+	}
+	// Planned about 40 min after issue (±2 min): spread over about 20 to 42 minutes.
+	if hi-lo < 18*time.Minute {
+		t.Errorf("200 first renewals spread over %s, want about 20 minutes", hi-lo)
 	}
 }
 

@@ -2,7 +2,9 @@ package validation
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -88,3 +90,32 @@ func (c *cache[V]) len() int {
 }
 
 func tokenKey(token string) [32]byte { return sha256.Sum256([]byte(token)) }
+
+// doorkeeper admits a token to the cache only the second time it is seen (TinyLFU's door
+// keeper): a flood of tokens that never come again (many clients, short tokens) costs one
+// atomic load and store each instead of an insertion that evicts an entry worth keeping and an
+// identity kept alive for the garbage collector to trace. It is a direct-mapped table of key
+// fingerprints, lock-free and fixed in size; a collision only delays an admission.
+type doorkeeper struct {
+	slots []atomic.Uint64
+	mask  uint64
+}
+
+func newDoorkeeper(size int) *doorkeeper {
+	n := uint64(1)
+	for n < uint64(max(size, 1)) {
+		n <<= 1
+	}
+	return &doorkeeper{slots: make([]atomic.Uint64, n), mask: n - 1}
+}
+
+// seenBefore reports whether key was offered since its slot was last taken, and remembers it.
+func (d *doorkeeper) seenBefore(key [32]byte) bool {
+	slot := &d.slots[binary.LittleEndian.Uint64(key[0:8])&d.mask]
+	fp := binary.LittleEndian.Uint64(key[8:16]) | 1 // never 0, the empty slot
+	if slot.Load() == fp {
+		return true
+	}
+	slot.Store(fp)
+	return false
+}

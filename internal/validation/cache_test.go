@@ -4,6 +4,9 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 // A flood of distinct tokens keeps the cache at its bound, every recent entry is still found,
@@ -54,4 +57,32 @@ func BenchmarkCacheDistinctInserts(b *testing.B) {
 			i += 7919
 		}
 	})
+}
+
+// A token is cached the second time it is verified, not the first: a flood of tokens that never
+// come again leaves the cache (and the entries worth keeping in it) alone.
+func TestDoorkeeperAdmitsOnSecondSight(t *testing.T) {
+	k := newKeyServer(t)
+	clk := clocktesting.NewFakeClock(time.Now())
+	v := newTestValidator(t, k, clk, func(c *Config) { c.Algorithms = []string{"RS256"} })
+	hits := 0
+	v.OnCacheHit = func(string) { hits++ }
+	for i := range 50 {
+		tok := k.sign(t, "RS256", "rsa1", claims(clk.Now(), func(c jwt.MapClaims) { c["jti"] = i }), nil)
+		if _, d := v.AuthenticateToken(t.Context(), tok); d != nil {
+			t.Fatal(d)
+		}
+	}
+	if n := v.verified.len(); n != 0 || hits != 0 {
+		t.Fatalf("50 tokens seen once each: %d cached, %d hits; want none", n, hits)
+	}
+	tok := k.sign(t, "RS256", "rsa1", claims(clk.Now(), nil), nil)
+	for range 3 {
+		if _, d := v.AuthenticateToken(t.Context(), tok); d != nil {
+			t.Fatal(d)
+		}
+	}
+	if n := v.verified.len(); n != 1 || hits != 1 {
+		t.Fatalf("one token seen three times: %d cached, %d hits; want 1 and 1 (cached at the second, hit at the third)", n, hits)
+	}
 }

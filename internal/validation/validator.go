@@ -125,6 +125,7 @@ type Validator struct {
 	cfg      Config
 	verified *cache[*Identity]
 	negative *cache[*Denial]
+	door     *doorkeeper // a token is cached the second time it is verified
 	// OnCacheHit is called on each cache hit, for metrics. Optional.
 	OnCacheHit func(kind string)
 }
@@ -141,7 +142,7 @@ func New(cfg Config) *Validator {
 		d := DefaultLeeway
 		cfg.Leeway = &d
 	}
-	return &Validator{cfg: cfg, verified: newCache[*Identity](cacheSize), negative: newCache[*Denial](cacheSize)}
+	return &Validator{cfg: cfg, verified: newCache[*Identity](cacheSize), negative: newCache[*Denial](cacheSize), door: newDoorkeeper(cacheSize)}
 }
 
 // ParseAuthorization extracts the token from the Authorization header values, applying every
@@ -224,7 +225,7 @@ func (v *Validator) authenticate(ctx context.Context, token string) (*Identity, 
 		return nil, d
 	}
 	id := v.identity(claims)
-	if !v.cfg.DisableCache {
+	if !v.cfg.DisableCache && v.door.seenBefore(key) {
 		v.verified.put(key, id, minTime(id.ExpiresAt, now.Add(maxCacheTTL)), now)
 	}
 	return id, nil

@@ -72,7 +72,7 @@ func (s *Server) oauthToken(w http.ResponseWriter, r *http.Request) {
 	if s.malformedAnswer(w) {
 		return
 	}
-	if !s.clientOK(r) {
+	if grant != "urn:ietf:params:oauth:grant-type:jwt-bearer" && !s.clientOK(r) { // the assertion authenticates
 		oauthError(w, 401, "invalid_client", "client authentication failed")
 		return
 	}
@@ -80,6 +80,15 @@ func (s *Server) oauthToken(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	var se *session
 	switch grant {
+	case "urn:ietf:params:oauth:grant-type:jwt-bearer":
+		sub, err := s.verifyAssertion(r.PostFormValue("assertion"))
+		if err != nil {
+			oauthError(w, 400, "invalid_grant", "assertion rejected: "+err.Error())
+			return
+		}
+		se = s.newSession(sub, r.PostFormValue("scope"), s.lifetime)
+		delete(s.byRefresh, se.refresh)
+		se.refresh = ""
 	case "client_credentials":
 		se = s.newSession(ClientID, r.PostFormValue("scope"), s.lifetime)
 		delete(s.byRefresh, se.refresh)
@@ -110,8 +119,15 @@ func (s *Server) oauthToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, body)
 }
 
-// clientOK checks client authentication by HTTP Basic (form-encoded parts) or body parameters.
+// clientOK checks client authentication by HTTP Basic (form-encoded parts), body parameters, or
+// a client assertion (private_key_jwt) signed by a key trusted for the client ID.
 func (s *Server) clientOK(r *http.Request) bool {
+	if r.PostFormValue("client_assertion_type") == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		sub, err := s.verifyAssertion(r.PostFormValue("client_assertion"))
+		return err == nil && sub == r.PostFormValue("client_id")
+	}
 	id, secret, basic := r.BasicAuth()
 	if basic {
 		id, _ = url.QueryUnescape(id)

@@ -120,6 +120,10 @@ type Server struct {
 	maxInFlight     int
 	closing         chan struct{} // closed by Close: hanging handlers return
 	killNew         bool          // sessions end as soon as they start
+	assertionKeys   map[string]trustedKey
+	assertionAud    string
+	assertionLives  []time.Duration
+	seenJTIs        map[string]bool
 }
 
 // Grant is one access token the server issued, at a login or a refresh.
