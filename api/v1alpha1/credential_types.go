@@ -5,7 +5,7 @@ import (
 )
 
 // CredentialSpec declares one identity at one issuer and the Secret its token is kept in.
-// +kubebuilder:validation:XValidation:rule="[has(self.password), has(self.apiKey), has(self.clientCredentials), has(self.refreshToken), has(self.jwtBearer), has(self.privateKey)].filter(x, x).size() == 1",message="set exactly one login: password, apiKey, clientCredentials, refreshToken, jwtBearer or privateKey"
+// +kubebuilder:validation:XValidation:rule="[has(self.password), has(self.apiKey), has(self.clientCredentials), has(self.refreshToken), has(self.jwtBearer), has(self.privateKey), has(self.githubApp), has(self.serviceAccount)].filter(x, x).size() == 1",message="set exactly one login: password, apiKey, clientCredentials, refreshToken, jwtBearer, privateKey, githubApp or serviceAccount"
 // +kubebuilder:validation:XValidation:rule="!has(self.renewal) || !has(self.renewal.renewBefore) || !has(self.sessionDuration) || duration(self.renewal.renewBefore) < duration(self.sessionDuration)",message="renewal.renewBefore must be shorter than sessionDuration",fieldPath=".renewal.renewBefore"
 type CredentialSpec struct {
 	// issuerRef is the Issuer (same namespace) or ClusterIssuer to log in at.
@@ -37,6 +37,15 @@ type CredentialSpec struct {
 	// privateKey signs the token itself, at a selfSigned issuer.
 	// +optional
 	PrivateKey *PrivateKeyLogin `json:"privateKey,omitempty"`
+
+	// githubApp gets installation tokens of a GitHub App, at a githubApp issuer.
+	// +optional
+	GitHubApp *GitHubAppLogin `json:"githubApp,omitempty"`
+
+	// serviceAccount logs in with a token of a ServiceAccount of this namespace, which the
+	// manager requests from the API server for each login: nothing secret is stored.
+	// +optional
+	ServiceAccount *ServiceAccountLogin `json:"serviceAccount,omitempty"`
 
 	// sessionDuration is the session length asked of the issuer where it supports one, and the
 	// lifetime assumed when it says nothing. Capped by TokenPolicy.
@@ -194,6 +203,101 @@ type JWTBearerLogin struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('1h')",message="assertionLifetime must be between 1m and 1h"
 	AssertionLifetime *metav1.Duration `json:"assertionLifetime,omitempty"`
 }
+
+// ServiceAccountLogin presents a Kubernetes ServiceAccount token (TokenRequest API, bound to the
+// Credential's state Secret so that it dies with the Credential) to the issuer.
+type ServiceAccountLogin struct {
+	// name of the ServiceAccount, in the Credential's namespace (never another's).
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+	// audience of the ServiceAccount token: the issuer that accepts it. Defaults to the Issuer's
+	// serviceAccountAudience. TokenPolicy allowedAudiences can restrict it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Audience string `json:"audience,omitempty"`
+	// expiration of the ServiceAccount token: 10 minutes (the API's minimum, the default) to 24
+	// hours. A new one is requested for each login.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10m') && duration(self) <= duration('24h')",message="expiration must be between 10m and 24h"
+	Expiration *metav1.Duration `json:"expiration,omitempty"`
+	// presentAs is how an OAuth2 issuer receives the token: TokenExchange (RFC 8693
+	// subject_token, the default), ClientAssertion (client_credentials with the token as
+	// client_assertion: Entra ID workload identity federation) or JWTBearer (RFC 7523 assertion).
+	// A JSON issuer reads it as .serviceAccountToken in its body template (Vault's JWT auth).
+	// +optional
+	// +kubebuilder:validation:Enum=TokenExchange;ClientAssertion;JWTBearer
+	PresentAs ServiceAccountPresentation `json:"presentAs,omitempty"`
+	// clientID is sent as client_id where the issuer wants one (Entra ID: the application's ID).
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	ClientID string `json:"clientID,omitempty"`
+	// requestedTokenType is the RFC 8693 requested_token_type (TokenExchange).
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	RequestedTokenType string `json:"requestedTokenType,omitempty"`
+	// targetAudience is the RFC 8693 audience parameter: where the issued token will be used
+	// (TokenExchange).
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	TargetAudience string `json:"targetAudience,omitempty"`
+	// resource is the RFC 8693 / RFC 8707 resource parameter (TokenExchange).
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	Resource string `json:"resource,omitempty"`
+}
+
+// ServiceAccountPresentation is how a ServiceAccount token is presented to an OAuth2 issuer.
+type ServiceAccountPresentation string
+
+const (
+	PresentAsTokenExchange   ServiceAccountPresentation = "TokenExchange"
+	PresentAsClientAssertion ServiceAccountPresentation = "ClientAssertion"
+	PresentAsJWTBearer       ServiceAccountPresentation = "JWTBearer"
+)
+
+// GitHubAppLogin is one installation of a GitHub App: the app signs a JWT with its private key
+// and trades it for an installation token, optionally narrowed to some repositories and
+// permissions.
+type GitHubAppLogin struct {
+	// secretRef is the Secret, in the Credential's namespace, holding the app's private key.
+	// +required
+	SecretRef LocalSecretReference `json:"secretRef"`
+	// privateKeyKey is the key of the app's PEM private key (RSA, as GitHub issues them).
+	// Defaults to private_key.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	PrivateKeyKey string `json:"privateKeyKey,omitempty"`
+	// appID is the App ID (or its client ID, Iv1.…) the app JWT is issued by.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9.]+$`
+	AppID string `json:"appID"`
+	// installationID is the installation the token is for.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=20
+	// +kubebuilder:validation:Pattern=`^[0-9]+$`
+	InstallationID string `json:"installationID"`
+	// repositories narrows the token to these repositories (names, not owner/name).
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=500
+	// +kubebuilder:validation:items:MaxLength=100
+	Repositories []string `json:"repositories,omitempty"`
+	// permissions narrows the token's permissions, for example {contents: read, issues: write}.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=64
+	Permissions map[string]GitHubPermission `json:"permissions,omitempty"`
+}
+
+// GitHubPermission is a GitHub App permission level.
+// +kubebuilder:validation:Enum=read;write;admin
+type GitHubPermission string
 
 // PrivateKeyLogin reads the key a selfSigned issuer signs this Credential's tokens with.
 type PrivateKeyLogin struct {

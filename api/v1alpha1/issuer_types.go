@@ -19,6 +19,9 @@ type EndpointURL string
 // +kubebuilder:validation:Pattern=`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`
 type JSONPath string
 
+// GitHubApp is the GitHub App installation token API (nothing to configure but the base url).
+type GitHubApp struct{}
+
 // SelfSignedJWT is what a self-signed token holds. Its algorithm follows from the key type (RS256,
 // ES256, ES384, EdDSA).
 type SelfSignedJWT struct {
@@ -69,10 +72,11 @@ const (
 )
 
 // IssuerSpec says how to talk to one token service. Issuer and ClusterIssuer share it.
-// +kubebuilder:validation:XValidation:rule="[has(self.json), has(self.oauth2), has(self.selfSigned)].filter(x, x).size() <= 1",message="set at most one protocol: json, oauth2 or selfSigned"
+// +kubebuilder:validation:XValidation:rule="[has(self.json), has(self.oauth2), has(self.selfSigned), has(self.githubApp)].filter(x, x).size() <= 1",message="set at most one protocol: json, oauth2, selfSigned or githubApp"
 // +kubebuilder:validation:XValidation:rule="has(self.url) || (has(self.oauth2) && has(self.oauth2.issuerURL)) || has(self.jwks) || has(self.hmacSecretRef) || has(self.selfSigned)",message="set url (with json or oauth2), oauth2.issuerURL, selfSigned, or a validation key source (jwks, hmacSecretRef)"
 // +kubebuilder:validation:XValidation:rule="!has(self.selfSigned) || !has(self.url)",message="a selfSigned issuer calls no URL",fieldPath=".url"
-// +kubebuilder:validation:XValidation:rule="!has(self.url) || has(self.json) || has(self.oauth2)",message="url needs a protocol: set json or oauth2",fieldPath=".url"
+// +kubebuilder:validation:XValidation:rule="!has(self.url) || has(self.json) || has(self.oauth2) || has(self.githubApp)",message="url needs a protocol: set json, oauth2 or githubApp",fieldPath=".url"
+// +kubebuilder:validation:XValidation:rule="!has(self.githubApp) || has(self.url)",message="githubApp needs url, the API's base URL (https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server)",fieldPath=".githubApp"
 // +kubebuilder:validation:XValidation:rule="!has(self.json) || has(self.url)",message="json login needs url, the login endpoint",fieldPath=".json"
 // +kubebuilder:validation:XValidation:rule="self.allowInsecureHTTP || !has(self.url) || self.url.startsWith('https://')",message="url must use https; set allowInsecureHTTP to allow plain http",fieldPath=".url"
 // +kubebuilder:validation:XValidation:rule="self.allowInsecureHTTP || !has(self.refresh) || self.refresh.url.startsWith('https://')",message="refresh.url must use https; set allowInsecureHTTP to allow plain http",fieldPath=".refresh.url"
@@ -102,6 +106,18 @@ type IssuerSpec struct {
 	// (App Store Connect, Snowflake key-pair authentication).
 	// +optional
 	SelfSigned *SelfSignedJWT `json:"selfSigned,omitempty"`
+
+	// githubApp gets GitHub App installation tokens (githubApp logins) from the API at url: an
+	// app JWT signed with the app's key buys a one-hour installation token, revoked when the
+	// Credential goes.
+	// +optional
+	GitHubApp *GitHubApp `json:"githubApp,omitempty"`
+
+	// serviceAccountAudience is the audience of the ServiceAccount tokens Credentials present
+	// here (serviceAccount logins), unless they name one.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	ServiceAccountAudience string `json:"serviceAccountAudience,omitempty"`
 
 	// tokenType is the scheme written before the token in the Authorization header, such as Bearer
 	// or Token. Defaults to the token_type the issuer returns, else Bearer.

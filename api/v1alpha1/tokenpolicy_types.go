@@ -48,6 +48,16 @@ type TokenPolicySpec struct {
 	// +kubebuilder:validation:MaxItems=64
 	AllowedIssuers []IssuerPattern `json:"allowedIssuers,omitempty"`
 
+	// allowedAudiences are the audiences ServiceAccount tokens may be requested for by
+	// Credentials in the selected namespaces (exact, or a prefix ending in *); unset allows any.
+	// A ServiceAccount token is as good as a password at every issuer that trusts the cluster for
+	// that audience.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=1024
+	AllowedAudiences []string `json:"allowedAudiences,omitempty"`
+
 	// requireHTTPS forbids issuers that allow plain http.
 	// +optional
 	RequireHTTPS bool `json:"requireHTTPS,omitempty"`

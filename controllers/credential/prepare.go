@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
@@ -29,6 +30,8 @@ type env struct {
 	request   issuer.Request
 	client    *issuer.Client
 	headers   map[string]string
+	// serviceAccountAudience is the audience of a serviceAccount login's tokens.
+	serviceAccountAudience string
 	// inputsVersion changes whenever the Credential's spec, its input Secret, the issuer or the
 	// issuer's Secrets change; a change means a fresh login.
 	inputsVersion string
@@ -50,9 +53,11 @@ func (r *Reconciler) prepare(ctx context.Context, cred *v1alpha1.Credential) (*e
 		return nil, err
 	}
 	kind, ref, keys := loginOf(&cred.Spec)
-	input, err := r.readSecret(ctx, types.NamespacedName{Namespace: cred.Namespace, Name: ref})
-	if err != nil {
-		return nil, err
+	input := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{ResourceVersion: "none"}} // a serviceAccount login reads no Secret
+	if ref != "" {
+		if input, err = r.readSecret(ctx, types.NamespacedName{Namespace: cred.Namespace, Name: ref}); err != nil {
+			return nil, err
+		}
 	}
 	req := issuer.Request{Kind: kind, Inputs: map[string]string{}, SessionDuration: e.policy.SessionDuration, Scopes: cred.Spec.Scopes}
 	if cc := cred.Spec.ClientCredentials; cc != nil {
@@ -63,6 +68,30 @@ func (r *Reconciler) prepare(ctx context.Context, cred *v1alpha1.Credential) (*e
 		if j.AssertionLifetime != nil {
 			req.Assertion.Lifetime = j.AssertionLifetime.Duration
 		}
+	}
+	if g := cred.Spec.GitHubApp; g != nil {
+		req.GitHubApp = &issuer.GitHubAppRequest{AppID: g.AppID, InstallationID: g.InstallationID, Repositories: g.Repositories}
+		if len(g.Permissions) > 0 {
+			req.GitHubApp.Permissions = map[string]string{}
+			for k, v := range g.Permissions {
+				req.GitHubApp.Permissions[k] = string(v)
+			}
+		}
+	}
+	if sa := cred.Spec.ServiceAccount; sa != nil {
+		e.serviceAccountAudience = sa.Audience
+		if e.serviceAccountAudience == "" {
+			e.serviceAccountAudience = iss.GetSpec().ServiceAccountAudience
+		}
+		if e.serviceAccountAudience == "" {
+			return nil, block(v1alpha1.ReasonInvalidConfig, "spec.serviceAccount.audience is not set and %s declares no serviceAccountAudience", e.issuerKey)
+		}
+		// No ServiceAccount token is ever requested for an audience the policies do not allow.
+		if v := e.policy.CheckAudience(e.serviceAccountAudience); v != nil {
+			return nil, block(v1alpha1.ReasonPolicyViolation, "%v", v)
+		}
+		req.ServiceAccount = &issuer.ServiceAccountRequest{PresentAs: string(sa.PresentAs), ClientID: sa.ClientID,
+			RequestedTokenType: sa.RequestedTokenType, TargetAudience: sa.TargetAudience, Resource: sa.Resource}
 	}
 	// A TokenPolicy's maximum session caps what the manager signs too.
 	req.MaxLifetime = e.policy.MaxSessionDuration
@@ -153,6 +182,10 @@ func loginOf(spec *v1alpha1.CredentialSpec) (issuer.LoginKind, string, map[strin
 			return issuer.LoginJWTBearer, j.SecretRef.Name, map[string]string{issuer.InputServiceAccountKey: j.ServiceAccountKeyKey}
 		}
 		return issuer.LoginJWTBearer, j.SecretRef.Name, map[string]string{issuer.InputPrivateKey: j.PrivateKeyKey}
+	case spec.ServiceAccount != nil:
+		return issuer.LoginServiceAccount, "", map[string]string{}
+	case spec.GitHubApp != nil:
+		return issuer.LoginGitHubApp, spec.GitHubApp.SecretRef.Name, map[string]string{issuer.InputPrivateKey: or(spec.GitHubApp.PrivateKeyKey, issuer.InputPrivateKey)}
 	case spec.PrivateKey != nil:
 		return issuer.LoginPrivateKey, spec.PrivateKey.SecretRef.Name, map[string]string{issuer.InputPrivateKey: or(spec.PrivateKey.Key, issuer.InputPrivateKey)}
 	case spec.RefreshToken != nil:

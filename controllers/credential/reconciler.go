@@ -256,6 +256,14 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 	if action == renewal.Login {
 		op, sends = "login", input
 	}
+	// A serviceAccount login gets a fresh ServiceAccount token (a refresh may fall back to a login),
+	// before anything is recorded: nothing is sent if that fails.
+	if err := r.withServiceAccountToken(ctx, cred, e, st); err != nil {
+		if _, blocked := isBlocked(err); blocked {
+			return r.blocked(cred, err)
+		}
+		return ctrl.Result{}, err
+	}
 	// A call that sends something single-use (a refresh token) is recorded before it is sent, so
 	// that a crash can never lead to sending it twice. A login that sends only reusable inputs (a
 	// password, a client secret) spends nothing: interrupted, it is simply made again, so it

@@ -27,10 +27,11 @@ import (
 
 // Field indexes.
 const (
-	indexInputSecret  = "credential.inputSecret"  // Credential → its input Secret's name
-	indexTargetSecret = "credential.targetSecret" // Credential → its target Secret's name
-	indexIssuer       = "credential.issuer"       // Credential → "Issuer/name" or "ClusterIssuer/name"
-	indexIssuerRefs   = "issuer.references"       // Issuer → "Secret/ns/name" or "ConfigMap/ns/name" of each it reads
+	indexInputSecret  = "credential.inputSecret"    // Credential → its input Secret's name
+	indexTargetSecret = "credential.targetSecret"   // Credential → its target Secret's name
+	indexIssuer       = "credential.issuer"         // Credential → "Issuer/name" or "ClusterIssuer/name"
+	indexSA           = "credential.serviceAccount" // Credential → its ServiceAccount's name
+	indexIssuerRefs   = "issuer.references"         // Issuer → "Secret/ns/name" or "ConfigMap/ns/name" of each it reads
 )
 
 // SetupWithManager registers the controller: Credentials, their Secrets, the input Secrets
@@ -64,6 +65,14 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 	}); err != nil {
 		return err
 	}
+	if err := idx.IndexField(ctx, &v1alpha1.Credential{}, indexSA, func(o client.Object) []string {
+		if sa := o.(*v1alpha1.Credential).Spec.ServiceAccount; sa != nil {
+			return []string{sa.Name}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
 	if err := idx.IndexField(ctx, &v1alpha1.Credential{}, indexIssuer, func(o client.Object) []string {
 		return []string{resolve.IssuerKey(o.(*v1alpha1.Credential).Spec.IssuerRef)}
 	}); err != nil {
@@ -79,6 +88,8 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 
 	secretMeta := &metav1.PartialObjectMetadata{}
 	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	saMeta := &metav1.PartialObjectMetadata{}
+	saMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ServiceAccount"))
 	configMapMeta := &metav1.PartialObjectMetadata{}
 	configMapMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
 
@@ -89,6 +100,12 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		Owns(&corev1.Secret{}, builder.WithPredicates(r.echoes.predicate())).
 		WatchesRawSource(source.Kind(r.SecretNames, secretMeta,
 			handler.TypedEnqueueRequestsFromMapFunc(r.forSecret),
+			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
+		// A ServiceAccount that appears (or changes) brings back the Credentials logging in as it.
+		WatchesRawSource(source.Kind(r.SecretNames, saMeta,
+			handler.TypedEnqueueRequestsFromMapFunc(func(ctx context.Context, sa *metav1.PartialObjectMetadata) []reconcile.Request {
+				return r.list(ctx, client.InNamespace(sa.Namespace), client.MatchingFields{indexSA: sa.Name})
+			}),
 			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
 		WatchesRawSource(source.Kind(r.SecretNames, configMapMeta,
 			handler.TypedEnqueueRequestsFromMapFunc(r.forConfigMap),

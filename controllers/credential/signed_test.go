@@ -1,6 +1,7 @@
 package credential_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -129,5 +131,70 @@ func TestSelfSignedIssuer(t *testing.T) {
 	}
 	waitFor(t, 50*time.Second, "a renewal before expiry", func() (bool, string) {
 		return f.token() != first, "still the first token"
+	})
+}
+
+// GitHub App installation tokens through the whole Credential path: written, narrowed as asked,
+// renewed before expiry, and the last token revoked (DELETE /installation/token) when the
+// Credential goes. (The failures GitHub documents are classified in internal/issuer's tests.)
+func TestGitHubAppCredential(t *testing.T) {
+	t.Parallel()
+	f := setupWith(t, issuertest.GitHubApp, func(s *issuertest.Server, in map[string]string) {
+		s.SetLifetime(20 * time.Second)
+		addSecret(in["private_key"][40:104])
+	}, func(c *v1alpha1.Credential) {
+		c.Spec.GitHubApp.Repositories = []string{"orders"}
+		c.Spec.GitHubApp.Permissions = map[string]v1alpha1.GitHubPermission{"contents": "read"}
+	})
+	f.waitReady(30 * time.Second)
+	first := f.token()
+	if !f.srv.Valid(first) || !strings.HasPrefix(first, "ghs_") {
+		t.Fatal("the installation token in the Secret is not valid at the server")
+	}
+	if asked := f.srv.GitHubAsked(); len(asked) == 0 || len(asked[0].Repositories) != 1 || asked[0].Permissions["contents"] != "read" {
+		t.Fatalf("the server was asked for %+v, want repositories [orders] and contents: read", asked)
+	}
+	waitFor(t, 40*time.Second, "a renewal before expiry", func() (bool, string) {
+		tok := f.token()
+		return tok != first && f.srv.Valid(tok), "still the first token"
+	})
+
+	last := f.token()
+	must(t, env.Client.Delete(t.Context(), f.cred()))
+	waitFor(t, 20*time.Second, "the Credential gone", func() (bool, string) {
+		err := env.Client.Get(t.Context(), f.key, &v1alpha1.Credential{})
+		return apierrors.IsNotFound(err), fmt.Sprint(err)
+	})
+	if f.srv.Valid(last) || f.srv.Calls(issuertest.OpRevoke) == 0 {
+		t.Fatalf("the last installation token was not revoked when the Credential was deleted (revocations: %d)", f.srv.Calls(issuertest.OpRevoke))
+	}
+}
+
+// A TokenPolicy's maximum session caps what the manager signs: the JWT bearer assertion asked
+// for 1 hour lives 2 minutes once a policy with sessionDuration.max 2m selects the namespace.
+func TestAssertionLifetimeCappedByPolicy(t *testing.T) {
+	t.Parallel()
+	f := setupWith(t, issuertest.OAuth2, func(s *issuertest.Server, in map[string]string) {
+		s.SetLifetime(20 * time.Second)
+		file := s.NewServiceAccountKey("capped@orders.iam.gserviceaccount.com")
+		addSecret(file[strings.Index(file, "BEGIN PRIVATE KEY")+30:][:64])
+		in["key.json"] = file
+	}, func(c *v1alpha1.Credential) {
+		c.Spec.JWTBearer = &v1alpha1.JWTBearerLogin{SecretRef: c.Spec.ClientCredentials.SecretRef, ServiceAccountKeyKey: "key.json",
+			AssertionLifetime: &metav1.Duration{Duration: time.Hour}}
+		c.Spec.ClientCredentials = nil
+	})
+	f.waitReady(30 * time.Second)
+	if lives := f.srv.AssertionLifetimes(); len(lives) == 0 || lives[0] != time.Hour {
+		t.Fatalf("assertion lifetimes %v, want 1h before any policy", lives)
+	}
+	p := &v1alpha1.TokenPolicy{ObjectMeta: metav1.ObjectMeta{Name: f.ns + "-cap"}, Spec: v1alpha1.TokenPolicySpec{
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": f.ns}},
+		SessionDuration:   &v1alpha1.SessionDurationPolicy{Max: &metav1.Duration{Duration: 2 * time.Minute}}}}
+	must(t, env.Client.Create(t.Context(), p))
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), p) })
+	waitFor(t, 40*time.Second, "an assertion capped at 2m", func() (bool, string) {
+		lives := f.srv.AssertionLifetimes()
+		return lives[len(lives)-1] == 2*time.Minute, fmt.Sprint(lives)
 	})
 }

@@ -55,6 +55,8 @@ type state struct {
 	// resourceVersion is the state Secret's version this state was read at or written as; ""
 	// when there is no state Secret. Writes are conditional on it.
 	resourceVersion string
+	// uid is the state Secret's UID, once it exists (ServiceAccount tokens are bound to it).
+	uid types.UID
 	// restored: the state Secret vanished and this state is the manager's last copy of it.
 	restored bool
 	// basedOn is the ID of the call this (unsaved) state is the outcome of.
@@ -264,7 +266,7 @@ func (s *stateStore) write(ctx context.Context, cred *v1alpha1.Credential, st *s
 	if err != nil {
 		return err
 	}
-	st.resourceVersion, st.restored = sec.ResourceVersion, false
+	st.resourceVersion, st.uid, st.restored = sec.ResourceVersion, sec.UID, false
 	s.remember(s.last, client.ObjectKeyFromObject(cred), cred.UID, st)
 	return nil
 }
@@ -318,7 +320,7 @@ const (
 
 func decodeState(sec *corev1.Secret) *state {
 	st := &state{inputsVersion: sec.Annotations[annotationInputs], failedInputs: sec.Annotations[annotationFailed],
-		resourceVersion: sec.ResourceVersion, spentInput: string(sec.Data[keySpentInput]), rejected: string(sec.Data[keyRejected])}
+		resourceVersion: sec.ResourceVersion, uid: sec.UID, spentInput: string(sec.Data[keySpentInput]), rejected: string(sec.Data[keyRejected])}
 	d := func(k string) string { return string(sec.Data[k]) }
 	t := func(k string) time.Time { v, _ := time.Parse(time.RFC3339Nano, d(k)); return v }
 	if d(keyAccessToken) != "" {

@@ -84,6 +84,13 @@ func (v *credentialValidator) validate(ctx context.Context, c *v1alpha1.Credenti
 		return nil, err
 	}
 	eff, violations := policy.Resolve(sel, &c.Spec)
+	// A ServiceAccount token may only be asked for an audience the policies allow.
+	sa := c.Spec.ServiceAccount
+	if sa != nil && sa.Audience != "" {
+		if x := eff.CheckAudience(sa.Audience); x != nil {
+			violations = append(violations, *x)
+		}
+	}
 	// The issuer it names must be allowed too, when it exists already.
 	iss, err := v.p.Issuer(ctx, c.Namespace, c.Spec.IssuerRef)
 	if b, ok := resolve.AsBlocked(err); ok && b.Reason == v1alpha1.ReasonIssuerNotFound {
@@ -91,6 +98,12 @@ func (v *credentialValidator) validate(ctx context.Context, c *v1alpha1.Credenti
 	}
 	if err != nil {
 		return nil, err
+	}
+	if aud := iss.GetSpec().ServiceAccountAudience; sa != nil && sa.Audience == "" && aud != "" {
+		if x := eff.CheckAudience(aud); x != nil {
+			x.Detail += " (the issuer's serviceAccountAudience)"
+			violations = append(violations, *x)
+		}
 	}
 	for _, x := range eff.CheckIssuer(iss.GetSpec()) {
 		x.Detail = fmt.Sprintf("the issuer's %s: %s", x.Field, x.Detail)

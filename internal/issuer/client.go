@@ -51,6 +51,8 @@ const (
 	LoginRefreshToken      LoginKind = "refreshToken"
 	LoginJWTBearer         LoginKind = "jwtBearer"
 	LoginPrivateKey        LoginKind = "privateKey"
+	LoginGitHubApp         LoginKind = "githubApp"
+	LoginServiceAccount    LoginKind = "serviceAccount"
 )
 
 // Canonical input names. The controller copies the configured Secret keys to these names; every
@@ -66,6 +68,9 @@ const (
 	InputPrivateKey = "private_key"
 	// InputCertificate is the PEM certificate of InputPrivateKey's public key (x5t#S256).
 	InputCertificate = "certificate"
+	// InputServiceAccountToken is the Kubernetes ServiceAccount token of a serviceAccount login
+	// (.serviceAccountToken in body templates).
+	InputServiceAccountToken = "serviceAccountToken"
 	// InputServiceAccountKey is a Google service-account key file (JSON).
 	InputServiceAccountKey = "service_account_key"
 	InputRefreshToken      = "refresh_token"
@@ -86,6 +91,10 @@ type Request struct {
 	AssertionAudience string
 	// Assertion is what a jwtBearer login signs.
 	Assertion *Assertion
+	// GitHubApp is what a githubApp login asks for.
+	GitHubApp *GitHubAppRequest
+	// ServiceAccount says how a serviceAccount login presents its token.
+	ServiceAccount *ServiceAccountRequest
 	// MaxLifetime caps what the manager signs (assertions, self-signed tokens): a TokenPolicy's
 	// maximum session duration; 0: no cap.
 	MaxLifetime time.Duration

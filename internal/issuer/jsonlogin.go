@@ -22,6 +22,9 @@ var loginFields = map[LoginKind][]string{
 }
 
 func (c *Client) jsonLogin(ctx context.Context, req Request) (*Token, error) {
+	if req.Kind == LoginServiceAccount && c.spec.JSON.Body == "" {
+		return nil, &Error{Class: ClassConfig, Op: "login", Reason: "a json issuer reads the ServiceAccount token as .serviceAccountToken in spec.json.body: set a body template"}
+	}
 	if req.Kind == LoginJWTBearer {
 		return nil, &Error{Class: ClassConfig, Op: "login", Reason: "jwtBearer needs an oauth2 issuer"}
 	}

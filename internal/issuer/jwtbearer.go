@@ -127,7 +127,7 @@ func CheckKeys(req Request) (input string, err error) {
 			return InputServiceAccountKey, errors.New("not a Google service-account key file (JSON with client_email, private_key_id, private_key and token_uri)")
 		}
 		if _, err := parseSigningKey(sa.PrivateKey); err != nil {
-			return InputServiceAccountKey, fmt.Errorf("its private_key: %w", err)
+			return InputServiceAccountKey, fmt.Errorf("its private_key: %w (want a PEM private key: RSA of 2048 bits or more, EC P-256 or P-384, or Ed25519; PKCS#1, SEC1 or PKCS#8)", err)
 		}
 	}
 	pemKey, ok := req.Inputs[InputPrivateKey]

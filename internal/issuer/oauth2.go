@@ -115,10 +115,17 @@ func (c *Client) oauth2Login(ctx context.Context, req Request) (*Token, error) {
 		}
 		form.Set("grant_type", grantJWTBearer)
 		form.Set("assertion", assertion)
+	case LoginServiceAccount:
+		c.addTokenParams(form, req)
+		if err := serviceAccountForm(form, req); err != nil { // after: its audience and resource win
+			return nil, err
+		}
 	default:
-		return nil, &Error{Class: ClassConfig, Op: "login", Reason: "oauth2 issuers take clientCredentials, password, jwtBearer or refreshToken logins, not " + string(req.Kind)}
+		return nil, &Error{Class: ClassConfig, Op: "login", Reason: "oauth2 issuers take clientCredentials, password, jwtBearer, serviceAccount or refreshToken logins, not " + string(req.Kind)}
 	}
-	c.addTokenParams(form, req)
+	if req.Kind != LoginServiceAccount {
+		c.addTokenParams(form, req)
+	}
 	tok, err := c.tokenRequest(ctx, "login", endpoint, form, req, ClassInvalidCredentials, nil)
 	c.forgetDiscoveryOn(err)
 	return tok, err

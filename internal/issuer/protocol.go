@@ -21,6 +21,9 @@ func protocolOf(c *Client) protocol {
 	if c.spec.SelfSigned != nil {
 		return selfSignedProtocol{c}
 	}
+	if c.spec.GitHubApp != nil {
+		return githubAppProtocol{c}
+	}
 	return jsonProtocol{c}
 }
 

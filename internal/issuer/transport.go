@@ -82,7 +82,9 @@ func (c *Client) send(ctx context.Context, in call) (*response, error) {
 		hreq.Header[name] = values
 		in.secrets = in.secrets.with(values...)
 	}
-	hreq.Header.Set("Accept", "application/json")
+	if hreq.Header.Get("Accept") == "" { // GitHub's vnd.github+json, say
+		hreq.Header.Set("Accept", "application/json")
+	}
 	if in.contentType != "" {
 		hreq.Header.Set("Content-Type", in.contentType)
 	}

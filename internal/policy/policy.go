@@ -48,7 +48,13 @@ type Effective struct {
 	MaxTokenAge time.Duration
 
 	allowed          []allowList
+	audiences        []audienceList
 	requireHTTPSFrom []string
+}
+
+type audienceList struct {
+	policy   string
+	patterns []string
 }
 
 type allowList struct {
@@ -141,6 +147,9 @@ func Resolve(selecting []v1alpha1.TokenPolicy, spec *v1alpha1.CredentialSpec) (E
 			if val.MaxTokenAge != nil && !age {
 				e.MaxTokenAge, age = val.MaxTokenAge.Duration, true
 			}
+		}
+		if len(s.AllowedAudiences) > 0 {
+			e.audiences = append(e.audiences, audienceList{policy: p.Name, patterns: s.AllowedAudiences})
 		}
 		if len(s.AllowedIssuers) > 0 {
 			e.allowed = append(e.allowed, allowList{policy: p.Name, patterns: s.AllowedIssuers})
@@ -327,4 +336,23 @@ func Matches(p v1alpha1.IssuerPattern, u *url.URL) bool {
 		return false
 	}
 	return u.Path == prefix || strings.HasPrefix(u.Path, prefix+"/")
+}
+
+// CheckAudience says whether ServiceAccount tokens may be requested for aud: every policy that
+// lists allowedAudiences must allow it, exactly or by a prefix ending in "*".
+func (e Effective) CheckAudience(aud string) *Violation {
+	for _, l := range e.audiences {
+		ok := false
+		for _, p := range l.patterns {
+			if prefix, wild := strings.CutSuffix(p, "*"); wild && strings.HasPrefix(aud, prefix) || p == aud {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return &Violation{Policy: l.policy, Field: "spec.serviceAccount.audience",
+				Detail: fmt.Sprintf("ServiceAccount tokens for audience %q are not allowed (allowedAudiences: %s)", aud, strings.Join(l.patterns, ", "))}
+		}
+	}
+	return nil
 }

@@ -149,7 +149,7 @@ func TestInvalidManifestsAreRejected(t *testing.T) {
 			base:      credentialBase,
 			patch:     `spec: {password: {secretRef: {name: a}}, apiKey: {secretRef: {name: b}}}`,
 			wantField: "spec",
-			wantMsg:   "set exactly one login: password, apiKey, clientCredentials, refreshToken, jwtBearer or privateKey",
+			wantMsg:   "set exactly one login: password, apiKey, clientCredentials, refreshToken, jwtBearer, privateKey, githubApp or serviceAccount",
 		},
 		"JWTBearerTwoKeys": {
 			reason:    "An assertion is signed with one key: a key file and a PEM key are ambiguous.",
@@ -261,14 +261,14 @@ func TestInvalidManifestsAreRejected(t *testing.T) {
 			base:      issuerBase,
 			patch:     `spec: {oauth2: {scopes: [a]}}`,
 			wantField: "spec",
-			wantMsg:   "set at most one protocol: json, oauth2 or selfSigned",
+			wantMsg:   "set at most one protocol: json, oauth2, selfSigned or githubApp",
 		},
 		"IssuerURLWithoutProtocol": {
 			reason:    "Without a protocol there is no way to log in at the URL.",
 			base:      issuerBase,
 			patch:     `spec: {json: null}`,
 			wantField: "spec.url",
-			wantMsg:   "url needs a protocol: set json or oauth2",
+			wantMsg:   "url needs a protocol: set json, oauth2 or githubApp",
 		},
 		"IssuerAuthorizationHeader": {
 			reason:    "tokenkeeper sets Authorization; an extra header must not override it.",

@@ -128,3 +128,25 @@ func TestAdmissionRejects(t *testing.T) {
 		return env.Client.Update(t.Context(), ok)
 	}))
 }
+
+// ServiceAccount tokens only for the audiences a TokenPolicy allows, checked at admission: an
+// audience the Credential names, or the one its Issuer declares.
+func TestAdmissionServiceAccountAudience(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t, &v1alpha1.TokenPolicySpec{AllowedAudiences: []string{"vault", "https://sts.example.com/*"}})
+	must(t, env.Client.Create(t.Context(), &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "elsewhere"}, Spec: v1alpha1.IssuerSpec{
+		URL: "https://login.example.com/token", OAuth2: &v1alpha1.OAuth2{}, ServiceAccountAudience: "https://elsewhere.example.com"}}))
+	cred := func(name, issuer, aud string) *v1alpha1.Credential {
+		return &v1alpha1.Credential{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: v1alpha1.CredentialSpec{
+			IssuerRef: v1alpha1.IssuerReference{Name: issuer}, SecretName: "t", ServiceAccount: &v1alpha1.ServiceAccountLogin{Name: "bot", Audience: aud}}}
+	}
+	err := env.Client.Create(t.Context(), cred("named", "none", "https://evil.example.com"))
+	if err == nil || !strings.Contains(err.Error(), `spec.serviceAccount.audience: ServiceAccount tokens for audience "https://evil.example.com" are not allowed`) {
+		t.Fatalf("an audience outside allowedAudiences: %v", err)
+	}
+	err = env.Client.Create(t.Context(), cred("from-issuer", "elsewhere", ""))
+	if err == nil || !strings.Contains(err.Error(), "https://elsewhere.example.com") || !strings.Contains(err.Error(), "serviceAccountAudience") {
+		t.Fatalf("the issuer's audience outside allowedAudiences: %v", err)
+	}
+	must(t, env.Client.Create(t.Context(), cred("allowed", "none", "https://sts.example.com/orders")))
+}

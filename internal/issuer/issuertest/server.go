@@ -124,6 +124,9 @@ type Server struct {
 	assertionAud    string
 	assertionLives  []time.Duration
 	seenJTIs        map[string]bool
+	appKey          *rsa.PrivateKey // GitHubApp: the app's key
+	rateLimited     int             // GitHubApp: token requests left to answer with a secondary rate limit
+	githubAsked     []GitHubAsk
 }
 
 // Grant is one access token the server issued, at a login or a refresh.
@@ -478,6 +481,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serve004(w, r)
 	case OAuth2:
 		s.serveOAuth2(w, r)
+	case GitHubApp:
+		s.serveGitHub(w, r)
 	}
 }
 
@@ -491,6 +496,10 @@ func (s *Server) count(op Op) {
 func opOf(f Flavor, r *http.Request) Op {
 	p := r.URL.Path
 	switch {
+	case f == GitHubApp && strings.HasSuffix(p, "/access_tokens"):
+		return OpLogin
+	case f == GitHubApp && p == "/installation/token":
+		return OpRevoke
 	case strings.HasSuffix(p, "/refresh") || (f == OAuth2 && p == "/oauth/token" && r.FormValue("grant_type") == "refresh_token"):
 		return OpRefresh
 	case strings.Contains(p, "login") || p == "/token" || p == "/v1/sessions" || p == "/oauth/token":
@@ -540,6 +549,20 @@ func (s *Server) authorized(r *http.Request, scheme string) *session {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.valid(tok)
+}
+
+// authorizedLocked is authorized for callers holding mu.
+func (s *Server) authorizedLocked(r *http.Request, scheme string) *session {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), scheme+" ")
+	if !ok {
+		return nil
+	}
+	return s.valid(tok)
+}
+
+// valid returns the live session of an access token; callers hold mu.
+func (s *Server) valid(tok string) *session {
 	se := s.byAccess[tok]
 	if se == nil || se.revoked || time.Now().After(se.expires) {
 		return nil

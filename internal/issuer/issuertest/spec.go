@@ -42,6 +42,8 @@ func (s *Server) Spec() v1alpha1.IssuerSpec {
 		spec.JSON = &v1alpha1.JSONLogin{Body: `{"type":"api-key","key":{{ .key | toJson }},"secret":{{ .secret | toJson }}}`}
 	case OAuth2:
 		spec.OAuth2 = &v1alpha1.OAuth2{IssuerURL: v1alpha1.EndpointURL(u), Scopes: []string{"orders.read"}}
+	case GitHubApp:
+		return s.githubSpec()
 	}
 	return spec
 }
@@ -77,6 +79,8 @@ func (s *Server) SetLogin(spec *v1alpha1.CredentialSpec, secret string) {
 		spec.APIKey = &v1alpha1.APIKeyLogin{SecretRef: ref}
 	case OAuth2:
 		spec.ClientCredentials = &v1alpha1.ClientCredentialsLogin{SecretRef: ref}
+	case GitHubApp:
+		spec.GitHubApp = &v1alpha1.GitHubAppLogin{SecretRef: ref, AppID: GitHubAppID, InstallationID: GitHubInstallationID}
 	default:
 		spec.Password = &v1alpha1.PasswordLogin{SecretRef: ref}
 	}
@@ -89,6 +93,8 @@ func (s *Server) InputSecretData() map[string]string {
 		return map[string]string{"key": APIKey, "secret": APISecret}
 	case OAuth2:
 		return map[string]string{"client_id": ClientID, "client_secret": ClientSecret}
+	case GitHubApp:
+		return map[string]string{"private_key": s.AppPrivateKey()}
 	case Seed003:
 		return map[string]string{"username": Username, "password": Password, "account_id": AccountID}
 	}
