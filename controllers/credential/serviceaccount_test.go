@@ -2,6 +2,8 @@ package credential_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
@@ -82,7 +84,7 @@ func (x *exchangeIssuer) verify(raw string) (string, error) {
 	}
 	var set struct {
 		Keys []struct {
-			Kid, Kty, N, E string
+			Kid, Kty, N, E, X, Y string
 		} `json:"keys"`
 	}
 	// The document names the key set at the API server's advertised address, which envtest does
@@ -104,8 +106,16 @@ func (x *exchangeIssuer) verify(raw string) (string, error) {
 			if k.Kid != tok.Header["kid"] {
 				continue
 			}
-			if k.Kty == "RSA" { // kube-apiserver signs with the RSA key envtest gives it
+			switch k.Kty {
+			case "RSA":
 				return &rsa.PublicKey{N: b64(k.N), E: int(b64(k.E).Int64())}, nil
+			case "EC": // envtest gives kube-apiserver a P-256 signing key
+				point := []byte{4}
+				for _, c := range []string{k.X, k.Y} {
+					b, _ := base64.RawURLEncoding.DecodeString(c)
+					point = append(point, append(make([]byte, 32-len(b)), b...)...)
+				}
+				return ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point)
 			}
 		}
 		return nil, errors.New("no key with that kid in the cluster's key set")

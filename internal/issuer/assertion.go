@@ -136,14 +136,18 @@ func certificateThumbprint(pemText string, key *signingKey) (string, error) {
 // clientAssertion signs a private_key_jwt client assertion (RFC 7523 §2.2, OIDC Core §9):
 // iss = sub = the client ID, aud = the token endpoint (or the audience configured), a unique
 // jti, a short exp, the key's thumbprint as kid and, with a certificate, its x5t#S256.
-func clientAssertion(key *signingKey, clientID, audience, x5t string, now time.Time) (string, error) {
+func clientAssertion(key *signingKey, clientID, audience, x5t string, now time.Time, maxLifetime time.Duration) (string, error) {
+	lifetime := assertionLifetime
+	if maxLifetime > 0 {
+		lifetime = min(lifetime, maxLifetime)
+	}
 	jti := make([]byte, 16)
 	if _, err := rand.Read(jti); err != nil {
 		return "", err
 	}
 	tok := jwt.NewWithClaims(key.method, jwt.RegisteredClaims{
 		Issuer: clientID, Subject: clientID, Audience: jwt.ClaimStrings{audience}, ID: hex.EncodeToString(jti),
-		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(assertionLifetime)),
+		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(lifetime)),
 	})
 	tok.Header["kid"] = key.kid
 	if x5t != "" {

@@ -192,3 +192,33 @@ func TestPrivateKeyJWTCertificateAndAudience(t *testing.T) {
 		t.Fatalf("a certificate of another key: %v (class %s), want a configuration error naming certificateKey", err, issuer.ClassOf(err))
 	}
 }
+
+// A TokenPolicy's maximum session caps the client assertion too.
+func TestPrivateKeyJWTCappedLifetime(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var lifetime time.Duration
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		claims := jwt.RegisteredClaims{}
+		if _, err := jwt.ParseWithClaims(r.Form.Get("client_assertion"), &claims, func(*jwt.Token) (any, error) { return &key.PublicKey, nil },
+			jwt.WithValidMethods([]string{"ES256"})); err == nil {
+			lifetime = claims.ExpiresAt.Sub(claims.IssuedAt.Time)
+		}
+		_, _ = w.Write([]byte(`{"access_token":"at-1","token_type":"Bearer","expires_in":300}`))
+	}))
+	defer srv.Close()
+	c, err := issuer.New(issuer.Config{Spec: v1alpha1.IssuerSpec{URL: v1alpha1.EndpointURL(srv.URL + "/token"), OAuth2: &v1alpha1.OAuth2{},
+		CABundle: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	req := issuer.Request{Kind: issuer.LoginClientCredentials, MaxLifetime: 30 * time.Second,
+		Inputs: map[string]string{"client_id": "c", "private_key": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))}}
+	if _, err := c.Login(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	if lifetime != 30*time.Second {
+		t.Errorf("assertion lifetime %s, want the policy's 30s", lifetime)
+	}
+}

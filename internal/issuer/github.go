@@ -57,8 +57,12 @@ func (p githubAppProtocol) login(ctx context.Context, req Request) (*Token, erro
 		return nil, configError("privateKeyKey: a GitHub App's key is RSA (app JWTs are RS256)")
 	}
 	now := c.clock.Now()
+	lifetime := githubJWTLifetime
+	if req.MaxLifetime > 0 {
+		lifetime = min(lifetime, req.MaxLifetime)
+	}
 	appJWT, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.RegisteredClaims{Issuer: g.AppID,
-		IssuedAt: jwt.NewNumericDate(now.Add(-githubJWTBackdate)), ExpiresAt: jwt.NewNumericDate(now.Add(githubJWTLifetime))}).SignedString(key.key)
+		IssuedAt: jwt.NewNumericDate(now.Add(-githubJWTBackdate)), ExpiresAt: jwt.NewNumericDate(now.Add(lifetime))}).SignedString(key.key)
 	if err != nil {
 		return nil, configError("signing the app JWT failed")
 	}

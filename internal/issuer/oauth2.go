@@ -190,7 +190,7 @@ func (c *Client) clientAuth(form url.Values, req Request, endpoint string) (http
 		if req.AssertionAudience != "" {
 			audience = req.AssertionAudience
 		}
-		assertion, err := clientAssertion(key, id, audience, x5t, c.clock.Now())
+		assertion, err := clientAssertion(key, id, audience, x5t, c.clock.Now(), req.MaxLifetime)
 		if err != nil {
 			return nil, &Error{Class: ClassConfig, Op: "login", Reason: "signing the client assertion failed"}
 		}

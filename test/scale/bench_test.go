@@ -17,8 +17,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"github.com/tokenkeeper/tokenkeeper/internal/testenv"
 )
 
 // `make bench` runs these (go test -tags bench ./test/scale -run TestScale -v) and prints
@@ -48,14 +46,8 @@ func row(t *testing.T, cells ...any) {
 // then, and after M unrelated Secrets appear.
 func TestScaleConvergence(t *testing.T) {
 	n, unrelated := envInt("BENCH_CREDENTIALS", 10000), envInt("BENCH_UNRELATED", 20000)
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	env, bin, kubeconfig, c := controlPlane(t)
 	ctx := t.Context()
-	bin, kubeconfig := env.ManagerBinary(t, t.TempDir())
-	c := fastClient(t, env)
 
 	// A plain client: N Secrets, 4 at a time (the manager's reconcile workers).
 	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "baseline"}})
@@ -119,14 +111,8 @@ func TestScaleSteadyState(t *testing.T) {
 		runFor = 12 * time.Minute
 	}
 	const lifetime, renewAt, jitter = 2 * time.Minute, time.Minute, 6 * time.Second
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	env, bin, kubeconfig, c := controlPlane(t)
 	ctx := t.Context()
-	bin, kubeconfig := env.ManagerBinary(t, t.TempDir())
-	c := fastClient(t, env)
 	ti := startIssuer(t)
 	ti.setLifetime("", lifetime)
 	m := startManager(t, bin, kubeconfig, benchFlags()...)

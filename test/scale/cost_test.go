@@ -19,14 +19,8 @@ import (
 // reconcile, one issuer call and at most three writes: the state Secret, the target Secret and
 // one status patch, with no Event for a routine rotation (one per 10 minutes at most).
 func TestRotationCost(t *testing.T) {
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	env, bin, kubeconfig, c := controlPlane(t)
 	ctx := t.Context()
-	bin, kubeconfig := env.ManagerBinary(t, t.TempDir())
-	c := fastClient(t, env)
 	ti := startIssuer(t)
 	ti.setLifetime("rot", 20*time.Second) // renewed at half its life: every 10 s ±1 s
 	m := startManager(t, bin, kubeconfig)

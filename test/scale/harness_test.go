@@ -343,6 +343,19 @@ func ready(ctx context.Context, t testing.TB, c client.Client) (readyN, total in
 	return readyN, len(list.Items)
 }
 
+// controlPlane starts kube-apiserver and etcd (stopped when the test ends), builds the manager
+// binary, and returns them with a kubeconfig for it and a client for the harness.
+func controlPlane(t *testing.T) (env *testenv.Env, bin, kubeconfig string, c client.Client) {
+	t.Helper()
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	bin, kubeconfig = env.ManagerBinary(t, t.TempDir())
+	return env, bin, kubeconfig, fastClient(t, env)
+}
+
 // fastClient is a client of the control plane without client-side rate limits, for the harness.
 func fastClient(t testing.TB, env *testenv.Env) client.Client {
 	t.Helper()
