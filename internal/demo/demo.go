@@ -41,6 +41,8 @@ const (
 type Issuers struct {
 	Namespace string
 	Servers   []*issuertest.Server
+	// Cert is the issuers' certificate (its own CA, in the CA ConfigMap), for more servers on ip.
+	Cert tls.Certificate
 	// Objects are, in order of creation: the namespace, the CA ConfigMap, per flavor the input
 	// Secrets, the Issuer and the Credential, and last the application pod.
 	Objects []client.Object
@@ -53,7 +55,7 @@ func Start(ip string, port int, lifetime time.Duration, namespace string) (*Issu
 	if err != nil {
 		return nil, err
 	}
-	d := &Issuers{Namespace: namespace}
+	d := &Issuers{Namespace: namespace, Cert: cert}
 	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
 	d.Objects = append(d.Objects,
 		&corev1.Namespace{TypeMeta: typeMeta("Namespace"), ObjectMeta: metav1.ObjectMeta{Name: namespace}},

@@ -24,11 +24,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/internal/demo"
+	"github.com/tokenkeeper/tokenkeeper/internal/issuer/issuertest"
 	"github.com/tokenkeeper/tokenkeeper/internal/testenv"
 )
 
@@ -56,6 +58,8 @@ type suite struct {
 	sock     string
 	issuers  *demo.Issuers
 	secrets  *secretWatch
+	cfg      *rest.Config
+	exchange *issuertest.Exchange // the workload-identity issuer
 }
 
 // TestEndToEnd is one story, in order: each step needs the ones before it.
@@ -65,11 +69,15 @@ func TestEndToEnd(t *testing.T) {
 		if s.issuers != nil {
 			s.issuers.Close()
 		}
+		if s.exchange != nil {
+			s.exchange.Close()
+		}
 	}()
 	step(t, "chart 0.1.0 installs, with its CRDs from crds/", s.installPrevious)
 	step(t, "helm upgrade to this chart: the manager becomes Ready", s.install)
 	step(t, "the upgrade brought the CRDs' new fields; they are kept on uninstall", s.upgradedCRDs)
 	step(t, "every seed's Credential becomes Ready and the application pod runs", s.deployIssuers)
+	step(t, "a Credential without any Secret logs in with its ServiceAccount token", s.workloadIdentity)
 	step(t, "the validation endpoint accepts issued tokens and rejects forged ones", s.validation)
 	step(t, "a TokenPolicy rejects a non-compliant Credential at kubectl apply", s.policy)
 	step(t, "a deleted leader hands the Lease over", s.leaderDeleted)
@@ -105,7 +113,7 @@ func newSuite(t *testing.T) *suite {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &suite{ctx: t.Context(), c: c, cs: cs, helm: os.Getenv("HELM"), nodeIP: os.Getenv("E2E_NODE_IP"),
+	return &suite{ctx: t.Context(), c: c, cs: cs, cfg: cfg, helm: os.Getenv("HELM"), nodeIP: os.Getenv("E2E_NODE_IP"),
 		sock: os.Getenv("E2E_CONTAINERD_SOCK"), imageTar: os.Getenv("E2E_IMAGE_TAR")}
 }
 

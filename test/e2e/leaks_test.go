@@ -57,6 +57,9 @@ func (s *suite) noLeaks(t *testing.T) {
 	for _, srv := range s.issuers.Servers {
 		secrets = append(secrets, srv.IssuedTokens()...)
 	}
+	if s.exchange != nil {
+		secrets = append(secrets, s.exchange.IssuedTokens()...)
+	}
 	all := haystack.String()
 	for _, sec := range secrets {
 		if i := strings.Index(all, sec); i >= 0 {
