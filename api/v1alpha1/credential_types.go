@@ -430,6 +430,12 @@ type CredentialStatus struct {
 	// +kubebuilder:validation:MaxLength=256
 	LastProbeResult string `json:"lastProbeResult,omitempty"`
 
+	// lastRenewRequest is the value of the tokenkeeper.io/renew-requested-at annotation the
+	// controller last acted on: a new value renews the token once, a repeated one does nothing.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	LastRenewRequest string `json:"lastRenewRequest,omitempty"`
+
 	// tokenFingerprint is the first 16 hex digits of the SHA-256 of the token, to tell tokens
 	// apart without revealing them.
 	// +optional

@@ -144,11 +144,44 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		Now: r.Clock.Now(), Session: st.session(), Failure: lastFailure(cred, st), InputsVersion: e.inputsVersion,
 		Policy: e.policy, CanRefresh: e.client.CanRefresh(), JitterKey: string(cred.UID),
 	})
+	d = r.renewRequested(cred, e, st, d)
 	logf.FromContext(ctx).V(1).Info("decided", "action", d.Action, "reason", d.Reason, "at", d.At)
 	if d.Action == renewal.Wait {
 		return r.wait(ctx, cred, e, st, d)
 	}
 	return r.renew(ctx, cred, e, st, d)
+}
+
+// AnnotationRenewRequestedAt asks for a renewal now (kubectl tokenkeeper renew, or kubectl
+// annotate): each new value renews the token once, even a fresh one.
+const AnnotationRenewRequestedAt = "tokenkeeper.io/renew-requested-at"
+
+// renewRequested turns a waiting decision into a renewal when the annotation holds a value not
+// acted on yet. It waits out a failure's backoff (and Retry-After) and the minimum interval
+// after issue, and then is acted on once: the value is recorded in status.
+func (r *Reconciler) renewRequested(cred *v1alpha1.Credential, e *env, st *state, d renewal.Decision) renewal.Decision {
+	asked := cred.Annotations[AnnotationRenewRequestedAt]
+	if asked == "" || len(asked) > 256 || asked == cred.Status.LastRenewRequest || d.Action != renewal.Wait {
+		if d.Action != renewal.Wait && asked != "" && len(asked) <= 256 {
+			cred.Status.LastRenewRequest = asked // a renewal is happening anyway: that answers it
+		}
+		return d
+	}
+	now := r.Clock.Now()
+	if cred.Status.FailedAttempts > 0 {
+		return d // backing off: the retry at d.At answers the request
+	}
+	if st.token != nil {
+		if floor := st.token.IssuedAt.Add(renewal.MinRenewalInterval); now.Before(floor) {
+			return renewal.Decision{Action: renewal.Wait, At: floor, Reason: "renewal requested: waiting for the minimum interval after issue"}
+		}
+	}
+	cred.Status.LastRenewRequest = asked
+	action := renewal.Login
+	if st.token != nil && st.token.RefreshToken != "" && e.client.CanRefresh() && !st.session().Rejected {
+		action = renewal.Refresh
+	}
+	return renewal.Decision{Action: action, At: now, Reason: "renewal requested (" + AnnotationRenewRequestedAt + ")"}
 }
 
 // wait keeps the target Secret in line with the current token until the next renewal.
