@@ -18,6 +18,7 @@ const defaultServiceAccountExpiration = 600
 
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=serviceaccounts/token,verbs=create
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 
 // serviceAccountToken requests a token of the Credential's ServiceAccount, in its own namespace
 // only, for the audience prepare checked against the policies, bound to the Credential's state
@@ -42,6 +43,16 @@ func (r *Reconciler) serviceAccountToken(ctx context.Context, cred *v1alpha1.Cre
 		return "", block(v1alpha1.ReasonInvalidConfig, "the manager may not request tokens of ServiceAccount %s: its role needs serviceaccounts/token create", spec.Name)
 	case err != nil:
 		return "", err
+	}
+	// A token the Kubernetes API server itself accepts would let whoever receives it act as the
+	// ServiceAccount in this cluster (a tenant's own Issuer URL, say): it is never sent.
+	review := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: tr.Status.Token}}
+	if err := r.Create(ctx, review); err != nil {
+		return "", err
+	}
+	if review.Status.Authenticated {
+		return "", block(v1alpha1.ReasonPolicyViolation, "audience %q is accepted by this cluster's API server: a token for it would let the issuer act as "+
+			"ServiceAccount %s in the cluster, so tokenkeeper never sends one; use the issuer's own audience", e.serviceAccountAudience, spec.Name)
 	}
 	return tr.Status.Token, nil
 }

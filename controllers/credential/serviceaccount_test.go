@@ -162,6 +162,23 @@ func TestServiceAccountFailures(t *testing.T) {
 		}
 	})
 
+	t.Run("APIServerAudience", func(t *testing.T) {
+		t.Parallel()
+		// The audience the API server accepts (envtest's: its service-account issuer URL): the
+		// issuer would get a token to act as the ServiceAccount in the cluster. Never sent.
+		own := newExchangeIssuer(t, strings.TrimSuffix(env.Config.Host, "/")+"/")
+		ownSpec := spec
+		ownSpec.URL = v1alpha1.EndpointURL(own.URL() + "/token")
+		f := saFixture(t, own, ownSpec, v1alpha1.ServiceAccountLogin{Name: "orders-bot", Audience: strings.TrimSuffix(env.Config.Host, "/") + "/"}, true)
+		waitFor(t, 20*time.Second, "PolicyViolation: the API server's audience", func() (bool, string) {
+			r, m := reason(f)
+			return r == v1alpha1.ReasonPolicyViolation && strings.Contains(m, "accepted by this cluster's API server"), r + ": " + m
+		})
+		if _, n := own.Subjects(); n != 0 {
+			t.Fatalf("%d requests reached the issuer with a token the API server accepts", n)
+		}
+	})
+
 	t.Run("IssuerRefusesToken", func(t *testing.T) {
 		t.Parallel()
 		f := saFixture(t, x, spec, v1alpha1.ServiceAccountLogin{Name: "orders-bot", Audience: "https://elsewhere.example.com"}, true)
