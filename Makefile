@@ -100,8 +100,13 @@ verify: generate manifests lint helm-lint ## Fail when generated code or manifes
 ##@ Build
 
 .PHONY: build
-build: generate ## Build the manager binary.
+build: generate ## Build the manager binary and the kubectl plugin (bin/kubectl-tokenkeeper).
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/tokenkeeper/tokenkeeper/internal/issuer.Version=$(VERSION)" -o $(BIN)/manager ./cmd
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/tokenkeeper/tokenkeeper/internal/issuer.Version=$(VERSION)" -o $(BIN)/kubectl-tokenkeeper ./cmd/kubectl-tokenkeeper
+
+.PHONY: krew
+krew: ## Build kubectl-tokenkeeper archives for five platforms and their krew manifest into bin/krew/.
+	VERSION=$(VERSION) hack/krew.sh
 
 IMAGE ?= docker.io/local/tokenkeeper:dev
 

@@ -128,7 +128,7 @@ func (r *Reconciler) prepare(ctx context.Context, cred *v1alpha1.Credential) (*e
 	// Credentials: connections and the discovery document are reused, not fetched per renewal.
 	key := fmt.Sprintf("%s:%d|%s|%s", iss.GetUID(), iss.GetGeneration(), in.Version(), e.policy.URLRules())
 	e.client, err = r.clients.Get(key, issuer.Config{Spec: spec, Headers: e.headers, CheckURL: e.policy.CheckURL, Clock: r.Clock,
-		Transport: r.Transport, Egress: r.Egress})
+		Transport: r.Transport, Egress: r.Egress, Trace: r.trace})
 	if err != nil {
 		return nil, block(v1alpha1.ReasonInvalidConfig, "issuer %s: %v", e.issuerKey, err)
 	}

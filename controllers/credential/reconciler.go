@@ -72,6 +72,8 @@ type Reconciler struct {
 	inputs         *resolve.VersionedReader
 	echoes         *echoes
 	rotationEvents *eventGate
+	// trace sees every issuer request, redacted (a dry run); nil in the manager.
+	trace func(issuer.Exchange)
 }
 
 // issuerClients bounds the issuer clients kept between reconciles (one per issuer configuration

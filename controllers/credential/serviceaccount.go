@@ -72,11 +72,16 @@ func (r *Reconciler) withServiceAccountToken(ctx context.Context, cred *v1alpha1
 	if err != nil {
 		return err
 	}
+	e.setInput(issuer.InputServiceAccountToken, tok)
+	return nil
+}
+
+// setInput adds one input to the request, leaving the map prepare built (and may share) alone.
+func (e *env) setInput(key, value string) {
 	inputs := make(map[string]string, len(e.request.Inputs)+1)
 	for k, v := range e.request.Inputs {
 		inputs[k] = v
 	}
-	inputs[issuer.InputServiceAccountToken] = tok
+	inputs[key] = value
 	e.request.Inputs = inputs
-	return nil
 }

@@ -112,24 +112,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 
 // ensure builds and installs the validator when the TokenValidator or its issuers changed.
 func (r *Reconciler) ensure(ctx context.Context, tv *v1alpha1.TokenValidator, key types.NamespacedName) (*built, error) {
-	eff, err := r.resolver.Policy(ctx, tv.Namespace, nil)
+	eff, issuers, err := r.issuers(ctx, tv)
 	if err != nil {
 		return nil, err
 	}
-	issuers := make([]v1alpha1.GenericIssuer, 0, len(tv.Spec.Issuers))
 	// The version covers everything the validator is built from: the spec, each issuer, the
 	// policy's validation rules, and every Secret it reads (an HMAC secret rotated takes effect
 	// at once; the old one stops working).
 	version := []string{strconv.FormatInt(tv.Generation, 10), fmt.Sprintf("policy:%v:%s", ptrString(eff.Leeway), eff.MaxTokenAge)}
-	for _, ref := range tv.Spec.Issuers {
-		iss, err := r.resolver.Issuer(ctx, tv.Namespace, ref)
-		if err != nil {
-			return nil, err
-		}
-		if err := resolve.CheckIssuer(eff, iss); err != nil {
-			return nil, err
-		}
-		issuers = append(issuers, iss)
+	for _, iss := range issuers {
 		version = append(version, string(iss.GetUID())+":"+strconv.FormatInt(iss.GetGeneration(), 10))
 	}
 	secrets, err := r.secretVersions(ctx, tv, issuers)
@@ -208,6 +199,26 @@ func (r *Reconciler) metaVersion(ctx context.Context, key types.NamespacedName) 
 		return "", err
 	}
 	return key.String() + ":" + s.ResourceVersion, nil
+}
+
+// issuers resolves the policy in force and the issuers tv trusts, each allowed by the policy.
+func (r *Reconciler) issuers(ctx context.Context, tv *v1alpha1.TokenValidator) (policy.Effective, []v1alpha1.GenericIssuer, error) {
+	eff, err := r.resolver.Policy(ctx, tv.Namespace, nil)
+	if err != nil {
+		return eff, nil, err
+	}
+	issuers := make([]v1alpha1.GenericIssuer, 0, len(tv.Spec.Issuers))
+	for _, ref := range tv.Spec.Issuers {
+		iss, err := r.resolver.Issuer(ctx, tv.Namespace, ref)
+		if err != nil {
+			return eff, nil, err
+		}
+		if err := resolve.CheckIssuer(eff, iss); err != nil {
+			return eff, nil, err
+		}
+		issuers = append(issuers, iss)
+	}
+	return eff, issuers, nil
 }
 
 func (r *Reconciler) build(ctx context.Context, tv *v1alpha1.TokenValidator, issuers []v1alpha1.GenericIssuer, eff policy.Effective) (validation.Config, *built, error) {

@@ -114,6 +114,9 @@ type Config struct {
 	// Egress refuses connections to addresses a tenant must not reach (metadata, loopback, the
 	// manager itself), checked on the address dialled. Nil checks nothing (tests, libraries).
 	Egress *egress.Policy
+	// Trace, when set, sees every request and its answer with secrets redacted (a dry run shows
+	// them). Optional.
+	Trace func(Exchange)
 }
 
 // Client talks to one issuer. It is safe for concurrent use.
@@ -123,6 +126,7 @@ type Client struct {
 	checkURL func(*url.URL) error
 	clock    clock.PassiveClock
 	http     *http.Client
+	trace    func(Exchange)
 
 	// proto is the issuer's protocol, chosen once from its spec.
 	proto protocol
@@ -134,7 +138,7 @@ type Client struct {
 
 // New returns a Client for an issuer. It fails only on configuration that can never work.
 func New(cfg Config) (*Client, error) {
-	c := &Client{spec: cfg.Spec, headers: cfg.Headers, checkURL: cfg.CheckURL, clock: cfg.Clock}
+	c := &Client{spec: cfg.Spec, headers: cfg.Headers, checkURL: cfg.CheckURL, clock: cfg.Clock, trace: cfg.Trace}
 	c.proto = protocolOf(c)
 	if c.clock == nil {
 		c.clock = clock.RealClock{}

@@ -34,6 +34,8 @@ const (
 type Token struct {
 	// AccessToken is the token sent to the API.
 	AccessToken string
+	// TokenField is the response field the access token was read from.
+	TokenField string
 	// Scheme is the Authorization scheme: Bearer, Token, …
 	Scheme string
 	// RefreshToken trades for a new access token, when the issuer returned one.
@@ -141,7 +143,7 @@ func ParseResponse(body []byte, opts ParseOptions) (*Token, error) {
 	m := opts.Mapping
 	tok := &Token{IssuedAt: opts.Now}
 
-	access, _, err := pickString(root, m.Token, tokenNames)
+	access, tokenField, err := pickString(root, m.Token, tokenNames)
 	if err != nil {
 		return nil, fmt.Errorf("token: %w", err)
 	}
@@ -151,7 +153,7 @@ func ParseResponse(body []byte, opts ParseOptions) (*Token, error) {
 	if err := CheckTokenSyntax(access); err != nil {
 		return nil, fmt.Errorf("access token: %w", err)
 	}
-	tok.AccessToken = access
+	tok.AccessToken, tok.TokenField = access, tokenField
 
 	refresh, field, err := pickString(root, m.RefreshToken, refreshNames)
 	if err != nil {

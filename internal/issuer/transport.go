@@ -55,6 +55,14 @@ type response struct {
 // send performs one request under every transport rule: https unless allowed, the policy check,
 // no redirects, a timeout and a capped body. Errors are classified; 4xx/5xx are left to the caller.
 func (c *Client) send(ctx context.Context, in call) (*response, error) {
+	resp, err := c.sendOnce(ctx, in)
+	if c.trace != nil {
+		c.trace(c.exchange(in, resp, err))
+	}
+	return resp, err
+}
+
+func (c *Client) sendOnce(ctx context.Context, in call) (*response, error) {
 	u, err := url.Parse(in.url)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return nil, &Error{Class: ClassConfig, Op: in.op, Reason: "endpoint is not an absolute http(s) URL"}

@@ -46,6 +46,9 @@ type Effective struct {
 	// policy sets them (a leeway of 0 is a choice: no tolerance).
 	Leeway      *time.Duration
 	MaxTokenAge time.Duration
+	// Sources names, for each value a policy or the Credential set, where it came from: a
+	// policy's name or "credential". Keys are the TokenPolicy field paths (sessionDuration.max, …).
+	Sources map[string]string
 
 	allowed          []allowList
 	audiences        []audienceList
@@ -104,7 +107,8 @@ func Selecting(policies []v1alpha1.TokenPolicy, nsLabels map[string]string) ([]v
 // (highest priority) that sets them; the Credential's own choices win over defaults. It reports
 // violations of limits (a session over the maximum) without changing the requested values.
 func Resolve(selecting []v1alpha1.TokenPolicy, spec *v1alpha1.CredentialSpec) (Effective, []Violation) {
-	e := Effective{BeforeExpiryPercent: DefaultBeforeExpiryPercent, MinimumLead: DefaultMinimumLead, RevokeOnDelete: true}
+	e := Effective{BeforeExpiryPercent: DefaultBeforeExpiryPercent, MinimumLead: DefaultMinimumLead, RevokeOnDelete: true,
+		Sources: map[string]string{}}
 	var (
 		defaultSession, percent, lead, revoke, leeway, age bool
 		violations                                         []Violation
@@ -116,24 +120,30 @@ func Resolve(selecting []v1alpha1.TokenPolicy, spec *v1alpha1.CredentialSpec) (E
 		if sd := s.SessionDuration; sd != nil {
 			if sd.Default != nil && !defaultSession {
 				e.SessionDuration, defaultSession = sd.Default.Duration, true
+				e.Sources[FieldSessionDefault] = p.Name
 			}
 			if sd.Max != nil && (e.MaxSessionDuration == 0 || sd.Max.Duration < e.MaxSessionDuration) {
 				e.MaxSessionDuration, maxFrom = sd.Max.Duration, p.Name
+				e.Sources[FieldSessionMax] = p.Name
 			}
 		}
 		if r := s.Renewal; r != nil {
 			if r.BeforeExpiryPercent != nil && !percent {
 				e.BeforeExpiryPercent, percent = *r.BeforeExpiryPercent, true
+				e.Sources[FieldBeforeExpiryPercent] = p.Name
 			}
 			if r.MinimumLead != nil && !lead {
 				e.MinimumLead, lead = r.MinimumLead.Duration, true
+				e.Sources[FieldMinimumLead] = p.Name
 			}
 		}
 		if s.MaxSessionAge != nil && (e.MaxSessionAge == 0 || s.MaxSessionAge.Duration < e.MaxSessionAge) {
 			e.MaxSessionAge = s.MaxSessionAge.Duration
+			e.Sources[FieldMaxSessionAge] = p.Name
 		}
 		if s.RevokeOnDelete != nil && !revoke {
 			e.RevokeOnDelete, revoke = *s.RevokeOnDelete, true
+			e.Sources[FieldRevokeOnDelete] = p.Name
 		}
 		if s.RequireHTTPS {
 			e.RequireHTTPS = true
@@ -143,9 +153,11 @@ func Resolve(selecting []v1alpha1.TokenPolicy, spec *v1alpha1.CredentialSpec) (E
 			if val.Leeway != nil && !leeway {
 				d := val.Leeway.Duration
 				e.Leeway, leeway = &d, true
+				e.Sources[FieldLeeway] = p.Name
 			}
 			if val.MaxTokenAge != nil && !age {
 				e.MaxTokenAge, age = val.MaxTokenAge.Duration, true
+				e.Sources[FieldMaxTokenAge] = p.Name
 			}
 		}
 		if len(s.AllowedAudiences) > 0 {
@@ -160,6 +172,7 @@ func Resolve(selecting []v1alpha1.TokenPolicy, spec *v1alpha1.CredentialSpec) (E
 	}
 	if spec.SessionDuration != nil {
 		e.SessionDuration = spec.SessionDuration.Duration
+		e.Sources[FieldSessionDefault] = FromCredential
 	}
 	if e.MaxSessionDuration > 0 && e.SessionDuration > e.MaxSessionDuration {
 		if spec.SessionDuration != nil {
@@ -167,20 +180,71 @@ func Resolve(selecting []v1alpha1.TokenPolicy, spec *v1alpha1.CredentialSpec) (E
 				Detail: fmt.Sprintf("%s exceeds the maximum session duration %s", spec.SessionDuration.Duration, e.MaxSessionDuration)})
 		}
 		e.SessionDuration = e.MaxSessionDuration
+		e.Sources[FieldSessionDefault] = maxFrom
 	}
 	if r := spec.Renewal; r != nil {
 		if r.RenewBefore != nil {
 			e.RenewBefore = r.RenewBefore.Duration
+			e.Sources[FieldRenewBefore] = FromCredential
 		}
 		if r.BeforeExpiryPercent != nil {
 			e.BeforeExpiryPercent = *r.BeforeExpiryPercent
+			e.Sources[FieldBeforeExpiryPercent] = FromCredential
 		}
 	}
 	if spec.RevokeOnDelete != nil {
 		e.RevokeOnDelete = *spec.RevokeOnDelete
+		e.Sources[FieldRevokeOnDelete] = FromCredential
 	}
 	return e, violations
 }
+
+// The fields Effective.Sources names, as a TokenPolicy spells them, and the source of a value the
+// Credential set itself.
+const (
+	FieldSessionDefault      = "sessionDuration.default"
+	FieldSessionMax          = "sessionDuration.max"
+	FieldBeforeExpiryPercent = "renewal.beforeExpiryPercent"
+	FieldMinimumLead         = "renewal.minimumLead"
+	FieldRenewBefore         = "renewal.renewBefore"
+	FieldMaxSessionAge       = "maxSessionAge"
+	FieldRevokeOnDelete      = "revokeOnDelete"
+	FieldLeeway              = "validation.leeway"
+	FieldMaxTokenAge         = "validation.maxTokenAge"
+	FromCredential           = "credential"
+)
+
+// Lists are the allow-lists in force, each with the policy that set it; every list must allow a
+// value.
+type Lists struct {
+	Policy   string
+	Patterns []string
+}
+
+// AllowedIssuers returns the allowedIssuers lists in force.
+func (e Effective) AllowedIssuers() []Lists {
+	out := make([]Lists, 0, len(e.allowed))
+	for _, a := range e.allowed {
+		l := Lists{Policy: a.policy}
+		for _, p := range a.patterns {
+			l.Patterns = append(l.Patterns, string(p))
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// AllowedAudiences returns the allowedAudiences lists in force.
+func (e Effective) AllowedAudiences() []Lists {
+	out := make([]Lists, 0, len(e.audiences))
+	for _, a := range e.audiences {
+		out = append(out, Lists{Policy: a.policy, Patterns: a.patterns})
+	}
+	return out
+}
+
+// RequireHTTPSFrom names the policies that require HTTPS.
+func (e Effective) RequireHTTPSFrom() []string { return e.requireHTTPSFrom }
 
 // URLRules identifies what CheckURL checks (HTTPS required, the allowed-issuer lists), so that
 // issuer clients built for equal rules can be shared.

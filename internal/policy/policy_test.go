@@ -36,6 +36,7 @@ func TestResolve(t *testing.T) {
 		spec       v1alpha1.CredentialSpec
 		want       Effective
 		violations int
+		sources    map[string]string // where each value came from; checked when set
 	}{
 		"NoPolicy": {
 			reason: "Built-in defaults: a third of the lifetime, 2 minutes lead, revoke on delete.",
@@ -46,6 +47,8 @@ func TestResolve(t *testing.T) {
 			policies: []v1alpha1.TokenPolicy{team, strict},
 			want: Effective{Policies: []string{"team", "strict"}, SessionDuration: 2 * time.Hour, MaxSessionDuration: 4 * time.Hour,
 				BeforeExpiryPercent: 50, MinimumLead: 5 * time.Minute, MaxSessionAge: 12 * time.Hour, RevokeOnDelete: true},
+			sources: map[string]string{FieldSessionDefault: "team", FieldSessionMax: "strict", FieldMaxSessionAge: "strict",
+				FieldBeforeExpiryPercent: "team", FieldMinimumLead: "team"},
 		},
 		"CredentialOverMax": {
 			reason:   "A requested session over the maximum is a violation and is capped.",
@@ -54,6 +57,7 @@ func TestResolve(t *testing.T) {
 			want: Effective{Policies: []string{"strict"}, SessionDuration: 4 * time.Hour, MaxSessionDuration: 4 * time.Hour,
 				BeforeExpiryPercent: 33, MinimumLead: 2 * time.Minute, MaxSessionAge: 12 * time.Hour, RevokeOnDelete: true},
 			violations: 1,
+			sources:    map[string]string{FieldSessionDefault: "strict", FieldSessionMax: "strict", FieldMaxSessionAge: "strict"},
 		},
 		"CredentialChoicesWin": {
 			reason:   "The Credential's own renewal and revoke choices override policy defaults.",
@@ -79,6 +83,10 @@ func TestResolve(t *testing.T) {
 				t.Errorf("%s\npolicies %v, want %v", tc.reason, got.Policies, tc.want.Policies)
 			}
 			got.Policies, tc.want.Policies = nil, nil
+			if tc.sources != nil && !reflect.DeepEqual(got.Sources, tc.sources) {
+				t.Errorf("%s\nsources %v, want %v", tc.reason, got.Sources, tc.sources)
+			}
+			got.Sources = nil
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("%s\ngot  %+v\nwant %+v", tc.reason, got, tc.want)
 			}

@@ -1,0 +1,101 @@
+package credential
+
+import (
+	"context"
+	"sync"
+
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
+	"github.com/tokenkeeper/tokenkeeper/internal/policy"
+	"github.com/tokenkeeper/tokenkeeper/internal/renewal"
+	"github.com/tokenkeeper/tokenkeeper/internal/resolve"
+)
+
+// DryRunResult is what one login made as the controller would make it shows.
+type DryRunResult struct {
+	// Issuer is "Issuer/name" or "ClusterIssuer/name"; IssuerSpec what it declares.
+	Issuer     string
+	IssuerSpec *v1alpha1.IssuerSpec
+	// Policy is the effective policy the Credential would get.
+	Policy policy.Effective
+	// Exchanges are the requests sent and their answers, secrets redacted.
+	Exchanges []issuer.Exchange
+	// Token is the token obtained; nil on failure. Callers must show only what Token.String and
+	// its non-secret fields show.
+	Token *issuer.Token
+	// Plan is when the controller would renew Token.
+	Plan renewal.Plan
+	// CanRefresh says whether renewals would refresh rather than log in again.
+	CanRefresh bool
+	// Revoked says the dry run's session was ended at the issuer; RevokeError why not.
+	Revoked     bool
+	RevokeError string
+	// Reason is the condition reason the controller would set for the error, "" on success.
+	Reason string
+}
+
+// DryRun logs in once for cred exactly as the controller would — the same resolution of issuer,
+// policy and inputs, the same request and the same response parsing — through c with its
+// caller's permissions, and writes nothing: no state Secret, no target Secret, no status. A
+// serviceAccount login requests an unbound token. The session is revoked afterwards where the
+// issuer supports it. On failure the result still holds the exchanges and the reason.
+func DryRun(ctx context.Context, c client.Client, cred *v1alpha1.Credential, clusterResourceNamespace string) (*DryRunResult, error) {
+	res := &DryRunResult{Issuer: resolve.IssuerKey(cred.Spec.IssuerRef)}
+	var mu sync.Mutex
+	r := &Reconciler{Client: c, APIReader: c, Clock: clock.RealClock{}, ClusterResourceNamespace: clusterResourceNamespace,
+		clients: issuer.NewPool(1), inputs: resolve.NewVersionedReader(c, c)}
+	r.resolver = &resolve.Resolver{Client: c, APIReader: r.inputs, ClusterResourceNamespace: clusterResourceNamespace}
+	r.trace = func(x issuer.Exchange) {
+		mu.Lock()
+		defer mu.Unlock()
+		res.Exchanges = append(res.Exchanges, x)
+	}
+	fail := func(err error) (*DryRunResult, error) {
+		res.Reason = Reason(err)
+		return res, err
+	}
+	e, err := r.prepare(ctx, cred)
+	if e != nil {
+		res.IssuerSpec, res.Policy = e.issuer.GetSpec(), e.policy
+	}
+	if err != nil {
+		return fail(err)
+	}
+	defer e.client.Close()
+	res.CanRefresh = e.client.CanRefresh()
+	if e.request.Kind == issuer.LoginServiceAccount {
+		tok, err := r.serviceAccountToken(ctx, cred, e, &state{})
+		if err != nil {
+			return fail(err)
+		}
+		e.setInput(issuer.InputServiceAccountToken, tok)
+	}
+	tok, err := e.client.Login(ctx, e.request)
+	if err != nil {
+		return fail(err)
+	}
+	res.Token = tok
+	res.Plan = renewal.Schedule(renewal.Session{IssuedAt: tok.IssuedAt, ExpiresAt: tok.ExpiresAt, RefreshExpiresAt: tok.RefreshExpiresAt,
+		HasRefreshToken: tok.RefreshToken != ""}, e.policy, string(cred.UID))
+	if e.client.CanRevoke() {
+		rctx, cancel := context.WithTimeout(ctx, revokeTimeout)
+		defer cancel()
+		if err := e.client.Revoke(rctx, e.request, tok); err != nil {
+			res.RevokeError = err.Error()
+		} else {
+			res.Revoked = true
+		}
+	}
+	return res, nil
+}
+
+// Reason is the condition reason the controller sets for err.
+func Reason(err error) string {
+	if b, ok := isBlocked(err); ok {
+		return b.Reason
+	}
+	return reasonOf(err)
+}

@@ -1,0 +1,139 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/tokenkeeper/tokenkeeper/controllers/credential"
+	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
+)
+
+// SecretInspection is what `inspect` shows of a token Secret: never a token or a signature.
+type SecretInspection struct {
+	Namespace  string     `json:"namespace"`
+	Name       string     `json:"name"`
+	Credential string     `json:"credential,omitempty"`
+	ExpiresAt  *time.Time `json:"expiresAt,omitempty"`
+	Keys       []KeyInfo  `json:"keys"`
+}
+
+// KeyInfo describes one key of the Secret.
+type KeyInfo struct {
+	Key         string `json:"key"`
+	Format      string `json:"format"` // JWT, opaque, or Authorization header around one of them
+	Scheme      string `json:"scheme,omitempty"`
+	Bytes       int    `json:"bytes"`
+	Fingerprint string `json:"fingerprint"`
+	// Header and Claims are a JWT's, decoded; never verified, never the signature.
+	Header map[string]any `json:"header,omitempty"`
+	Claims map[string]any `json:"claims,omitempty"`
+	// ExpiresAt is a JWT's exp.
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+}
+
+type inspectOptions struct {
+	*Options
+	output string
+}
+
+func newInspect(o *Options) *cobra.Command {
+	i := &inspectOptions{Options: o}
+	cmd := &cobra.Command{
+		Use:   "inspect SECRET",
+		Short: "Show a token Secret's token type, fingerprint, expiry and JWT claims — never the token",
+		Example: `  kubectl tokenkeeper inspect orders-api-token -n shop
+  kubectl tokenkeeper inspect orders-api-token -n shop -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return i.run(cmd.Context(), args[0]) },
+	}
+	cmd.Flags().StringVarP(&i.output, "output", "o", "", "output format: json or yaml")
+	return cmd
+}
+
+func (i *inspectOptions) run(ctx context.Context, name string) error {
+	c, err := i.client()
+	if err != nil {
+		return err
+	}
+	ns, err := i.namespace()
+	if err != nil {
+		return err
+	}
+	sec := &corev1.Secret{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, sec); err != nil {
+		return err
+	}
+	out := Inspect(sec)
+	if ok, err := printAs(i.Out, i.output, out); ok {
+		return err
+	}
+	return i.print(out)
+}
+
+// Inspect describes sec's keys.
+func Inspect(sec *corev1.Secret) SecretInspection {
+	out := SecretInspection{Namespace: sec.Namespace, Name: sec.Name, Credential: sec.Labels[credential.LabelCredential], Keys: []KeyInfo{}}
+	if v, err := time.Parse(time.RFC3339, sec.Annotations[credential.AnnotationExpiresAt]); err == nil {
+		out.ExpiresAt = &v
+	}
+	keys := make([]string, 0, len(sec.Data))
+	for k := range sec.Data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		out.Keys = append(out.Keys, describeValue(k, string(sec.Data[k])))
+	}
+	return out
+}
+
+func describeValue(key, v string) KeyInfo {
+	info := KeyInfo{Key: key, Format: "opaque", Bytes: len(v), Fingerprint: issuer.Fingerprint(v)}
+	tok := v
+	if scheme, rest, ok := strings.Cut(v, " "); ok && !strings.ContainsAny(rest, " \n") && (strings.EqualFold(scheme, "Bearer") || strings.EqualFold(scheme, "Token")) {
+		info.Scheme, tok = scheme, rest
+		info.Fingerprint = issuer.Fingerprint(rest) // the token's, as status.tokenFingerprint shows it
+	}
+	if h, claims, ok := jwtParts(tok); ok {
+		info.Format, info.Header, info.Claims = "JWT", h, claims
+		if exp, err := issuer.ParseTime(claims["exp"]); err == nil && !exp.IsZero() {
+			info.ExpiresAt = &exp
+		}
+	}
+	if info.Scheme != "" {
+		info.Format = "Authorization header (" + info.Format + ")"
+	}
+	return info
+}
+
+func (i *inspectOptions) print(s SecretInspection) error {
+	now := i.now()
+	var b bytes.Buffer
+	kv := [][2]string{{"Secret", s.Namespace + "/" + s.Name}, {"Credential", or(s.Credential, none)}, {"Expires", stamp(now, s.ExpiresAt)}}
+	if err := pairs(&b, kv); err != nil {
+		return err
+	}
+	b.WriteString("\n")
+	rows := [][]string{}
+	for _, k := range s.Keys {
+		rows = append(rows, []string{k.Key, k.Format, fmt.Sprint(k.Bytes), k.Fingerprint, relative(now, k.ExpiresAt)})
+	}
+	if err := table(&b, []string{"KEY", "FORMAT", "BYTES", "FINGERPRINT", "JWT EXPIRES"}, rows); err != nil {
+		return err
+	}
+	for _, k := range s.Keys {
+		if k.Header != nil {
+			fmt.Fprintf(&b, "\n%s: JWT header %s\n%s: JWT claims %s\n", k.Key, compact(k.Header), k.Key, compact(k.Claims))
+		}
+	}
+	_, err := b.WriteTo(i.Out)
+	return err
+}

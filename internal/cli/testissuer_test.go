@@ -1,0 +1,126 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/internal/issuer/issuertest"
+)
+
+// TestTestIssuer: a dry run from the terminal against a conformance OAuth2 issuer shows the
+// request (secrets redacted), the fields picked, the lifetime and the renewal time, writes nothing
+// to the cluster, and exits 2 with the classified reason when the issuer refuses.
+func TestTestIssuer(t *testing.T) {
+	srv := issuertest.Start(issuertest.OAuth2)
+	defer srv.Close()
+	ns := "cli-dryrun"
+	createNamespace(t, ns, nil)
+	create(t, &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "corp-sso"}, Spec: srv.Spec()},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orders-client"}, StringData: srv.InputSecretData()})
+	wrong := srv.InputSecretData()
+	wrong["client_secret"] = "not-the-secret"
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "wrong-client"}, StringData: wrong})
+
+	r := run(t, "", "test-issuer", "corp-sso", "--secret", "orders-client", "-n", ns, "--scope", "orders.read")
+	if r.code != 0 {
+		t.Fatalf("test-issuer: %d\n%s\n%s", r.code, r.out, r.err)
+	}
+	for _, want := range []string{"Issuer:    Issuer/corp-sso", "→ POST " + srv.URL(), "grant_type=client_credentials", "scope=orders.read",
+		"Authorization: [redacted", "← 200", "expires_in: 3600", `from "access_token"`, "ResponseLifetime (expires_in)",
+		"Renewal:", "of the 1h0m0s lifetime", "Result:         ok"} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("output lacks %q:\n%s", want, r.out)
+		}
+	}
+	if n := srv.Calls(issuertest.OpLogin); n != 1 {
+		t.Errorf("%d logins at the issuer, want 1", n)
+	}
+	// The same from a manifest, as JSON.
+	manifest := `apiVersion: tokenkeeper.io/v1alpha1
+kind: Credential
+metadata: {name: orders, namespace: cli-dryrun}
+spec:
+  issuerRef: {name: corp-sso}
+  secretName: orders-token
+  clientCredentials: {secretRef: {name: orders-client}}
+`
+	file := filepath.Join(t.TempDir(), "credential.yaml")
+	must(t, os.WriteFile(file, []byte(manifest), 0o600))
+	r = run(t, "", "test-issuer", "-f", file, "-o", "json")
+	var d DryRun
+	must(t, json.Unmarshal([]byte(r.out), &d))
+	if r.code != 0 || d.Token == nil || d.Token.Field != "access_token" || d.Token.Lifetime != "1h0m0s" || d.Token.Format != "JWT" ||
+		d.RenewalTime == nil || len(d.Exchanges) == 0 || d.Exchanges[len(d.Exchanges)-1].Status != 200 {
+		t.Errorf("-f -o json: %d %+v\n%s", r.code, d, r.err)
+	}
+	again, _ := json.MarshalIndent(d, "", "  ")
+	if strings.TrimSpace(string(again)) != strings.TrimSpace(r.out) {
+		t.Errorf("-o json does not round-trip:\n%s\n%s", r.out, again)
+	}
+	// Refused: exit code 2 and the reason the status would show.
+	r = run(t, "", "test-issuer", "corp-sso", "--secret", "wrong-client", "-n", ns)
+	if r.code != ExitLoginFailed || !strings.Contains(r.err, v1alpha1.ReasonInvalidCredentials) || !strings.Contains(r.out, "Reason:   InvalidCredentials") {
+		t.Errorf("refused login: %d\n%s\n%s", r.code, r.out, r.err)
+	}
+	// A missing input Secret is the controller's SecretNotFound, before any request.
+	before := srv.Calls(issuertest.OpLogin)
+	r = run(t, "", "test-issuer", "corp-sso", "--secret", "missing", "-n", ns)
+	if r.code != ExitLoginFailed || !strings.Contains(r.err, v1alpha1.ReasonSecretNotFound) || srv.Calls(issuertest.OpLogin) != before {
+		t.Errorf("missing Secret: %d %q", r.code, r.err)
+	}
+	// Nothing was written: no token, state or target Secret, no Credential.
+	secrets := &corev1.SecretList{}
+	must(t, env.Client.List(t.Context(), secrets))
+	for _, s := range secrets.Items {
+		if s.Namespace == ns && s.Name != "orders-client" && s.Name != "wrong-client" {
+			t.Errorf("the dry run wrote Secret %s", s.Name)
+		}
+	}
+	creds := &v1alpha1.CredentialList{}
+	must(t, env.Client.List(t.Context(), creds))
+	for _, c := range creds.Items {
+		if c.Namespace == ns {
+			t.Errorf("the dry run created Credential %s", c.Name)
+		}
+	}
+	noSecret(t, r.out+r.err, append(append([]string{"not-the-secret"}, issuertest.Secrets...), srv.IssuedTokens()...)...)
+	all := run(t, "", "test-issuer", "corp-sso", "--secret", "orders-client", "-n", ns)
+	noSecret(t, all.out+all.err, append(append([]string{}, issuertest.Secrets...), srv.IssuedTokens()...)...)
+}
+
+// TestTestIssuerSeeds: each seed API's dry run succeeds and shows no secret.
+func TestTestIssuerSeeds(t *testing.T) {
+	ns := "cli-seeds"
+	createNamespace(t, ns, nil)
+	for _, f := range []issuertest.Flavor{issuertest.Seed000, issuertest.Seed001, issuertest.Seed002, issuertest.Seed003, issuertest.Seed004} {
+		srv := issuertest.Start(f)
+		name := "seed-" + string(f)
+		spec := srv.Spec()
+		create(t, &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec},
+			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: srv.InputSecretData()})
+		if data := srv.HeaderSecretData(); data != nil {
+			create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: issuertest.HeaderSecretName}, StringData: data})
+		}
+		login := "password"
+		if f == issuertest.Seed004 {
+			login = "apiKey"
+		}
+		r := run(t, "", "test-issuer", name, "--secret", name, "--login", login, "-n", ns)
+		if r.code != 0 || !strings.Contains(r.out, "Result:         ok") {
+			t.Errorf("%s: %d\n%s\n%s", f, r.code, r.out, r.err)
+		}
+		secrets := append(append([]string{}, issuertest.Secrets...), srv.IssuedTokens()...)
+		for _, v := range srv.HeaderValues() {
+			secrets = append(secrets, v)
+		}
+		noSecret(t, r.out+r.err, secrets...)
+		srv.Close()
+	}
+}
