@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/base64"
 	"encoding/json"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,9 +17,11 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/controllers/tokenvalidator"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer/issuertest"
 	"github.com/tokenkeeper/tokenkeeper/internal/testenv"
+	"github.com/tokenkeeper/tokenkeeper/internal/validation"
 )
 
 // TestRenew: on the real API server with the controller running, `renew --wait` brings exactly
@@ -131,6 +134,27 @@ func TestValidate(t *testing.T) {
 	r = run(t, tok.AccessToken, "validate", "orders-api", "-n", ns, "--token-file", "-")
 	if r.code != 0 {
 		t.Errorf("the token on stdin: %d %s", r.code, r.err)
+	}
+	noSecret(t, r.out+r.err, tok.AccessToken, parts[2])
+
+	// --endpoint asks a running webhook: the validation server with this validator installed.
+	tv := &v1alpha1.TokenValidator{}
+	must(t, env.Client.Get(t.Context(), types.NamespacedName{Namespace: ns, Name: "orders-api"}, tv))
+	val, closeFn, err := tokenvalidator.Local(t.Context(), env.Client, tv, "tokenkeeper-system")
+	must(t, err)
+	defer closeFn()
+	server := validation.NewServer()
+	server.Set(types.NamespacedName{Namespace: ns, Name: "orders-api"}, val)
+	webhook := httptest.NewServer(server)
+	defer webhook.Close()
+	r = run(t, "", "validate", "orders-api", "-n", ns, "--token-file", good, "--endpoint", webhook.URL)
+	if r.code != 0 || !strings.Contains(r.out, "Via:") || !strings.Contains(r.out, webhook.URL+"/validate/"+ns+"/orders-api") ||
+		!strings.Contains(r.out, "Header X-User:") {
+		t.Errorf("--endpoint, the issuer's token: %d\n%s\n%s", r.code, r.out, r.err)
+	}
+	r = run(t, "", "validate", "orders-api", "-n", ns, "--token-file", forged, "--endpoint", webhook.URL)
+	if r.code != ExitDenied || !strings.Contains(r.out, "denied (401") || !strings.Contains(r.out, "invalid_token") {
+		t.Errorf("--endpoint, a forged token: %d\n%s\n%s", r.code, r.out, r.err)
 	}
 	noSecret(t, r.out+r.err, tok.AccessToken, parts[2])
 }

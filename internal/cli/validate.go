@@ -182,8 +182,19 @@ func (v *validateOptions) remote(ctx context.Context, ns, name, token string) (V
 	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	out := Validation{Validator: ns + "/" + name, Via: u, Status: resp.StatusCode, Allowed: resp.StatusCode == http.StatusOK, Headers: map[string]string{}}
+	// Identity headers: X-Auth-* and the headers the TokenValidator forwards claims in (when the
+	// user may read it).
+	forwarded := map[string]bool{}
+	if c, err := v.client(); err == nil {
+		tv := &v1alpha1.TokenValidator{}
+		if c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, tv) == nil {
+			for _, h := range tv.Spec.ForwardClaims {
+				forwarded[http.CanonicalHeaderKey(string(h))] = true
+			}
+		}
+	}
 	for k, vals := range resp.Header {
-		if strings.HasPrefix(k, "X-Auth-") {
+		if strings.HasPrefix(k, "X-Auth-") || forwarded[k] {
 			out.Headers[k] = strings.Join(vals, ",")
 		}
 	}
