@@ -49,7 +49,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 			return err
 		}
 	}
-	names, err := credential.NewSecretNameCache(mgr)
+	refs, err := credential.NewRefs(mgr)
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: mgr.GetScheme(),
 		Recorder: mgr.GetEventRecorder("tokenkeeper"), Clock: clock.RealClock{},
 		ClusterResourceNamespace: opts.ClusterResourceNamespace, Transport: opts.Transport,
-		CallsPerNamespace: opts.IssuerCallsPerNamespace, SecretNames: names, Egress: opts.Egress,
+		CallsPerNamespace: opts.IssuerCallsPerNamespace, Refs: refs, Egress: opts.Egress,
 	}
 	if err := cr.SetupWithManager(ctx, mgr); err != nil {
 		return err
@@ -66,7 +66,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return nil
 	}
 	tv := &tokenvalidator.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Server: opts.Validation,
-		ClusterResourceNamespace: opts.ClusterResourceNamespace, Clock: clock.RealClock{}, SecretNames: names,
+		ClusterResourceNamespace: opts.ClusterResourceNamespace, Clock: clock.RealClock{}, Refs: refs,
 		Egress: opts.Egress}
 	return tv.SetupWithManager(mgr)
 }

@@ -21,7 +21,6 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -59,8 +58,9 @@ type Reconciler struct {
 	Transport http.RoundTripper
 	// Egress refuses issuer connections to addresses tenants must not reach; nil checks nothing.
 	Egress *egress.Policy
-	// SecretNames caches Secret names only, to watch input Secrets; created when nil.
-	SecretNames cache.Cache
+	// Refs watch the Secrets, ConfigMaps and ServiceAccounts Credentials and issuers refer to,
+	// keeping only those; created when nil.
+	Refs *resolve.Refs
 	// CallsPerNamespace bounds the issuer calls in flight per namespace and per issuer (each holds
 	// a worker); DefaultCallsPerNamespace when 0.
 	CallsPerNamespace int

@@ -52,14 +52,9 @@ func (r *Reconciler) syncTarget(ctx context.Context, cred *v1alpha1.Credential, 
 	key := types.NamespacedName{Namespace: cred.Namespace, Name: cred.Spec.SecretName}
 	err = r.Get(ctx, key, sec)
 	if apierrors.IsNotFound(err) {
-		// Not in the cache, which holds only labelled Secrets: it may exist without our label.
-		// The names-only cache says whether a Secret of that name exists at all; if it lags, the
-		// create below fails and the next pass reads it.
-		meta := &metav1.PartialObjectMetadata{}
-		meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-		if err = r.SecretNames.Get(ctx, key, meta); err == nil {
-			err = r.APIReader.Get(ctx, key, sec)
-		}
+		// Not in the cache, which holds only labelled Secrets: it may exist without our label
+		// (a first write, or another owner's Secret).
+		err = r.APIReader.Get(ctx, key, sec)
 	}
 	switch {
 	case apierrors.IsNotFound(err):

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -18,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
@@ -37,18 +37,18 @@ const (
 // SetupWithManager registers the controller: Credentials, their Secrets, the input Secrets
 // (metadata only, through an index), issuers and policies.
 func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
-	if r.SecretNames == nil {
-		names, err := NewSecretNameCache(mgr)
+	if r.Refs == nil {
+		refs, err := NewRefs(mgr)
 		if err != nil {
 			return err
 		}
-		r.SecretNames = names
+		r.Refs = refs
 	}
 	r.echoes = newEchoes()
 	r.store = newStateStore(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetScheme(), r.echoes)
 	r.clients = issuer.NewPool(issuerClients)
 	// Input Secrets and issuer Secrets are read again only when their resourceVersion changed.
-	r.inputs = resolve.NewVersionedReader(mgr.GetAPIReader(), r.SecretNames)
+	r.inputs = resolve.NewVersionedReader(mgr.GetAPIReader(), r.Refs)
 	r.resolver = &resolve.Resolver{Client: mgr.GetClient(), APIReader: r.inputs, ClusterResourceNamespace: r.ClusterResourceNamespace}
 	r.slots = newCallSlots(r.CallsPerNamespace)
 	r.rotationEvents = newEventGate(rotationEventInterval)
@@ -86,30 +86,18 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		}
 	}
 
-	secretMeta := &metav1.PartialObjectMetadata{}
-	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	saMeta := &metav1.PartialObjectMetadata{}
-	saMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ServiceAccount"))
-	configMapMeta := &metav1.PartialObjectMetadata{}
-	configMapMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
-
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.Credential{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
 		// Its own Secret writes do not bring a Credential back: only others' changes do.
 		Owns(&corev1.Secret{}, builder.WithPredicates(r.echoes.predicate())).
-		WatchesRawSource(source.Kind(r.SecretNames, secretMeta,
-			handler.TypedEnqueueRequestsFromMapFunc(r.forSecret),
-			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
+		// Input, issuer and conflicting Secrets, CA bundle ConfigMaps: only those referred to are kept.
+		WatchesRawSource(r.Refs.Secrets.Source(r.forSecret)).
 		// A ServiceAccount that appears (or changes) brings back the Credentials logging in as it.
-		WatchesRawSource(source.Kind(r.SecretNames, saMeta,
-			handler.TypedEnqueueRequestsFromMapFunc(func(ctx context.Context, sa *metav1.PartialObjectMetadata) []reconcile.Request {
-				return r.list(ctx, client.InNamespace(sa.Namespace), client.MatchingFields{indexSA: sa.Name})
-			}),
-			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
-		WatchesRawSource(source.Kind(r.SecretNames, configMapMeta,
-			handler.TypedEnqueueRequestsFromMapFunc(r.forConfigMap),
-			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
+		WatchesRawSource(r.Refs.ServiceAccounts.Source(func(ctx context.Context, sa *metav1.PartialObjectMetadata) []reconcile.Request {
+			return r.list(ctx, client.InNamespace(sa.Namespace), client.MatchingFields{indexSA: sa.Name})
+		})).
+		WatchesRawSource(r.Refs.ConfigMaps.Source(r.forConfigMap)).
 		// Only spec changes of issuers and policies matter to Credentials: an issuer's status
 		// update (each Issuer reconciler pass) must not queue its thousand Credentials again.
 		Watches(&v1alpha1.Issuer{}, handler.EnqueueRequestsFromMapFunc(r.forIssuer(v1alpha1.IssuerKindNamespaced)),
@@ -122,32 +110,15 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		Complete(r)
 }
 
-// NewSecretNameCache returns a cache of Secret names only, added to mgr: input Secrets are
-// watched through it, never their data, never their annotations (kubectl's
-// last-applied-configuration can hold the whole Secret).
-func NewSecretNameCache(mgr ctrl.Manager) (cache.Cache, error) {
-	names, err := cache.New(mgr.GetConfig(), cache.Options{
-		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), DefaultTransform: keepIdentityOnly,
-	})
+// NewRefs returns the reference watches, added to mgr: input Secrets are watched through them,
+// names and versions only, and only those something refers to are kept.
+func NewRefs(mgr ctrl.Manager) (*resolve.Refs, error) {
+	mc, err := metadata.NewForConfig(mgr.GetConfig())
 	if err != nil {
-		return nil, fmt.Errorf("creating the Secret metadata cache: %w", err)
+		return nil, fmt.Errorf("creating the metadata client: %w", err)
 	}
-	return names, mgr.Add(names)
-}
-
-// keepIdentityOnly strips everything but identity, version and tokenkeeper's managed-by label
-// from cached metadata.
-func keepIdentityOnly(in any) (any, error) {
-	if m, ok := in.(*metav1.PartialObjectMetadata); ok {
-		out := &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
-			Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
-		}}
-		if managedByUs(m) {
-			out.Labels = map[string]string{LabelManagedBy: ManagedByValue}
-		}
-		return out, nil
-	}
-	return in, nil
+	refs := resolve.NewRefs(mc)
+	return refs, refs.AddTo(mgr)
 }
 
 func managedByUs(o metav1.Object) bool { return o.GetLabels()[LabelManagedBy] == ManagedByValue }

@@ -23,7 +23,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -51,9 +50,9 @@ type Reconciler struct {
 	Elected <-chan struct{}
 	// Egress refuses key-set and introspection connections to addresses tenants must not reach.
 	Egress *egress.Policy
-	// SecretNames caches Secret names only (no data), to notice rotated HMAC and introspection
-	// Secrets. Optional.
-	SecretNames cache.Cache
+	// Refs watch the names and versions of the Secrets and ConfigMaps referred to, to notice
+	// rotated HMAC and introspection Secrets. Optional.
+	Refs *resolve.Refs
 
 	resolver *resolve.Resolver
 	mu       sync.Mutex

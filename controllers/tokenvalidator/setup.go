@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -15,7 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/internal/resolve"
@@ -37,13 +35,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&v1alpha1.TokenPolicy{}, handler.EnqueueRequestsFromMapFunc(r.matching(func(*v1alpha1.TokenValidator) bool { return true })),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)})
-	if r.SecretNames != nil {
-		for _, kind := range []string{"Secret", "ConfigMap"} {
-			meta := &metav1.PartialObjectMetadata{}
-			meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind(kind))
-			b = b.WatchesRawSource(source.Kind(r.SecretNames, meta, handler.TypedEnqueueRequestsFromMapFunc(r.reading(kind)),
-				predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{}))
-		}
+	if r.Refs != nil {
+		b = b.WatchesRawSource(r.Refs.Secrets.Source(r.reading("Secret"))).
+			WatchesRawSource(r.Refs.ConfigMaps.Source(r.reading("ConfigMap")))
 	}
 	return b.Complete(r)
 }

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -19,7 +20,7 @@ const (
 )
 
 // VersionedReader reads Secrets and ConfigMaps through an uncached reader, and reads one again
-// only when its resourceVersion in a names-only cache changed: a renewal re-reads no input
+// only when its resourceVersion in the reference watch (Refs) changed: a renewal re-reads no input
 // Secret that stayed the same. Copies served from memory carry no annotations and no managed
 // fields (kubectl's last-applied-configuration can hold the whole Secret again). Other objects go
 // straight to the uncached reader.
@@ -69,10 +70,23 @@ func (r *VersionedReader) Get(ctx context.Context, key client.ObjectKey, obj cli
 		r.mu.Lock()
 		r.drop(k)
 		r.mu.Unlock()
+		if rem, ok := r.names.(rememberer); ok && apierrors.IsNotFound(err) {
+			rem.Forget(obj, key)
+		}
 		return err
 	}
 	r.keep(k, obj)
+	if rem, ok := r.names.(rememberer); ok {
+		rem.Remember(obj)
+	}
 	return nil
+}
+
+// rememberer is a names reader that learns versions from direct reads (Refs): an object
+// referenced before any change of it is read again only when it changes.
+type rememberer interface {
+	Remember(obj client.Object)
+	Forget(obj client.Object, key client.ObjectKey)
 }
 
 // List implements client.Reader, uncached.

@@ -12,7 +12,7 @@ import (
 )
 
 // secretsAt serves Secrets by name (data of the size the name asks for) and their versions, and
-// counts reads: the stand-in for the API server and the names-only cache.
+// counts reads: the stand-in for the API server and the reference watch.
 type secretsAt struct {
 	reads   int
 	version string
