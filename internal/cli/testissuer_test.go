@@ -6,9 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer/issuertest"
@@ -122,5 +124,42 @@ func TestTestIssuerSeeds(t *testing.T) {
 		}
 		noSecret(t, r.out+r.err, secrets...)
 		srv.Close()
+	}
+}
+
+// TestTestIssuerServiceAccount: a serviceAccount login's dry run requests the ServiceAccount's
+// token with the user's permissions and presents it; the issuer verifies it with the cluster's
+// own keys; neither the ServiceAccount token nor the issued one is shown.
+func TestTestIssuerServiceAccount(t *testing.T) {
+	const aud = "https://exchange.example.com"
+	hc, err := rest.HTTPClientFor(env.Config)
+	must(t, err)
+	x, err := issuertest.StartExchange(aud, time.Minute, hc, env.Config.Host, "", nil)
+	must(t, err)
+	defer x.Close()
+	ns := "cli-sa"
+	createNamespace(t, ns, nil)
+	create(t, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orders-bot"}},
+		&v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "exchange"}, Spec: v1alpha1.IssuerSpec{
+			URL: v1alpha1.EndpointURL(x.URL() + "/token"), OAuth2: &v1alpha1.OAuth2{}, ServiceAccountAudience: aud, CABundle: x.CABundle()}})
+	manifest := `kind: Credential
+apiVersion: tokenkeeper.io/v1alpha1
+metadata: {name: orders}
+spec:
+  issuerRef: {name: exchange}
+  secretName: orders-token
+  serviceAccount: {name: orders-bot, targetAudience: orders-api}
+`
+	r := run(t, manifest, "test-issuer", "-f", "-", "-n", ns)
+	if r.code != 0 || !strings.Contains(r.out, "subject_token=[redacted") || !strings.Contains(r.out, "grant_type=urn:ietf:params:oauth:grant-type:token-exchange") {
+		t.Fatalf("serviceAccount dry run: %d\n%s\n%s", r.code, r.out, r.err)
+	}
+	subjects, _ := x.Subjects()
+	if len(subjects) != 1 || subjects[0] != "system:serviceaccount:cli-sa:orders-bot" {
+		t.Errorf("the issuer saw %v", subjects)
+	}
+	noSecret(t, r.out+r.err, x.IssuedTokens()...)
+	if strings.Contains(r.out, "eyJ") {
+		t.Errorf("a JWT appears in the output:\n%s", r.out)
 	}
 }
