@@ -59,11 +59,7 @@ func newInspect(o *Options) *cobra.Command {
 }
 
 func (i *inspectOptions) run(ctx context.Context, name string) error {
-	c, err := i.client()
-	if err != nil {
-		return err
-	}
-	ns, err := i.namespace()
+	c, ns, err := i.clientIn()
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"sigs.k8s.io/yaml"
 )
@@ -136,4 +137,16 @@ func compact(v any) string {
 		return "?"
 	}
 	return string(b)
+}
+
+// selector parses -l; empty selects everything.
+func selector(s string) (labels.Selector, error) {
+	if s == "" {
+		return labels.Everything(), nil
+	}
+	sel, err := labels.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("-l %q: %w", s, err)
+	}
+	return sel, nil
 }

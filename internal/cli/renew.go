@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -53,22 +52,16 @@ func (r *renewOptions) run(ctx context.Context, args []string) error {
 	if r.selector != "" && !r.all {
 		return errors.New("-l selects Credentials for --all")
 	}
-	c, err := r.client()
-	if err != nil {
-		return err
-	}
-	ns, err := r.namespace()
+	c, ns, err := r.clientIn()
 	if err != nil {
 		return err
 	}
 	var creds []v1alpha1.Credential
 	if r.all {
 		list := &v1alpha1.CredentialList{}
-		sel := labels.Everything()
-		if r.selector != "" {
-			if sel, err = labels.Parse(r.selector); err != nil {
-				return fmt.Errorf("-l %q: %w", r.selector, err)
-			}
+		sel, err := selector(r.selector)
+		if err != nil {
+			return err
 		}
 		if err := c.List(ctx, list, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: sel}); err != nil {
 			return err

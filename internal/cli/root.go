@@ -106,6 +106,16 @@ func (o *Options) client() (client.WithWatch, error) {
 	return client.NewWithWatch(cfg, client.Options{Scheme: Scheme()})
 }
 
+// clientIn is the client and the namespace the command works in.
+func (o *Options) clientIn() (client.WithWatch, string, error) {
+	c, err := o.client()
+	if err != nil {
+		return nil, "", err
+	}
+	ns, err := o.namespace()
+	return c, ns, err
+}
+
 // namespace is -n, else the kubeconfig context's namespace, else default.
 func (o *Options) namespace() (string, error) {
 	ns, _, err := o.Kube.ToRawKubeConfigLoader().Namespace()

@@ -12,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -103,11 +102,7 @@ func newStatus(o *Options) *cobra.Command {
 }
 
 func (s *statusOptions) run(ctx context.Context, args []string) error {
-	c, err := s.client()
-	if err != nil {
-		return err
-	}
-	ns, err := s.namespace()
+	c, ns, err := s.clientIn()
 	if err != nil {
 		return err
 	}
@@ -130,13 +125,11 @@ func (s *statusOptions) run(ctx context.Context, args []string) error {
 	if !s.all {
 		opts = append(opts, client.InNamespace(ns))
 	}
-	if s.selector != "" {
-		sel, err := labels.Parse(s.selector)
-		if err != nil {
-			return fmt.Errorf("-l %q: %w", s.selector, err)
-		}
-		opts = append(opts, client.MatchingLabelsSelector{Selector: sel})
+	sel, err := selector(s.selector)
+	if err != nil {
+		return err
 	}
+	opts = append(opts, client.MatchingLabelsSelector{Selector: sel})
 	if err := c.List(ctx, list, opts...); err != nil {
 		return err
 	}
