@@ -85,6 +85,7 @@ func TestEndToEnd(t *testing.T) {
 	step(t, "the application succeeds across three rotations with zero unauthorized calls", s.rotate)
 	step(t, "the issuers saw no duplicate or failed logins", s.noDuplicateLogins)
 	step(t, "no secret or token in any log, Event or status", s.noLeaks)
+	step(t, "kubectl tokenkeeper shows, renews and inspects the Credentials", s.plugin)
 }
 
 // step runs one subtest and stops the story when it fails.
