@@ -31,7 +31,7 @@ const (
 	indexTargetSecret = "credential.targetSecret"   // Credential → its target Secret's name
 	indexIssuer       = "credential.issuer"         // Credential → "Issuer/name" or "ClusterIssuer/name"
 	indexSA           = "credential.serviceAccount" // Credential → its ServiceAccount's name
-	indexIssuerRefs   = "issuer.references"         // Issuer → "Secret/ns/name" or "ConfigMap/ns/name" of each it reads
+	indexIssuerRefs   = resolve.IndexIssuerRefs
 )
 
 // SetupWithManager registers the controller: Credentials, their Secrets, the input Secrets

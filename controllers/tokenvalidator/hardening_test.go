@@ -1,6 +1,7 @@
 package tokenvalidator_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/controllers/tokenvalidator"
 )
 
 // keyServer serves an empty JWKS and counts the fetches.
@@ -105,5 +107,43 @@ func TestEventsDoNotRefetchKeys(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	if n := fetches.Load() - before; n != 0 {
 		t.Fatalf("20 Issuer annotation edits caused %d key set fetches, want 0", n)
+	}
+}
+
+// Secrets no validator reads cost no scan of the validators: of 200 new Secrets and one rotated
+// HMAC Secret after them (the watch delivers events in order), only the HMAC Secret's event scans.
+func TestUnrelatedSecretsCostNoValidatorScan(t *testing.T) {
+	ctx := t.Context()
+	keys, _ := keyServer(t)
+	ns, other := "scan", "scan-other"
+	for _, n := range []string{ns, other} {
+		must(t, env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}}))
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shared"}, StringData: map[string]string{"key": "old-secret-0123456789abcdef"}}
+	must(t, env.Client.Create(ctx, secret))
+	must(t, env.Client.Create(ctx, &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "internal"}, Spec: v1alpha1.IssuerSpec{
+		JWKS: &v1alpha1.JWKS{URL: v1alpha1.EndpointURL(keys.URL), Issuer: "https://hmac.test"}, AllowInsecureHTTP: true,
+		HMACSecretRef: &v1alpha1.SecretKeySelector{Name: "shared", Key: "key"},
+	}}))
+	must(t, env.Client.Create(ctx, &v1alpha1.TokenValidator{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"}, Spec: v1alpha1.TokenValidatorSpec{
+		Issuers: []v1alpha1.IssuerReference{{Name: "internal"}}, Algorithms: []v1alpha1.SigningAlgorithm{"HS256"},
+	}}))
+	key := types.NamespacedName{Namespace: ns, Name: "api"}
+	waitFor(t, 20*time.Second, "the validator Ready", func() (bool, string) { ok, state, _ := ready(t, key); return ok, state })
+	before := tokenvalidator.ValidatorScans()
+	for i := range 200 {
+		must(t, env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: other, Name: fmt.Sprintf("s-%d", i)}}))
+	}
+	must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		must(t, env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "shared"}, secret))
+		secret.Data["key"] = []byte("new-secret-fedcba9876543210")
+		return env.Client.Update(ctx, secret)
+	}))
+	newToken := hs256(t, "new-secret-fedcba9876543210")
+	waitFor(t, 10*time.Second, "the rotated secret in effect", func() (bool, string) {
+		return validate(t, "/validate/scan/api", newToken).StatusCode == 200, "not yet"
+	})
+	if n := tokenvalidator.ValidatorScans() - before; n < 1 || n > 3 {
+		t.Fatalf("%d scans of the validators for 200 unrelated Secrets and one rotation, want 1–3", n)
 	}
 }

@@ -3,6 +3,9 @@ package tokenvalidator
 import (
 	"context"
 	"slices"
+	"sync/atomic"
+
+	"k8s.io/apimachinery/pkg/api/meta"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -27,6 +30,14 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Elected = mgr.Elected()
 	}
 	r.resolver = &resolve.Resolver{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), ClusterResourceNamespace: r.ClusterResourceNamespace}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.TokenValidator{}, indexIntrospection, func(o client.Object) []string {
+		if ref := o.(*v1alpha1.TokenValidator).Spec.IntrospectionSecretRef; ref != nil {
+			return []string{ref.Name}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
 	b := ctrl.NewControllerManagedBy(mgr).For(&v1alpha1.TokenValidator{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&v1alpha1.Issuer{}, handler.EnqueueRequestsFromMapFunc(r.trusting(v1alpha1.IssuerKindNamespaced)),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -78,6 +89,13 @@ func (r *Reconciler) trusting(kind v1alpha1.IssuerKind) handler.MapFunc {
 func (r *Reconciler) reading(kind string) func(context.Context, *metav1.PartialObjectMetadata) []reconcile.Request {
 	return func(ctx context.Context, o *metav1.PartialObjectMetadata) []reconcile.Request {
 		ref := kind + "/" + o.Namespace + "/" + o.Name
+		// Nearly every Secret and ConfigMap is nobody's: two index lookups say so, and only one
+		// an issuer reads or a validator introspects with costs a scan of the validators (a
+		// tenant creating Secrets by the thousand must not make every event walk them all).
+		if !r.readByIssuer(ctx, ref) && (kind != "Secret" || !r.introspectsWith(ctx, o.Namespace, o.Name)) {
+			return nil
+		}
+		validatorScans.Add(1)
 		return r.matching(func(tv *v1alpha1.TokenValidator) bool {
 			if in := tv.Spec.IntrospectionSecretRef; kind == "Secret" && in != nil && tv.Namespace == o.Namespace && in.Name == o.Name {
 				return true
@@ -91,4 +109,27 @@ func (r *Reconciler) reading(kind string) func(context.Context, *metav1.PartialO
 			return false
 		})(ctx, o)
 	}
+}
+
+// indexIntrospection indexes TokenValidators by their introspection Secret's name.
+const indexIntrospection = "tokenvalidator.introspectionSecret"
+
+// validatorScans counts the scans of every TokenValidator a Secret or ConfigMap event caused.
+var validatorScans atomic.Int64
+
+// readByIssuer says whether an Issuer or ClusterIssuer reads ref; true when the index cannot say.
+func (r *Reconciler) readByIssuer(ctx context.Context, ref string) bool {
+	for _, list := range []client.ObjectList{&v1alpha1.IssuerList{}, &v1alpha1.ClusterIssuerList{}} {
+		if err := r.List(ctx, list, client.MatchingFields{resolve.IndexIssuerRefs: ref}); err != nil || meta.LenList(list) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// introspectsWith says whether a TokenValidator of namespace introspects with Secret name.
+func (r *Reconciler) introspectsWith(ctx context.Context, namespace, name string) bool {
+	var list v1alpha1.TokenValidatorList
+	err := r.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{indexIntrospection: name})
+	return err != nil || len(list.Items) > 0
 }

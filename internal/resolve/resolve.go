@@ -50,6 +50,11 @@ type Resolver struct {
 	ClusterResourceNamespace string
 }
 
+// IndexIssuerRefs is the field index of Issuers and ClusterIssuers by what they read:
+// "Secret/ns/name" or "ConfigMap/ns/name" (IssuerReferences); the Credential controller
+// registers it.
+const IndexIssuerRefs = "issuer.references"
+
 // Kind returns the reference's kind, Issuer when unset.
 func Kind(ref v1alpha1.IssuerReference) v1alpha1.IssuerKind {
 	if ref.Kind == "" {
