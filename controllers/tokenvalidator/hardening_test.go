@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/controllers/tokenvalidator"
@@ -41,10 +42,12 @@ func hs256(t *testing.T, secret string) string {
 
 // Rotating the Secret an issuer's hmacSecretRef names takes effect without any spec edit: tokens
 // signed with the old secret stop passing and tokens signed with the new one pass.
-func TestHMACSecretRotation(t *testing.T) {
+// hmacValidator creates namespace ns with an HMAC Secret "shared", an Issuer "internal" that
+// signs with it and a Ready TokenValidator "api" trusting that issuer.
+func hmacValidator(t *testing.T, ns string) *corev1.Secret {
+	t.Helper()
 	ctx := t.Context()
 	keys, _ := keyServer(t)
-	ns := "hmac"
 	must(t, env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shared"}, StringData: map[string]string{"key": "old-secret-0123456789abcdef"}}
 	must(t, env.Client.Create(ctx, secret))
@@ -57,15 +60,26 @@ func TestHMACSecretRotation(t *testing.T) {
 	}}))
 	key := types.NamespacedName{Namespace: ns, Name: "api"}
 	waitFor(t, 20*time.Second, "the validator Ready", func() (bool, string) { ok, state, _ := ready(t, key); return ok, state })
+	return secret
+}
+
+// rotateHMAC puts the new HMAC secret into the Secret hmacValidator made.
+func rotateHMAC(t *testing.T, secret *corev1.Secret) {
+	t.Helper()
+	must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		must(t, env.Client.Get(t.Context(), client.ObjectKeyFromObject(secret), secret))
+		secret.Data["key"] = []byte("new-secret-fedcba9876543210")
+		return env.Client.Update(t.Context(), secret)
+	}))
+}
+
+func TestHMACSecretRotation(t *testing.T) {
+	secret := hmacValidator(t, "hmac")
 	oldToken, newToken := hs256(t, "old-secret-0123456789abcdef"), hs256(t, "new-secret-fedcba9876543210")
 	if got := validate(t, "/validate/hmac/api", oldToken).StatusCode; got != 200 {
 		t.Fatalf("a token signed with the current secret: %d", got)
 	}
-	must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		must(t, env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "shared"}, secret))
-		secret.Data["key"] = []byte("new-secret-fedcba9876543210")
-		return env.Client.Update(ctx, secret)
-	}))
+	rotateHMAC(t, secret)
 	waitFor(t, 10*time.Second, "the rotated secret in effect", func() (bool, string) {
 		o, n := validate(t, "/validate/hmac/api", oldToken).StatusCode, validate(t, "/validate/hmac/api", newToken).StatusCode
 		return o == 401 && n == 200, "old secret's token " + http.StatusText(o) + ", new secret's " + http.StatusText(n)
@@ -114,31 +128,14 @@ func TestEventsDoNotRefetchKeys(t *testing.T) {
 // HMAC Secret after them (the watch delivers events in order), only the HMAC Secret's event scans.
 func TestUnrelatedSecretsCostNoValidatorScan(t *testing.T) {
 	ctx := t.Context()
-	keys, _ := keyServer(t)
 	ns, other := "scan", "scan-other"
-	for _, n := range []string{ns, other} {
-		must(t, env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}}))
-	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shared"}, StringData: map[string]string{"key": "old-secret-0123456789abcdef"}}
-	must(t, env.Client.Create(ctx, secret))
-	must(t, env.Client.Create(ctx, &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "internal"}, Spec: v1alpha1.IssuerSpec{
-		JWKS: &v1alpha1.JWKS{URL: v1alpha1.EndpointURL(keys.URL), Issuer: "https://hmac.test"}, AllowInsecureHTTP: true,
-		HMACSecretRef: &v1alpha1.SecretKeySelector{Name: "shared", Key: "key"},
-	}}))
-	must(t, env.Client.Create(ctx, &v1alpha1.TokenValidator{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"}, Spec: v1alpha1.TokenValidatorSpec{
-		Issuers: []v1alpha1.IssuerReference{{Name: "internal"}}, Algorithms: []v1alpha1.SigningAlgorithm{"HS256"},
-	}}))
-	key := types.NamespacedName{Namespace: ns, Name: "api"}
-	waitFor(t, 20*time.Second, "the validator Ready", func() (bool, string) { ok, state, _ := ready(t, key); return ok, state })
+	secret := hmacValidator(t, ns)
+	must(t, env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: other}}))
 	before := tokenvalidator.ValidatorScans()
 	for i := range 200 {
 		must(t, env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: other, Name: fmt.Sprintf("s-%d", i)}}))
 	}
-	must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		must(t, env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "shared"}, secret))
-		secret.Data["key"] = []byte("new-secret-fedcba9876543210")
-		return env.Client.Update(ctx, secret)
-	}))
+	rotateHMAC(t, secret)
 	newToken := hs256(t, "new-secret-fedcba9876543210")
 	waitFor(t, 10*time.Second, "the rotated secret in effect", func() (bool, string) {
 		return validate(t, "/validate/scan/api", newToken).StatusCode == 200, "not yet"
