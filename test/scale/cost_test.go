@@ -29,7 +29,7 @@ func TestRotationCost(t *testing.T) {
 	// No-op reconciles: six Credentials with 1-h tokens, settled, then each annotated.
 	f.create(ctx, t, "idle", 6, 4)
 	waitAllReady(ctx, t, c, 6)
-	quiet(t, env)
+	quiet(t, env, ti)
 	before, reconciles := apiRequests(t, env.Config), m.reconciles(t)
 	var idle v1alpha1.CredentialList
 	if err := c.List(ctx, &idle); err != nil {
@@ -46,7 +46,7 @@ func TestRotationCost(t *testing.T) {
 		n := m.reconciles(t)
 		return n >= reconciles+6, fmt.Sprintf("%.0f reconciles", n-reconciles)
 	})
-	quiet(t, env)
+	quiet(t, env, ti)
 	d := apiRequests(t, env.Config).minus(before)
 	t.Logf("6 no-op reconciles: %v", d)
 	if w := d.managerWrites() - d["writes credentials"]; w != 0 { // the test's own annotations are "writes credentials"
@@ -61,7 +61,7 @@ func TestRotationCost(t *testing.T) {
 	// window is counted whole.
 	f.create(ctx, t, "rot", 8, 4)
 	waitAllReady(ctx, t, c, 14)
-	quiet(t, env)
+	quiet(t, env, ti)
 	before, reconciles, calls := apiRequests(t, env.Config), m.reconciles(t), ti.calls()
 	testenv.WaitFor(t, 60*time.Second, "two rotations of each Credential", func() (bool, string) {
 		return ti.calls() >= calls+16, fmt.Sprintf("%d issuer calls", ti.calls()-calls)
@@ -77,7 +77,7 @@ func TestRotationCost(t *testing.T) {
 		}
 		return n == 8, fmt.Sprintf("%d of 8", n)
 	})
-	quiet(t, env)
+	quiet(t, env, ti)
 	d = apiRequests(t, env.Config).minus(before)
 	rotations := float64(ti.calls() - calls)
 	recs := m.reconciles(t) - reconciles
@@ -112,16 +112,18 @@ func waitAllReady(ctx context.Context, t *testing.T, c client.Client, n int) {
 	})
 }
 
-// quiet waits until the manager has made no write for two seconds.
-func quiet(t *testing.T, env *testenv.Env) {
+// quiet waits until the manager has made no write and the issuer has seen no request for two
+// seconds, so that no rotation straddles the moment a count starts or ends (an issuer call
+// counted before it whose writes land after).
+func quiet(t *testing.T, env *testenv.Env, ti *tokenIssuer) {
 	t.Helper()
-	last, since := apiRequests(t, env.Config).managerWrites(), time.Now()
+	last, calls, since := apiRequests(t, env.Config).managerWrites(), ti.calls(), time.Now()
 	// Eight Credentials rotating every 10 s leave a 2-s gap now and then; on a machine busy with
 	// other suites it can take a while.
-	testenv.WaitFor(t, 90*time.Second, "no writes for 2 s", func() (bool, string) {
-		if w := apiRequests(t, env.Config).managerWrites(); w != last {
-			last, since = w, time.Now()
+	testenv.WaitFor(t, 90*time.Second, "no writes and no issuer call for 2 s", func() (bool, string) {
+		if w, c := apiRequests(t, env.Config).managerWrites(), ti.calls(); w != last || c != calls {
+			last, calls, since = w, c, time.Now()
 		}
-		return time.Since(since) >= 2*time.Second, fmt.Sprintf("%.0f writes so far", last)
+		return time.Since(since) >= 2*time.Second, fmt.Sprintf("%.0f writes, %d issuer calls so far", last, calls)
 	})
 }
