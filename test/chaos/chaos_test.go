@@ -94,7 +94,7 @@ func TestChaos(t *testing.T) {
 		"--health-probe-bind-address=0", "--metrics-bind-address=0", "--webhook-port=" + freePort(t),
 		"--validation-bind-address=127.0.0.1:" + freePort(t), "--webhook-cert-dir=" + filepath.Join(dir, "certs")}}
 	defer m.stop()
-	m.start(t, true)
+	m.start(t, true, nil)
 	waitAllReady(t, env, creds, 60*time.Second)
 	initialLogins := logins(creds)
 
@@ -323,10 +323,14 @@ type supervisor struct {
 }
 
 // start runs the manager; with chaos it may kill itself at the failpoints, and is restarted
-// every time until stop.
-func (m *supervisor) start(t *testing.T, chaos bool) {
+// every time until stop. It starts nothing once stopped, or when prev is no longer the current
+// manager (quiet replaced it while its restart waited).
+func (m *supervisor) start(t *testing.T, chaos bool, prev *exec.Cmd) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.stopped || m.cmd != prev {
+		return
+	}
 	cmd := exec.Command(m.bin, m.args...)
 	cmd.Env = append(os.Environ(), "POD_NAMESPACE=tokenkeeper-system")
 	if chaos {
@@ -359,7 +363,7 @@ func (m *supervisor) start(t *testing.T, chaos bool) {
 		m.mu.Unlock()
 		if restart {
 			time.Sleep(200 * time.Millisecond)
-			m.start(t, chaos)
+			m.start(t, chaos, cmd)
 		}
 	}()
 }
@@ -384,7 +388,7 @@ func (m *supervisor) quiet(t *testing.T) {
 		_ = cmd.Process.Kill()
 		<-done
 	}
-	m.start(t, false)
+	m.start(t, false, nil)
 }
 
 func (m *supervisor) stop() {
