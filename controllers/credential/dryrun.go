@@ -40,7 +40,8 @@ type DryRunResult struct {
 // DryRun logs in once for cred exactly as the controller would — the same resolution of issuer,
 // policy and inputs, the same request and the same response parsing — through c with its
 // caller's permissions, and writes nothing: no state Secret, no target Secret, no status. A
-// serviceAccount login requests an unbound token. The session is revoked afterwards where the
+// serviceAccount login requests an unbound token; a refreshToken login is refused (it would
+// spend the refresh token). The session is revoked afterwards where the
 // issuer supports it. On failure the result still holds the exchanges and the reason.
 func DryRun(ctx context.Context, c client.Client, cred *v1alpha1.Credential, clusterResourceNamespace string) (*DryRunResult, error) {
 	res := &DryRunResult{Issuer: resolve.IssuerKey(cred.Spec.IssuerRef)}
@@ -66,6 +67,12 @@ func DryRun(ctx context.Context, c client.Client, cred *v1alpha1.Credential, clu
 	}
 	defer e.client.Close()
 	res.CanRefresh = e.client.CanRefresh()
+	// A refresh-token login spends its input at most issuers: a dry run would leave the
+	// Credential that uses the same Secret with a dead refresh token. It is never made.
+	if e.request.Kind == issuer.LoginRefreshToken {
+		return fail(block(v1alpha1.ReasonInvalidConfig, "a dry run of a refreshToken login would spend the refresh token in its Secret "+
+			"(single use at most issuers) and lose the session; test the issuer with another login, or watch the Credential's status"))
+	}
 	if e.request.Kind == issuer.LoginServiceAccount {
 		tok, err := r.serviceAccountToken(ctx, cred, e, &state{})
 		if err != nil {

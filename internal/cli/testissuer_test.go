@@ -77,11 +77,18 @@ spec:
 	if r.code != ExitLoginFailed || !strings.Contains(r.err, v1alpha1.ReasonSecretNotFound) || srv.Calls(issuertest.OpLogin) != before {
 		t.Errorf("missing Secret: %d %q", r.code, r.err)
 	}
+	// A refresh-token login is never tried: it would spend the Secret's refresh token.
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "refresh"}, StringData: map[string]string{"refresh_token": "rt-single-use-0123456789"}})
+	before = srv.Calls(issuertest.OpLogin) + srv.Calls(issuertest.OpRefresh)
+	r = run(t, "", "test-issuer", "corp-sso", "--secret", "refresh", "--login", "refreshToken", "-n", ns)
+	if r.code != ExitLoginFailed || !strings.Contains(r.err, "would spend the refresh token") || srv.Calls(issuertest.OpLogin)+srv.Calls(issuertest.OpRefresh) != before {
+		t.Errorf("refreshToken dry run: %d %q", r.code, r.err)
+	}
 	// Nothing was written: no token, state or target Secret, no Credential.
 	secrets := &corev1.SecretList{}
 	must(t, env.Client.List(t.Context(), secrets))
 	for _, s := range secrets.Items {
-		if s.Namespace == ns && s.Name != "orders-client" && s.Name != "wrong-client" {
+		if s.Namespace == ns && s.Name != "orders-client" && s.Name != "wrong-client" && s.Name != "refresh" {
 			t.Errorf("the dry run wrote Secret %s", s.Name)
 		}
 	}
