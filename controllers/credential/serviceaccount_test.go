@@ -148,6 +148,7 @@ func TestServiceAccountFailures(t *testing.T) {
 			AllowedAudiences:  []string{"vault"}}}
 		must(t, env.Client.Create(t.Context(), p))
 		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), p) })
+		waitSeen(t, &v1alpha1.TokenPolicy{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 		own := newExchangeIssuer(t, aud) // its own: the other cases call theirs meanwhile
 		ownSpec := spec
 		ownSpec.URL = v1alpha1.EndpointURL(own.URL() + "/token")

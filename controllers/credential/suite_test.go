@@ -17,6 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -36,6 +37,7 @@ var (
 	mgrMu   sync.Mutex
 	stopMgr context.CancelFunc
 	mgrDone chan struct{}
+	mgrSeen client.Reader // the running manager's cache
 
 	serversMu sync.Mutex
 	servers   []*issuertest.Server
@@ -104,8 +106,28 @@ func startManager() error {
 			fmt.Fprintln(os.Stderr, "manager:", err)
 		}
 	}()
-	stopMgr, mgrDone = cancel, done
+	stopMgr, mgrDone, mgrSeen = cancel, done, mgr.GetCache()
 	return nil
+}
+
+// waitSeen waits until the running manager's cache holds obj: a test that counts issuer requests
+// must not create the Credential while the manager has yet to see the policy that forbids them.
+func waitSeen(t *testing.T, obj client.Object) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mgrMu.Lock()
+		seen := mgrSeen
+		mgrMu.Unlock()
+		err := seen.Get(t.Context(), client.ObjectKeyFromObject(obj), obj)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the manager never saw %s: %v", obj.GetName(), err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func stopManager() {

@@ -32,6 +32,8 @@ import (
 var (
 	env *testenv.Env
 	seq atomic.Int32
+	// seen is the manager's cache: admission reads policies and namespaces from it.
+	seen client.Reader
 )
 
 func TestMain(m *testing.M) {
@@ -56,12 +58,16 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	seen = mgr.GetCache()
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { _ = mgr.Start(ctx) }()
 	// Every namespace: only https, and only loopback or example.com issuers.
 	err = createWhenWebhookServes(&v1alpha1.TokenPolicy{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: v1alpha1.TokenPolicySpec{
 		AllowedIssuers: []v1alpha1.IssuerPattern{"https://127.0.0.1", "https://*.example.com"}, RequireHTTPS: true,
 	}})
+	if err == nil {
+		err = awaitSeen(context.Background(), &v1alpha1.TokenPolicy{ObjectMeta: metav1.ObjectMeta{Name: "default"}})
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -84,16 +90,43 @@ func createWhenWebhookServes(obj client.Object) error {
 	return err
 }
 
-// namespace creates a namespace labelled for one test and a policy selecting it.
+// namespace creates a namespace labelled for one test and a policy selecting it, and returns once
+// the manager has seen both: admission reads them from its cache, so a policy is enforced at
+// admission a moment after it is created (and at runtime regardless). CI once created a Credential
+// in the milliseconds between.
 func namespace(t *testing.T, spec *v1alpha1.TokenPolicySpec) string {
 	t.Helper()
 	ns := fmt.Sprintf("policy-%d", seq.Add(1))
 	must(t, env.Client.Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"test": ns}}}))
+	waitSeen(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 	if spec != nil {
 		spec.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"test": ns}}
 		must(t, env.Client.Create(t.Context(), &v1alpha1.TokenPolicy{ObjectMeta: metav1.ObjectMeta{Name: ns}, Spec: *spec}))
+		waitSeen(t, &v1alpha1.TokenPolicy{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 	}
 	return ns
+}
+
+// waitSeen waits until the manager's cache holds obj (and, given ok, a version ok accepts).
+func waitSeen[T client.Object](t *testing.T, obj T, ok ...func(T) bool) {
+	t.Helper()
+	if err := awaitSeen(t.Context(), obj, ok...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func awaitSeen[T client.Object](ctx context.Context, obj T, ok ...func(T) bool) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := seen.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+		if err == nil && (len(ok) == 0 || ok[0](obj)) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the manager never saw %s as wanted: %v", obj.GetName(), err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func must(t *testing.T, err error) {

@@ -107,6 +107,9 @@ func TestDisallowedIssuerNeverCalled(t *testing.T) {
 	must(t, env.Client.Get(t.Context(), client.ObjectKey{Name: ns}, nsObj))
 	nsObj.Labels["locked"] = "true"
 	must(t, env.Client.Update(t.Context(), nsObj))
+	// The input Secret's event must not overtake the manager's view of the lock.
+	waitSeen(t, &v1alpha1.TokenPolicy{ObjectMeta: metav1.ObjectMeta{Name: locked.Name}})
+	waitSeen(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, func(n *corev1.Namespace) bool { return n.Labels["locked"] == "true" })
 	must(t, env.Client.Create(t.Context(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "login"}, StringData: srv.InputSecretData()}))
 	waitFor(t, 10*time.Second, "PolicyViolation", func() (bool, string) {
 		_, s := readyState(get(t, key))
