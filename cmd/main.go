@@ -150,11 +150,14 @@ func main() {
 		webhookHost    string
 		webhooks       string
 		metricsSecure  bool
+		pprofAddr      string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	flag.BoolVar(&metricsSecure, "metrics-secure", true,
 		"Serve metrics over HTTPS to callers the API server authenticates and authorizes (get on /metrics, as ClusterRole "+
 			"tokenkeeper-metrics-reader grants); false serves plain HTTP to anyone, for local use.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "",
+		"Address the Go profiler (/debug/pprof/) listens on, for diagnosis; empty (the default) disables it. It has no authentication: bind it to loopback.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	flag.BoolVar(&leaderElection, "leader-elect", true, "Elect a leader (Lease) so that only one replica reconciles.")
 	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 15*time.Second,
@@ -221,6 +224,7 @@ func main() {
 		Scheme:                  scheme,
 		Metrics:                 metricsOptions(metricsAddr, metricsSecure),
 		HealthProbeBindAddress:  probeAddr,
+		PprofBindAddress:        pprofAddr,
 		LeaderElection:          leaderElection,
 		LeaderElectionID:        "tokenkeeper.tokenkeeper.io",
 		LeaderElectionNamespace: resourceNS, // the Lease lives beside the manager, in or out of a cluster

@@ -19,6 +19,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/controllers/credential"
@@ -331,12 +333,52 @@ func TestManagerRestartKeepsSession(t *testing.T) {
 	}
 }
 
+// A Credential whose issuer has no revocation endpoint (seed 004), or whose policy says not to
+// revoke, gets no finalizer: deletion has nothing to do, and the write is spared. When a policy
+// turns revocation on, the finalizer comes with the next reconcile.
+func TestFinalizerOnlyWhereDeleteRevokes(t *testing.T) {
+	t.Parallel()
+	t.Run("NoRevocationEndpoint", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, issuertest.Seed004, nil)
+		f.waitReady(30 * time.Second)
+		if fin := f.cred().Finalizers; len(fin) != 0 {
+			t.Fatalf("finalizers %v on a Credential whose issuer cannot revoke", fin)
+		}
+		must(t, env.Client.Delete(t.Context(), f.cred()))
+		waitFor(t, 10*time.Second, "the Credential gone at once", func() (bool, string) {
+			err := env.Client.Get(t.Context(), f.key, &v1alpha1.Credential{})
+			return apierrors.IsNotFound(err), fmt.Sprint(err)
+		})
+	})
+	t.Run("RevokeOnDeleteTurnedOn", func(t *testing.T) {
+		t.Parallel()
+		f := setupWith(t, issuertest.Seed002, nil, func(c *v1alpha1.Credential) { c.Spec.RevokeOnDelete = ptr.To(false) })
+		f.waitReady(30 * time.Second)
+		if fin := f.cred().Finalizers; len(fin) != 0 {
+			t.Fatalf("finalizers %v on a Credential with revokeOnDelete: false", fin)
+		}
+		must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			c := f.cred()
+			c.Spec.RevokeOnDelete = ptr.To(true)
+			return env.Client.Update(t.Context(), c)
+		}))
+		waitFor(t, 20*time.Second, "the finalizer once revocation is on", func() (bool, string) {
+			c := f.cred()
+			return controllerutil.ContainsFinalizer(c, credential.Finalizer), fmt.Sprint(c.Finalizers)
+		})
+	})
+}
+
 // Deleting a Credential revokes its session at the issuer, then garbage collection can remove
 // its Secrets.
 func TestDeleteRevokesSession(t *testing.T) {
 	t.Parallel()
 	f := setup(t, issuertest.Seed002, nil)
 	f.waitReady(30 * time.Second)
+	if !controllerutil.ContainsFinalizer(f.cred(), credential.Finalizer) {
+		t.Fatal("no finalizer on a Credential whose session is revoked on delete")
+	}
 	tok := f.token()
 	must(t, env.Client.Delete(t.Context(), f.cred()))
 	waitFor(t, 20*time.Second, "the Credential gone", func() (bool, string) {

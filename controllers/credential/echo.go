@@ -8,11 +8,14 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
 )
 
 // echoes remembers what this manager last wrote to each of its Secrets, so that the watch event
@@ -101,26 +104,44 @@ func digest(s *corev1.Secret) [sha256.Size]byte {
 
 // rotationEventInterval is the least time between two Normal rotation Events of one Credential:
 // short-lived tokens rotate every minute or two, and an Event each time would be an API write
-// each time. Failures, recoveries and the first token always get theirs; status and
-// tokenkeeper_renewals_total count every rotation.
+// each time. Failures, recoveries and the first token get theirs within the manager-wide budget
+// below; status and tokenkeeper_renewals_total count every rotation.
 const rotationEventInterval = 10 * time.Minute
 
-// eventGate lets through one event per Credential per interval.
+// Rotation Events of all Credentials together: at most routineEventsPerSecond, in bursts of
+// routineEventBurst. Thousands of Credentials created at once (or one tenant creating them) would
+// otherwise cost the API server an Event write each on top of the writes that matter. Warnings
+// are not routine and never counted here.
+const (
+	routineEventsPerSecond = 10
+	routineEventBurst      = 100
+)
+
+// eventGate lets through one event per Credential per interval, and no more than the manager-wide
+// budget.
 type eventGate struct {
 	interval time.Duration
+	budget   *rate.Limiter
 	mu       sync.Mutex
 	last     map[types.NamespacedName]time.Time
 }
 
 func newEventGate(interval time.Duration) *eventGate {
-	return &eventGate{interval: interval, last: map[types.NamespacedName]time.Time{}}
+	return &eventGate{interval: interval, budget: rate.NewLimiter(routineEventsPerSecond, routineEventBurst),
+		last: map[types.NamespacedName]time.Time{}}
 }
 
-// allow reports whether key may have an event at now; force always may (and starts the interval).
+// allow reports whether key may have an event at now; force may within the interval (and starts
+// it again). Either way the manager-wide budget must have room: an event it refuses is skipped and
+// counted in tokenkeeper_events_skipped_total.
 func (g *eventGate) allow(key types.NamespacedName, now time.Time, force bool) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if last, ok := g.last[key]; ok && !force && now.Sub(last) < g.interval && !now.Before(last) {
+		return false
+	}
+	if !g.budget.AllowN(now, 1) {
+		metrics.EventsSkipped.Inc()
 		return false
 	}
 	g.last[key] = now

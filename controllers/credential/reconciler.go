@@ -109,11 +109,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	if r.slots.stillWaiting(req.String(), slotKeys(cred)...) {
 		return ctrl.Result{RequeueAfter: busyRetry(string(cred.UID))}, nil // no API request while waiting
 	}
-	if controllerutil.AddFinalizer(cred, Finalizer) {
-		if err := r.Update(ctx, cred); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
 	before := cred.DeepCopy()
 	defer func() {
 		err := r.patchStatus(ctx, before, cred)
@@ -135,6 +130,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		return r.blocked(cred, err)
 	}
 	cred.Status.EffectivePolicy = e.policy.EffectiveStatus()
+	if err := r.ensureFinalizer(ctx, cred, before, e); err != nil {
+		return ctrl.Result{}, err
+	}
 	if err := r.recover(ctx, cred, e, st); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -608,6 +606,26 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, cred *v1alpha1.Credent
 	}
 	r.forget(client.ObjectKeyFromObject(cred))
 	return ctrl.Result{}, nil
+}
+
+// ensureFinalizer adds the finalizer before any issuer call when deleting the Credential will
+// revoke its session: the policy says so and the issuer has a revocation endpoint. Without one
+// there is nothing to do at deletion (owner references remove the Secrets), and the write is
+// spared. A policy that turns revokeOnDelete on reaches every Credential it selects, which then
+// gets the finalizer at that reconcile.
+func (r *Reconciler) ensureFinalizer(ctx context.Context, cred, before *v1alpha1.Credential, e *env) error {
+	if !e.policy.RevokeOnDelete || !e.client.CanRevoke() || controllerutil.ContainsFinalizer(cred, Finalizer) {
+		return nil
+	}
+	obj := before.DeepCopy() // metadata only: status changes of this pass are patched at its end
+	controllerutil.AddFinalizer(obj, Finalizer)
+	if err := r.Update(ctx, obj); err != nil {
+		return err
+	}
+	for _, c := range []*v1alpha1.Credential{cred, before} {
+		c.Finalizers, c.ResourceVersion = obj.Finalizers, obj.ResourceVersion
+	}
+	return nil
 }
 
 // forget drops what the manager keeps in memory for a Credential that is gone.

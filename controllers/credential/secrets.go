@@ -48,24 +48,32 @@ func (r *Reconciler) syncTarget(ctx context.Context, cred *v1alpha1.Credential, 
 	if err != nil {
 		return false, err
 	}
-	sec := &corev1.Secret{}
 	key := types.NamespacedName{Namespace: cred.Namespace, Name: cred.Spec.SecretName}
+	sec := &corev1.Secret{}
 	err = r.Get(ctx, key, sec)
 	if apierrors.IsNotFound(err) {
-		// Not in the cache, which holds only labelled Secrets: it may exist without our label
-		// (a first write, or another owner's Secret).
+		// Not in the cache, which holds only labelled Secrets: usually a first write, so create
+		// it; one that exists without our label (another owner's, or ours with its label
+		// removed) answers AlreadyExists and is read then. A new Credential costs no read.
+		changed, werr := r.writeTarget(ctx, cred, tok, data, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}})
+		if !apierrors.IsAlreadyExists(werr) {
+			return changed, werr
+		}
+		sec = &corev1.Secret{}
 		err = r.APIReader.Get(ctx, key, sec)
 	}
-	switch {
-	case apierrors.IsNotFound(err):
-		sec = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
-	case err != nil:
+	if err != nil {
 		return false, err
-	default:
-		if err := r.claim(cred, sec); err != nil {
-			return false, err
-		}
 	}
+	if err := r.claim(cred, sec); err != nil {
+		return false, err
+	}
+	return r.writeTarget(ctx, cred, tok, data, sec)
+}
+
+// writeTarget writes data and our labels, annotations and owner into sec (created when it has no
+// resourceVersion), and nothing when sec already holds them.
+func (r *Reconciler) writeTarget(ctx context.Context, cred *v1alpha1.Credential, tok *issuer.Token, data map[string][]byte, sec *corev1.Secret) (changed bool, err error) {
 	before := sec.DeepCopy()
 	setManaged(&sec.ObjectMeta, cred, "token")
 	sec.Annotations[AnnotationExpiresAt] = tok.ExpiresAt.UTC().Format(time.RFC3339)

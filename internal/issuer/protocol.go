@@ -43,7 +43,11 @@ func (p oauth2Protocol) inspect(ctx context.Context, req Request, token string) 
 	return p.c.oauth2Inspect(ctx, req, token)
 }
 func (oauth2Protocol) canRefresh() bool { return true }
-func (oauth2Protocol) canRevoke() bool  { return true }
+
+// canRevoke: a revocation endpoint is configured, or discovery may name one.
+func (p oauth2Protocol) canRevoke() bool {
+	return p.c.spec.Revoke != nil || (p.c.spec.OAuth2 != nil && p.c.spec.OAuth2.IssuerURL != "")
+}
 
 // jsonProtocol is a JSON login with optional refresh, revoke and token-info endpoints.
 type jsonProtocol struct{ c *Client }

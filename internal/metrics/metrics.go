@@ -27,6 +27,13 @@ var (
 		Help: "Tokens obtained from issuers, by method (login, refresh).",
 	}, []string{"issuer", "method"})
 
+	// EventsSkipped counts routine rotation Events left out because the manager-wide budget for
+	// them was spent (thousands of Credentials rotating at once); status still records each.
+	EventsSkipped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tokenkeeper_events_skipped_total",
+		Help: "Routine rotation Events not emitted because the manager-wide Event budget was spent.",
+	})
+
 	// RenewalFailures counts failed logins and refreshes, by issuer and reason.
 	RenewalFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokenkeeper_renewal_failures_total",
@@ -49,7 +56,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(CredentialExpiry, CredentialRenewal, Renewals, RenewalFailures, IssuerRequestDuration, InterruptedCalls)
+	metrics.Registry.MustRegister(CredentialExpiry, CredentialRenewal, Renewals, RenewalFailures, IssuerRequestDuration, InterruptedCalls, EventsSkipped)
 }
 
 // ForgetCredential drops a deleted Credential's series, so that churn does not grow the

@@ -122,8 +122,11 @@ func awaitSeen[T client.Object](ctx context.Context, obj T, ok ...func(T) bool) 
 		if err == nil && (len(ok) == 0 || ok[0](obj)) {
 			return nil
 		}
+		if time.Now().After(deadline) && err != nil {
+			return fmt.Errorf("the manager never saw %s: %w", obj.GetName(), err)
+		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the manager never saw %s as wanted: %v", obj.GetName(), err)
+			return fmt.Errorf("the manager never saw %s as wanted", obj.GetName())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -6,6 +6,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -16,12 +18,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // `make bench` runs these (go test -tags bench ./test/scale -run TestScale -v) and prints
 // markdown tables for the README. Sizes: BENCH_CREDENTIALS (10000), BENCH_UNRELATED (20000),
-// BENCH_ROTATING (1000), BENCH_ROTATING_FOR (12m); manager flags: BENCH_FLAGS.
+// BENCH_ROTATING (1000), BENCH_ROTATING_FOR (12m); manager flags: BENCH_FLAGS; BENCH_CPU_PROFILE=file
+// saves a 20-s CPU profile of the manager while it converges.
 
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
@@ -64,6 +68,10 @@ func TestScaleConvergence(t *testing.T) {
 	before := apiRequests(t, env.Config)
 	start = time.Now()
 	m := startManager(t, bin, kubeconfig, benchFlags()...)
+	if out := os.Getenv("BENCH_CPU_PROFILE"); out != "" {
+		go m.cpuProfile(t, out, 20*time.Second)
+		go apiServerProfile(t, env.Config, out+".apiserver", 20*time.Second)
+	}
 	for {
 		ti.mu.Lock()
 		clients := len(ti.requests)
@@ -83,6 +91,7 @@ func TestScaleConvergence(t *testing.T) {
 	d := apiRequests(t, env.Config).minus(before)
 	time.Sleep(30 * time.Second)
 	rss := m.rssBytes(t)
+	heap := m.liveHeapBytes(t)
 
 	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "unrelated"}})
 	parallel(t, unrelated, 8, func(i int) error {
@@ -94,17 +103,19 @@ func TestScaleConvergence(t *testing.T) {
 	// The Go runtime returns freed heap to the system over minutes: RSS again once it has.
 	time.Sleep(150 * time.Second)
 	rssLater := m.rssBytes(t)
+	heapLater := m.liveHeapBytes(t)
 
 	fmt.Printf("\nflags: %q\n\n", benchFlags())
 	row(t, "Credentials", "plain client: Secrets created", "manager: all Ready", "ratio", "API writes per Credential", "RSS",
-		"RSS 30 s after "+strconv.Itoa(unrelated)+" more Secrets", "3 min after")
-	row(t, "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:")
+		"RSS 30 s after "+strconv.Itoa(unrelated)+" more Secrets", "3 min after", "live heap", "3 min after")
+	row(t, "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:")
 	mib := func(b, base int64) string {
 		return fmt.Sprintf("%.0f MiB (%+.1f MiB)", float64(b)/(1<<20), float64(b-base)/(1<<20))
 	}
 	row(t, n, baseline.Round(100*time.Millisecond), converged.Round(100*time.Millisecond),
 		fmt.Sprintf("%.2f×", converged.Seconds()/baseline.Seconds()), fmt.Sprintf("%.2f", d.managerWrites()/float64(n)),
-		fmt.Sprintf("%.0f MiB", float64(rss)/(1<<20)), mib(rssAfter, rss), mib(rssLater, rss))
+		fmt.Sprintf("%.0f MiB", float64(rss)/(1<<20)), mib(rssAfter, rss), mib(rssLater, rss),
+		fmt.Sprintf("%.0f MiB", float64(heap)/(1<<20)), mib(heapLater, heap))
 	fmt.Printf("\nwrites while converging: %v\n", d)
 }
 
@@ -224,6 +235,39 @@ func (m *manager) stop(t testing.TB) {
 	case <-time.After(40 * time.Second):
 		t.Fatal("the manager did not stop within 40 s of SIGTERM")
 	}
+}
+
+// cpuProfile saves a CPU profile of the manager, taken over d, to file (BENCH_CPU_PROFILE).
+func (m *manager) cpuProfile(t testing.TB, file string, d time.Duration) {
+	time.Sleep(2 * time.Second) // the profiler's listener starts with the manager
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", m.pprof, int(d.Seconds())))
+	if err != nil {
+		t.Log("cpu profile:", err)
+		return
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(file, b, 0o600)
+	}
+	t.Log("cpu profile:", file, err)
+}
+
+// apiServerProfile saves a CPU profile of kube-apiserver, taken over d, to file.
+func apiServerProfile(t testing.TB, cfg *rest.Config, file string, d time.Duration) {
+	time.Sleep(2 * time.Second)
+	hc, err := rest.HTTPClientFor(cfg)
+	if err == nil {
+		var resp *http.Response
+		if resp, err = hc.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", strings.TrimSuffix(cfg.Host, "/"), int(d.Seconds()))); err == nil {
+			var b []byte
+			if b, err = io.ReadAll(resp.Body); err == nil {
+				err = os.WriteFile(file, b, 0o600)
+			}
+			_ = resp.Body.Close()
+		}
+	}
+	t.Log("kube-apiserver cpu profile:", file, err)
 }
 
 // rssBytes is the manager's resident set size.
