@@ -23,9 +23,10 @@ type Session struct {
 	InputsVersion string
 	// Rejected: the issuer's probe answered 401 or 403 to this token.
 	Rejected bool
-	// First: the Credential's first token. Its renewal is spread between halfway to the
-	// planned time and the planned time, so that Credentials created together (a new cluster,
-	// a GitOps sync) do not renew together for the rotations after.
+	// First: the Credential's first token. Its renewal is spread between a quarter of the way
+	// to the planned time and the planned time, so that Credentials created together (a new
+	// cluster, a GitOps sync) do not renew together for the rotations after: spread over most of
+	// a period, they fill it.
 	First bool
 }
 
@@ -190,8 +191,8 @@ func Schedule(s Session, p policy.Effective, jitterKey string) Plan {
 		h := fnv.New64a()
 		_, _ = h.Write([]byte(jitterKey + "@first@" + s.IssuedAt.UTC().Format(time.RFC3339Nano)))
 		u := float64(h.Sum64()%1001) / 1000 // [0, 1]
-		at = s.IssuedAt.Add(time.Duration(float64(at.Sub(s.IssuedAt)) * (0.5 + u/2)))
-		rule += ", the first token's renewal spread over the second half of that wait"
+		at = s.IssuedAt.Add(time.Duration(float64(at.Sub(s.IssuedAt)) * (0.25 + 0.75*u)))
+		rule += ", the first token's renewal spread over the last three quarters of that wait"
 	}
 	if p.MaxSessionAge > 0 && !s.Start.IsZero() {
 		if limit := s.Start.Add(p.MaxSessionAge); limit.Before(at) {
