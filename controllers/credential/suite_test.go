@@ -114,20 +114,13 @@ func startManager() error {
 // must not create the Credential while the manager has yet to see the policy that forbids them.
 func waitSeen(t *testing.T, obj client.Object) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mgrMu.Lock()
-		seen := mgrSeen
-		mgrMu.Unlock()
+	mgrMu.Lock()
+	seen := mgrSeen
+	mgrMu.Unlock()
+	waitFor(t, 30*time.Second, "the manager to see "+obj.GetName(), func() (bool, string) {
 		err := seen.Get(t.Context(), client.ObjectKeyFromObject(obj), obj)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the manager never saw %s: %v", obj.GetName(), err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err == nil, fmt.Sprint(err)
+	})
 }
 
 func stopManager() {

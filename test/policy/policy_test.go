@@ -65,9 +65,6 @@ func TestMain(m *testing.M) {
 	err = createWhenWebhookServes(&v1alpha1.TokenPolicy{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: v1alpha1.TokenPolicySpec{
 		AllowedIssuers: []v1alpha1.IssuerPattern{"https://127.0.0.1", "https://*.example.com"}, RequireHTTPS: true,
 	}})
-	if err == nil {
-		err = awaitSeen(context.Background(), &v1alpha1.TokenPolicy{ObjectMeta: metav1.ObjectMeta{Name: "default"}})
-	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -97,6 +94,7 @@ func createWhenWebhookServes(obj client.Object) error {
 func namespace(t *testing.T, spec *v1alpha1.TokenPolicySpec) string {
 	t.Helper()
 	ns := fmt.Sprintf("policy-%d", seq.Add(1))
+	waitSeen(t, &v1alpha1.TokenPolicy{ObjectMeta: metav1.ObjectMeta{Name: "default"}}) // TestMain's
 	must(t, env.Client.Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"test": ns}}}))
 	waitSeen(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 	if spec != nil {
@@ -110,26 +108,10 @@ func namespace(t *testing.T, spec *v1alpha1.TokenPolicySpec) string {
 // waitSeen waits until the manager's cache holds obj (and, given ok, a version ok accepts).
 func waitSeen[T client.Object](t *testing.T, obj T, ok ...func(T) bool) {
 	t.Helper()
-	if err := awaitSeen(t.Context(), obj, ok...); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func awaitSeen[T client.Object](ctx context.Context, obj T, ok ...func(T) bool) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := seen.Get(ctx, client.ObjectKeyFromObject(obj), obj)
-		if err == nil && (len(ok) == 0 || ok[0](obj)) {
-			return nil
-		}
-		if time.Now().After(deadline) && err != nil {
-			return fmt.Errorf("the manager never saw %s: %w", obj.GetName(), err)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the manager never saw %s as wanted", obj.GetName())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, 30*time.Second, "the manager to see "+obj.GetName(), func() (bool, string) {
+		err := seen.Get(t.Context(), client.ObjectKeyFromObject(obj), obj)
+		return err == nil && (len(ok) == 0 || ok[0](obj)), fmt.Sprint(err)
+	})
 }
 
 func must(t *testing.T, err error) {
