@@ -10,10 +10,15 @@ CONTROLLER_GEN_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 HELM_VERSION ?= v3.22.0
 KUBECONFORM_VERSION ?= v0.8.0
+# The validators `make bench-peers` measures tokenkeeper against (built from Go modules).
+OATHKEEPER_VERSION ?= v0.40.9
+OAUTH2_PROXY_VERSION ?= v7.6.0
 
 CONTROLLER_GEN ?= $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 GOLANGCI_LINT ?= $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 HELM ?= $(BIN)/helm-$(HELM_VERSION)
+OATHKEEPER ?= $(BIN)/oathkeeper-$(OATHKEEPER_VERSION)
+OAUTH2_PROXY ?= $(BIN)/oauth2-proxy-$(OAUTH2_PROXY_VERSION)
 
 # go test flags; FUZZTIME bounds each fuzz target in `make test` (longer in `make fuzz`). It is a
 # count, not a duration: a duration is a wall-clock deadline that Go 1.26's coordinator can report
@@ -85,9 +90,15 @@ helm-lint: $(HELM) ## Lint the Helm chart and render it with every option.
 	$(HELM) template tokenkeeper charts/tokenkeeper -n tokenkeeper-system >/dev/null
 
 .PHONY: bench
-bench: envtest-assets ## Benchmark token validation (medians of 5 runs), then the manager at scale (test/scale, about 25 min).
+bench: envtest-assets $(OATHKEEPER) $(OAUTH2_PROXY) ## Benchmark token validation (medians of 5 runs), against Oathkeeper and oauth2-proxy, then the manager at scale (test/scale, about 35 min).
 	hack/bench.sh
+	$(MAKE) --no-print-directory bench-peers
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test -tags bench -count=1 -timeout=2h -run 'TestScale' -v ./test/scale/ | grep -v '^=== RUN'
+
+.PHONY: bench-peers
+bench-peers: $(OATHKEEPER) $(OAUTH2_PROXY) ## Only validation against Ory Oathkeeper and oauth2-proxy (test/peers, about 5 min): BENCH_PEER_ROUNDS, BENCH_PEER_ROUND, BENCH_PEER_TOKENS.
+	BENCH_OATHKEEPER="$(OATHKEEPER)" BENCH_OAUTH2_PROXY="$(OAUTH2_PROXY)" \
+		go test -tags bench -count=1 -timeout=1h -run TestPeers -v ./test/peers/ | grep -v '^=== RUN'
 
 .PHONY: bench-scale
 bench-scale: envtest-assets ## Only the manager at scale: BENCH_CREDENTIALS, BENCH_UNRELATED, BENCH_ROTATING, BENCH_ROTATING_FOR, BENCH_FLAGS.
@@ -155,6 +166,12 @@ $(CONTROLLER_GEN):
 $(HELM):
 	GOBIN=$(BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 	mv $(BIN)/helm $@
+
+$(OATHKEEPER):
+	hack/build-module.sh github.com/ory/oathkeeper $(OATHKEEPER_VERSION) github.com/ory/oathkeeper $@
+
+$(OAUTH2_PROXY):
+	hack/build-module.sh github.com/oauth2-proxy/oauth2-proxy/v7 $(OAUTH2_PROXY_VERSION) github.com/oauth2-proxy/oauth2-proxy/v7 $@
 
 $(GOLANGCI_LINT):
 	GOBIN=$(BIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
