@@ -179,7 +179,7 @@ func freeAddr(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().String()
 }
 
@@ -194,7 +194,9 @@ func start(t *testing.T, name string, cmd *exec.Cmd, url string, ok int, ready s
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		<-exited
+		if err := <-exited; err != nil && t.Failed() {
+			t.Logf("%s exited: %v", name, err)
+		}
 		if t.Failed() {
 			t.Logf("%s output:\n%s", name, tail(s.output.String(), 4000))
 		}
@@ -378,7 +380,7 @@ func cacheHits(t *testing.T, s *server) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
@@ -399,7 +401,7 @@ func saveProfile(t *testing.T, s *server, file string, d time.Duration) {
 		t.Error(err)
 		return
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)
 	if err == nil {
 		err = os.WriteFile(file, body, 0o600)
