@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Go fuzz targets for a bounded time or number of inputs each. `make test` fuzzes briefly
-# (20000 inputs each, so no wall-clock deadline); `make fuzz` runs every target for a minute. Seed corpora live in testdata/fuzz/
-# and also run as ordinary tests in `go test ./...`.
+# (20000 inputs each, so no wall-clock deadline); `make fuzz` runs every target for a minute.
+# Seed corpora live in testdata/fuzz/ and also run as ordinary tests in `go test ./...`.
 # Usage: hack/fuzz.sh FUZZTIME [PACKAGE...]   (packages default to every package with targets)
 set -euo pipefail
 fuzztime=${1:-1m}
