@@ -96,7 +96,7 @@ bench: envtest-assets $(OATHKEEPER) $(OAUTH2_PROXY) ## Benchmark token validatio
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test -tags bench -count=1 -timeout=2h -run 'TestScale' -v ./test/scale/ | grep -v '^=== RUN'
 
 .PHONY: bench-peers
-bench-peers: $(OATHKEEPER) $(OAUTH2_PROXY) ## Only validation against Ory Oathkeeper and oauth2-proxy (test/peers, about 5 min): BENCH_PEER_ROUNDS, BENCH_PEER_ROUND, BENCH_PEER_TOKENS.
+bench-peers: $(OATHKEEPER) $(OAUTH2_PROXY) ## Only validation against Ory Oathkeeper and oauth2-proxy (test/peers, about 7 min): BENCH_PEER_ROUNDS, BENCH_PEER_ROUND, BENCH_PEER_TOKENS.
 	BENCH_OATHKEEPER="$(OATHKEEPER)" BENCH_OAUTH2_PROXY="$(OAUTH2_PROXY)" \
 		go test -tags bench -count=1 -timeout=1h -run TestPeers -v ./test/peers/ | grep -v '^=== RUN'
 
