@@ -98,11 +98,12 @@ func (p PublicKey) Accepts(alg string) bool {
 // Lookup returns the key for kid. An unknown kid triggers one rate-limited refresh; requests for
 // known keys never wait for it.
 func (k *KeySet) Lookup(ctx context.Context, kid string) (PublicKey, error) {
-	if !kidPattern.MatchString(kid) {
-		return PublicKey{}, errors.New("malformed key ID")
-	}
+	// Only kids that match kidPattern are stored, so a known kid needs no pattern match.
 	if key, ok := k.get(kid); ok {
 		return key, nil
+	}
+	if !kidPattern.MatchString(kid) {
+		return PublicKey{}, errors.New("malformed key ID")
 	}
 	if err := k.refresh(ctx, false); err != nil {
 		return PublicKey{}, err
