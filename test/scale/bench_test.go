@@ -53,10 +53,11 @@ func TestScaleConvergence(t *testing.T) {
 	env, bin, kubeconfig, c := controlPlane(t)
 	ctx := t.Context()
 
-	// A plain client: N Secrets, 4 at a time (the manager's reconcile workers).
+	// A plain client: N Secrets, 8 at a time (as many as the manager's reconcile workers,
+	// --max-concurrent-reconciles 8).
 	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "baseline"}})
 	start := time.Now()
-	parallel(t, n, 4, func(i int) error {
+	parallel(t, n, 8, func(i int) error {
 		return c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "baseline", Name: fmt.Sprintf("s-%d", i)},
 			StringData: map[string]string{"token": strings.Repeat("x", 64)}})
 	})
