@@ -9,7 +9,7 @@ import (
 )
 
 // checkTokenSyntaxSpec is RFC 6750's b64token written out plainly, one byte at a time: the
-// reference CheckTokenSyntax's lookup table must agree with, error for error.
+// reference that CheckTokenSyntax, by its lookup table, must agree with error for error.
 func checkTokenSyntaxSpec(tok string) error {
 	if len(tok) > MaxTokenLength {
 		return fmt.Errorf("longer than %d bytes", MaxTokenLength)
