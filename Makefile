@@ -45,6 +45,7 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/.
 		output:webhook:artifacts:config=config/webhook
 	hack/sync-manifests.sh
 	go run ./hack/chart-readme
+	go run ./hack/api-docs
 
 .PHONY: fmt
 fmt: ## Run gofmt.
@@ -106,9 +107,9 @@ bench-scale: envtest-assets ## Only the manager at scale: BENCH_CREDENTIALS, BEN
 
 .PHONY: verify
 verify: generate manifests lint helm-lint ## Fail when generated code or manifests are stale, or lint fails.
-	@if [ -n "$$(git status --porcelain -- api config charts)" ]; then \
+	@if [ -n "$$(git status --porcelain -- api config charts docs/reference)" ]; then \
 		echo "generated files are stale; run 'make generate manifests' and commit:"; \
-		git status --porcelain -- api config charts; git diff --stat -- api config charts; exit 1; fi
+		git status --porcelain -- api config charts docs/reference; git diff --stat -- api config charts docs/reference; exit 1; fi
 
 ##@ Build
 
