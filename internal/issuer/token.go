@@ -86,8 +86,11 @@ const (
 	MaxTokenLength = 16 << 10
 	// maxLifetime rejects absurd expiries.
 	maxLifetime = 10 * 365 * 24 * time.Hour
-	// clockSkew tolerated for expiries slightly in the past.
+	// clockSkew tolerated for an issued-at time slightly in the future.
 	clockSkew = 30 * time.Second
+	// MinLifetime is the shortest token accepted: one that expires sooner cannot be renewed
+	// before it does.
+	MinLifetime = 5 * time.Second
 )
 
 // Auto-detected response field names, in order of preference.
@@ -212,8 +215,15 @@ func readExpiry(root map[string]any, m v1alpha1.ResponseMapping, opts ParseOptio
 	} else {
 		return errors.New("response gives no expiry and the token is not a JWT with exp: set defaultLifetime on the issuer")
 	}
-	if !tok.ExpiresAt.After(opts.Now.Add(-clockSkew)) {
-		return fmt.Errorf("token already expired at %s", tok.ExpiresAt.UTC().Format(time.RFC3339))
+	if left := tok.ExpiresAt.Sub(opts.Now); left < MinLifetime {
+		// Written, it would be renewed every few seconds for ever (a GitHub expires_at in the
+		// past did that): refused, it is a failure with backoff.
+		if left <= 0 {
+			return fmt.Errorf("token already expired at %s (%s before the answer): the issuer's clock or expiry field is wrong",
+				tok.ExpiresAt.UTC().Format(time.RFC3339), (-left).Round(time.Second))
+		}
+		return fmt.Errorf("token expires at %s, %s after it was issued: too soon to renew it in time (at least %s)",
+			tok.ExpiresAt.UTC().Format(time.RFC3339), left.Round(time.Second), MinLifetime)
 	}
 	if tok.ExpiresAt.Sub(opts.Now) > maxLifetime {
 		return fmt.Errorf("token expiry %s is more than 10 years away", tok.ExpiresAt.UTC().Format(time.RFC3339))

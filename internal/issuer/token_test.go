@@ -247,3 +247,33 @@ func FuzzRenderTemplate(f *testing.F) {
 		}
 	})
 }
+
+// TestTokensThatCannotBeRenewedInTime: an answer whose expiry is past, or too close to renew the
+// token before it, is refused (a failure with backoff) instead of written and renewed every few
+// seconds for ever.
+func TestTokensThatCannotBeRenewedInTime(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339) }
+	for name, tc := range map[string]struct {
+		reason string
+		body   string
+		want   string // "" accepted
+	}{
+		"PastByAFewSeconds": {reason: "GitHub's expires_at 10 s past was accepted within the old 30-s skew.",
+			body: `{"token":"ghs_abc","expires_at":"` + at(-10*time.Second) + `"}`, want: "already expired"},
+		"PastByAnHour": {reason: "Long expired.", body: `{"token":"ghs_abc","expires_at":"` + at(-time.Hour) + `"}`, want: "already expired"},
+		"TooSoon":      {reason: "Expires 2 s after issue: cannot be renewed before it expires.", body: `{"token":"ghs_abc","expires_at":"` + at(2*time.Second) + `"}`, want: "too soon"},
+		"ZeroLifetime": {reason: "expires_in 0 stays refused.", body: `{"token":"abc","expires_in":0}`, want: "lifetime"},
+		"Usable":       {reason: "An hour is fine.", body: `{"token":"ghs_abc","expires_at":"` + at(time.Hour) + `"}`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := ParseResponse([]byte(tc.body), ParseOptions{Now: now})
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("%s: refused: %v", tc.reason, err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("%s: got %v, want an error containing %q", tc.reason, err, tc.want)
+			}
+		})
+	}
+}

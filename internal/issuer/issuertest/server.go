@@ -533,7 +533,8 @@ func (s *Server) malformedAnswer(w http.ResponseWriter) bool {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"token":"` + strings.Repeat("a", 2<<20) + `"}`))
 	case PastExpiry:
-		writeJSON(w, 200, map[string]any{"access_token": randB64(24), "expires_at": time.Now().Add(-time.Hour).Unix()})
+		// GitHub's shape, seconds in the past (the old 30-s skew tolerance wrote such tokens).
+		writeJSON(w, 200, map[string]any{"token": randB64(24), "expires_at": time.Now().Add(-10 * time.Second).UTC().Format(time.RFC3339)})
 	case BadTokenSet:
 		writeJSON(w, 200, map[string]any{"access_token": "abc def<script>", "expires_in": 3600})
 	}
