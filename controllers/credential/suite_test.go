@@ -53,6 +53,7 @@ func addSecret(v string) {
 }
 
 func TestMain(m *testing.M) {
+	testenv.ExitUnlessAvailable()
 	var err error
 	if env, err = testenv.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -26,6 +26,7 @@ const resourceNS = "tokenkeeper-system"
 var env *testenv.Env
 
 func TestMain(m *testing.M) {
+	testenv.ExitUnlessAvailable()
 	var err error
 	if env, err = testenv.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -40,6 +40,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	testenv.ExitUnlessAvailable()
 	var err error
 	if env, err = testenv.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -41,6 +41,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	testenv.ExitUnlessAvailable()
 	flag.Parse()
 	var err error
 	if env, err = testenv.Start(); err != nil {

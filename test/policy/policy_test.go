@@ -37,6 +37,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	testenv.ExitUnlessAvailable()
 	var err error
 	if env, err = testenv.StartWithWebhooks(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
