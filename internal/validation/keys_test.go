@@ -31,6 +31,8 @@ type keyServer struct {
 	ed   ed25519.PrivateKey
 	hits atomic.Int32
 	hmac []byte
+	// header is sent with the key set (Cache-Control, Age).
+	header http.Header
 }
 
 func newKeyServer(t testing.TB) *keyServer {
@@ -47,6 +49,9 @@ func newKeyServer(t testing.TB) *keyServer {
 		k.hits.Add(1)
 		k.mu.Lock()
 		defer k.mu.Unlock()
+		for name, values := range k.header {
+			w.Header()[name] = values
+		}
 		b64 := base64.RawURLEncoding.EncodeToString
 		var keys []any
 		for kid, key := range k.rsa {

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,8 +25,13 @@ import (
 const (
 	// maxJWKSSize caps a key set document.
 	maxJWKSSize = 256 << 10
-	// minRefreshInterval rate-limits refreshes triggered by unknown key IDs.
+	// minRefreshInterval rate-limits refreshes triggered by unknown key IDs, and is the shortest
+	// lifetime a key set's Cache-Control can give it: a hostile or broken JWKS endpoint that
+	// says max-age=0 or no-store is fetched at most once per interval.
 	minRefreshInterval = 10 * time.Second
+	// maxHonouredAge is the longest Cache-Control lifetime a key set keeps: the TokenValidator
+	// reconciler fetches every key set this often anyway, so a longer max-age changes nothing.
+	maxHonouredAge = 10 * time.Minute
 	// jwksTimeout bounds one key set fetch.
 	jwksTimeout = 5 * time.Second
 )
@@ -35,6 +41,13 @@ var kidPattern = regexp.MustCompile(`^[A-Za-z0-9._~+=-]{1,128}$`)
 
 // KeySet is one issuer's JSON Web Key Set, fetched from a URL fixed in configuration (never from
 // a token), refreshed on an unknown key ID at most once per minRefreshInterval.
+//
+// When the key set's response says how long it may be kept (Cache-Control max-age, less any
+// Age, or no-store/no-cache for "not at all") and that is shorter than the periodic refresh, the
+// keys expire then: the first lookup after that fetches the key set again before answering, so a
+// key the issuer removed stops verifying tokens within max(max-age, minRefreshInterval). If that
+// fetch fails, the keys at hand are kept (an unreachable issuer does not fail every request) and
+// the fetch is retried at most once per minRefreshInterval.
 type KeySet struct {
 	url    string
 	client *http.Client
@@ -45,6 +58,9 @@ type KeySet struct {
 	mu        sync.RWMutex
 	keys      map[string]PublicKey
 	fetchedAt time.Time
+	// expiresAt is when the keys must be fetched again before use, from the response's
+	// Cache-Control; zero when it gave no lifetime shorter than maxHonouredAge.
+	expiresAt time.Time
 
 	refreshMu   sync.Mutex
 	lastAttempt time.Time
@@ -95,30 +111,41 @@ func (p PublicKey) Accepts(alg string) bool {
 	return false
 }
 
-// Lookup returns the key for kid. An unknown kid triggers one rate-limited refresh; requests for
-// known keys never wait for it.
+// ExpiresAt is when the keys at hand stop being used without fetching them again, as their
+// response's Cache-Control said; zero when it set no lifetime shorter than the periodic refresh.
+// Whatever was verified with these keys must not be trusted past it.
+func (k *KeySet) ExpiresAt() time.Time {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.expiresAt
+}
+
+// Lookup returns the key for kid. An unknown kid triggers one rate-limited refresh, and so do
+// keys past their Cache-Control lifetime; requests for known, fresh keys never wait for it.
 func (k *KeySet) Lookup(ctx context.Context, kid string) (PublicKey, error) {
 	// Only kids that match kidPattern are stored, so a known kid needs no pattern match.
-	if key, ok := k.get(kid); ok {
+	key, ok, expired := k.get(kid)
+	if ok && !expired {
 		return key, nil
 	}
-	if !kidPattern.MatchString(kid) {
+	if !ok && !kidPattern.MatchString(kid) {
 		return PublicKey{}, errors.New("malformed key ID")
 	}
-	if err := k.refresh(ctx, false); err != nil {
+	if err := k.refresh(ctx, false); err != nil && !ok {
 		return PublicKey{}, err
 	}
-	if key, ok := k.get(kid); ok {
+	// A failed refresh of expired keys keeps them (see KeySet).
+	if key, ok, _ := k.get(kid); ok {
 		return key, nil
 	}
 	return PublicKey{}, errors.New("unknown key ID")
 }
 
-func (k *KeySet) get(kid string) (PublicKey, bool) {
+func (k *KeySet) get(kid string) (key PublicKey, ok, expired bool) {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
-	key, ok := k.keys[kid]
-	return key, ok
+	key, ok = k.keys[kid]
+	return key, ok, !k.expiresAt.IsZero() && !k.clock.Now().Before(k.expiresAt)
 }
 
 // Refresh fetches the key set now (the reconciler's periodic refresh).
@@ -131,43 +158,81 @@ func (k *KeySet) refresh(ctx context.Context, force bool) error {
 		return nil // rate limited: answer with the keys at hand
 	}
 	k.lastAttempt = k.clock.Now()
-	keys, err := k.fetch(ctx)
+	keys, lifetime, err := k.fetch(ctx)
 	if k.OnRefresh != nil {
 		k.OnRefresh(err)
 	}
 	if err != nil {
 		return err
 	}
+	now := k.clock.Now()
+	var expiresAt time.Time
+	if lifetime < maxHonouredAge {
+		expiresAt = now.Add(max(lifetime, minRefreshInterval))
+	}
 	k.mu.Lock()
-	k.keys, k.fetchedAt = keys, k.clock.Now()
+	k.keys, k.fetchedAt, k.expiresAt = keys, now, expiresAt
 	k.mu.Unlock()
 	return nil
 }
 
-func (k *KeySet) fetch(ctx context.Context) (map[string]PublicKey, error) {
+// cacheLifetime is how long a response may be used, from its Cache-Control (RFC 9111 5.2.2):
+// 0 for no-store or no-cache, max-age less the Age it already spent in caches, or
+// maxHonouredAge when it says nothing (or nothing readable) about it. The smallest max-age wins.
+func cacheLifetime(h http.Header) time.Duration {
+	lifetime, found := maxHonouredAge, false
+	for _, line := range h.Values("Cache-Control") {
+		for d := range strings.SplitSeq(line, ",") {
+			name, value, _ := strings.Cut(strings.TrimSpace(d), "=")
+			switch strings.ToLower(strings.TrimSpace(name)) {
+			case "no-store", "no-cache":
+				return 0
+			case "max-age":
+				secs, err := strconv.ParseInt(strings.Trim(strings.TrimSpace(value), `"`), 10, 64)
+				if err != nil || secs < 0 {
+					continue
+				}
+				if a := time.Duration(min(secs, int64(maxHonouredAge/time.Second))) * time.Second; !found || a < lifetime {
+					lifetime, found = a, true
+				}
+			}
+		}
+	}
+	if !found {
+		return maxHonouredAge
+	}
+	if age, err := strconv.ParseInt(strings.TrimSpace(h.Get("Age")), 10, 64); err == nil && age > 0 {
+		lifetime -= time.Duration(min(age, int64(maxHonouredAge/time.Second))) * time.Second
+	}
+	return max(lifetime, 0)
+}
+
+// fetch reads the key set and how long its response may be used.
+func (k *KeySet) fetch(ctx context.Context) (map[string]PublicKey, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, jwksTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
 	if err != nil {
-		return nil, err
+		return nil, 0, fmt.Errorf("fetching key set: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := k.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("fetching key set: %w", err)
+		return nil, 0, fmt.Errorf("fetching key set: %w", err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetching key set: HTTP %d", resp.StatusCode)
+		return nil, 0, fmt.Errorf("fetching key set: HTTP %d", resp.StatusCode)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading key set: %w", err)
+		return nil, 0, fmt.Errorf("reading key set: %w", err)
 	}
 	if len(body) > maxJWKSSize {
-		return nil, errors.New("key set larger than 256 KiB")
+		return nil, 0, errors.New("key set larger than 256 KiB")
 	}
-	return ParseJWKS(body)
+	keys, err := ParseJWKS(body)
+	return keys, cacheLifetime(resp.Header), err
 }
 
 type jwk struct {

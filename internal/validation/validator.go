@@ -206,9 +206,15 @@ func (v *Validator) authenticate(ctx context.Context, token string) (*Identity, 
 	var (
 		claims jwt.MapClaims
 		d      *Denial
+		// keysExpire is when the key set that verified the token must be fetched again: the
+		// token is not trusted from the cache past it, so a key the issuer removed stops working.
+		keysExpire time.Time
 	)
 	if strings.Count(token, ".") == 2 {
 		claims, d = v.verifyJWT(ctx, token)
+		if d == nil {
+			keysExpire = v.keysExpireAt(claims)
+		}
 	} else {
 		claims, d = v.introspect(ctx, token)
 	}
@@ -226,9 +232,25 @@ func (v *Validator) authenticate(ctx context.Context, token string) (*Identity, 
 	}
 	id := v.identity(claims)
 	if !v.cfg.DisableCache && v.door.seenBefore(key) {
-		v.verified.put(key, id, minTime(id.ExpiresAt, now.Add(maxCacheTTL)), now)
+		until := minTime(id.ExpiresAt, now.Add(maxCacheTTL))
+		if !keysExpire.IsZero() {
+			until = minTime(until, keysExpire)
+		}
+		v.verified.put(key, id, until, now)
 	}
 	return id, nil
+}
+
+// keysExpireAt is when the key set of the issuer that claims' iss names expires (KeySet.ExpiresAt);
+// zero when it has none or sets no lifetime.
+func (v *Validator) keysExpireAt(claims jwt.MapClaims) time.Time {
+	iss, _ := claims["iss"].(string)
+	for i := range v.cfg.Issuers {
+		if t := &v.cfg.Issuers[i]; t.Iss != "" && t.Iss == iss && t.Keys != nil {
+			return t.Keys.ExpiresAt()
+		}
+	}
+	return time.Time{}
 }
 
 func (v *Validator) hit(kind string) {
