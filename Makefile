@@ -69,6 +69,16 @@ test: manifests generate envtest-assets $(HELM) ## Run every test against a real
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)" go test $(TEST_FLAGS) ./...
 	hack/fuzz.sh $(FUZZTIME) ./internal/issuer ./internal/tmpl ./internal/egress ./internal/names ./internal/policy
 
+# The packages whose tests need no API server: every package whose tests import neither
+# internal/testenv nor envtest. (The envtest suites skip themselves without KUBEBUILDER_ASSETS.)
+UNIT_PKGS = $(shell go list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./... \
+	| grep -v -e /internal/testenv -e /pkg/envtest | cut -d' ' -f1)
+
+.PHONY: test-unit
+test-unit: ## Run the tests that need no API server (no kube-apiserver build; under a minute warm).
+	go test $(TEST_FLAGS) $(UNIT_PKGS)
+	@echo "test-unit: the envtest suites (controllers, CLI, CRDs, chart, manager, chaos) run with make test"
+
 .PHONY: e2e
 e2e: $(HELM) ## Run test/e2e on a fresh local single-node cluster (as root: installs containerd etc. if missing).
 	HELM="$(HELM)" hack/e2e.sh
@@ -110,6 +120,22 @@ verify: generate manifests lint helm-lint ## Fail when generated code or manifes
 	@if [ -n "$$(git status --porcelain -- api config charts docs/reference)" ]; then \
 		echo "generated files are stale; run 'make generate manifests' and commit:"; \
 		git status --porcelain -- api config charts docs/reference; git diff --stat -- api config charts docs/reference; exit 1; fi
+
+##@ Documentation
+
+MKDOCS ?= mkdocs
+
+.PHONY: docs-tools
+docs-tools: # Install Debian's mkdocs and mkdocs-material when mkdocs is missing (as root).
+	@command -v $(MKDOCS) >/dev/null 2>&1 || { apt-get update && apt-get install -y mkdocs mkdocs-material; }
+
+.PHONY: docs
+docs: docs-tools ## Serve the documentation site at http://127.0.0.1:8000 with live reload (mkdocs serve).
+	$(MKDOCS) serve
+
+.PHONY: docs-build
+docs-build: docs-tools ## Build the documentation site into bin/site; any warning (a broken link, say) fails.
+	$(MKDOCS) build --strict --site-dir bin/site
 
 ##@ Build
 
