@@ -44,6 +44,10 @@ const (
 	// ReasonRefreshTokenSpent: a refreshToken login whose input refresh token was already sent
 	// (it is never sent twice); a new one in the input Secret starts a new session.
 	ReasonRefreshTokenSpent = "RefreshTokenSpent"
+	// ReasonSecretRejected: the API server refused to write the token Secret (too large, invalid
+	// labels or annotations, or another admission webhook): the token is kept in the state Secret
+	// and the write is tried again with backoff; the message quotes the API server.
+	ReasonSecretRejected = "SecretRejected"
 )
 
 // Event reasons that are not condition reasons.

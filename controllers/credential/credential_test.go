@@ -47,6 +47,13 @@ func setup(t *testing.T, f issuertest.Flavor, tune func(*issuertest.Server, map[
 // setupWith is setup with a chance to change the Credential before it is created.
 func setupWith(t *testing.T, f issuertest.Flavor, tune func(*issuertest.Server, map[string]string), edit func(*v1alpha1.Credential)) *fixture {
 	t.Helper()
+	return setupCreated(t, f, tune, edit, func(c *v1alpha1.Credential) error { return env.Client.Create(t.Context(), c) })
+}
+
+// setupCreated is setupWith with the Credential created by create (applied as a user would).
+func setupCreated(t *testing.T, f issuertest.Flavor, tune func(*issuertest.Server, map[string]string), edit func(*v1alpha1.Credential),
+	create func(*v1alpha1.Credential) error) *fixture {
+	t.Helper()
 	srv := startServer(t, f)
 	ns := strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
 	if len(ns) > 50 {
@@ -78,7 +85,7 @@ func setupWith(t *testing.T, f issuertest.Flavor, tune func(*issuertest.Server, 
 	if edit != nil {
 		edit(cred)
 	}
-	must(t, c.Create(ctx, cred))
+	must(t, create(cred))
 	t.Cleanup(func() {
 		if t.Failed() { // the manager's log lines about this test's namespace
 			var lines []string

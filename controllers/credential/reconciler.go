@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -405,25 +406,37 @@ func (r *Reconciler) retire(ctx context.Context, cred *v1alpha1.Credential, e *e
 	if !at.Before(old.token.ExpiresAt) {
 		return // it expires before pods would stop using it anyway
 	}
-	if next.retired != nil { // two logins within the grace period: the older one goes now
-		r.revokeNow(ctx, cred, e, next.retired)
+	// Each replaced session keeps its own grace however many logins follow; only past the
+	// bound does the oldest go early.
+	next.retired = append(next.retired, retiredSession{Token: old.token, At: at})
+	if n := len(next.retired) - maxRetired; n > 0 {
+		for _, gone := range next.retired[:n] {
+			r.revokeNow(ctx, cred, e, gone.Token)
+		}
+		next.retired = slices.Clone(next.retired[n:])
 	}
-	next.retired, next.retireAt = old.token, at
 }
 
-// revokeRetired revokes a retired session once its grace period is over.
+// revokeRetired revokes the retired sessions whose grace period is over.
 func (r *Reconciler) revokeRetired(ctx context.Context, cred *v1alpha1.Credential, e *env, st *state) error {
-	if st.retired == nil || r.Clock.Now().Before(st.retireAt) {
+	now := r.Clock.Now()
+	due := slices.IndexFunc(st.retired, func(s retiredSession) bool { return !now.Before(s.At) })
+	if due < 0 {
 		return nil
 	}
 	release, ok := r.slots.acquire(slotKeys(cred)...)
 	if !ok { // the issuer's calls are all in flight: try again in a moment
-		st.retireAt = r.Clock.Now().Add(busyRetry(string(cred.UID)))
+		st.retired[due].At = now.Add(busyRetry(string(cred.UID)))
 		return nil
 	}
 	defer release()
-	r.revokeNow(ctx, cred, e, st.retired)
-	st.retired, st.retireAt = nil, time.Time{}
+	st.retired = slices.DeleteFunc(st.retired, func(s retiredSession) bool {
+		if now.Before(s.At) {
+			return false
+		}
+		r.revokeNow(ctx, cred, e, s.Token)
+		return true
+	})
 	return r.store.commit(ctx, cred, st)
 }
 
@@ -432,8 +445,10 @@ func (r *Reconciler) revokeRetired(ctx context.Context, cred *v1alpha1.Credentia
 // long backoff runs.
 func (r *Reconciler) nextWake(renewAt time.Time, st *state) time.Time {
 	wake := renewAt
-	if st.retired != nil && st.retireAt.Before(wake) {
-		wake = st.retireAt
+	for _, s := range st.retired {
+		if s.At.Before(wake) {
+			wake = s.At
+		}
 	}
 	if st.token != nil {
 		if expiry := st.token.ExpiresAt.Add(time.Second); expiry.After(r.Clock.Now()) && expiry.Before(wake) {
@@ -520,8 +535,14 @@ func (r *Reconciler) blocked(cred *v1alpha1.Credential, err error) (ctrl.Result,
 		r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, b.Reason, "Configure", "%s", b.Message)
 	}
 	cred.Status.LastFailureReason = b.Reason
+	if b.Reason == v1alpha1.ReasonSecretRejected { // another webhook or a quota may let it through later
+		return ctrl.Result{RequeueAfter: secretRejectedRetry}, nil
+	}
 	return ctrl.Result{}, reconcile.TerminalError(err)
 }
+
+// secretRejectedRetry is how often a token Secret the API server refused is written again.
+const secretRejectedRetry = 5 * time.Minute
 
 // observeToken reports the current token in status and metrics.
 func (r *Reconciler) observeToken(cred *v1alpha1.Credential, e *env, st *state, renewAt time.Time) {
@@ -600,8 +621,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, cred *v1alpha1.Credent
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	controllerutil.RemoveFinalizer(cred, Finalizer)
-	if err := r.Update(ctx, cred); err != nil {
+	if err := r.patchFinalizers(ctx, cred, func(c *v1alpha1.Credential) { controllerutil.RemoveFinalizer(c, Finalizer) }); err != nil {
 		return ctrl.Result{}, err
 	}
 	r.forget(client.ObjectKeyFromObject(cred))
@@ -618,14 +638,23 @@ func (r *Reconciler) ensureFinalizer(ctx context.Context, cred, before *v1alpha1
 		return nil
 	}
 	obj := before.DeepCopy() // metadata only: status changes of this pass are patched at its end
-	controllerutil.AddFinalizer(obj, Finalizer)
-	if err := r.Update(ctx, obj); err != nil {
+	if err := r.patchFinalizers(ctx, obj, func(c *v1alpha1.Credential) { controllerutil.AddFinalizer(c, Finalizer) }); err != nil {
 		return err
 	}
 	for _, c := range []*v1alpha1.Credential{cred, before} {
 		c.Finalizers, c.ResourceVersion = obj.Finalizers, obj.ResourceVersion
 	}
 	return nil
+}
+
+// patchFinalizers changes cred's finalizers with a merge patch that holds only them (and the
+// resourceVersion it was read at). An update would send the whole object back, re-encoding the
+// user's spec (sessionDuration "60s" becomes "1m0s", generation 2, fields owned by the manager):
+// GitOps tools would see drift forever. The manager never writes a Credential's spec.
+func (r *Reconciler) patchFinalizers(ctx context.Context, cred *v1alpha1.Credential, change func(*v1alpha1.Credential)) error {
+	before := cred.DeepCopy()
+	change(cred)
+	return r.Patch(ctx, cred, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
 }
 
 // forget drops what the manager keeps in memory for a Credential that is gone.
@@ -637,7 +666,7 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 }
 
 // revoke ends the Credential's sessions at the issuer, best effort and bounded in time: the
-// current one, a retired one, and one obtained but not yet saved.
+// current one, the retired ones, and one obtained but not yet saved.
 func (r *Reconciler) revoke(ctx context.Context, cred *v1alpha1.Credential) error {
 	held := r.store.unsavedOf(cred)
 	st, err := r.store.read(ctx, cred)
@@ -659,7 +688,11 @@ func (r *Reconciler) revoke(ctx context.Context, cred *v1alpha1.Credential) erro
 		if s == nil {
 			continue
 		}
-		for _, tok := range []*issuer.Token{s.token, s.retired} {
+		tokens := []*issuer.Token{s.token}
+		for _, old := range s.retired {
+			tokens = append(tokens, old.Token)
+		}
+		for _, tok := range tokens {
 			if tok != nil && !seen[tok.AccessToken] {
 				seen[tok.AccessToken] = true
 				r.revokeNow(ctx, cred, e, tok)

@@ -92,10 +92,20 @@ func (r *Reconciler) writeTarget(ctx context.Context, cred *v1alpha1.Credential,
 	}
 	r.echoes.expect(sec)
 	if sec.ResourceVersion == "" {
-		return true, r.Create(ctx, sec)
+		err = r.Create(ctx, sec)
+	} else {
+		err = r.Update(ctx, sec)
 	}
-	return true, r.Update(ctx, sec)
+	if apierrors.IsInvalid(err) || apierrors.IsRequestEntityTooLargeError(err) || apierrors.IsForbidden(err) && !isRBAC(err) {
+		// Retrying as fast as the workqueue would cannot fix it: say why, retry slowly.
+		return false, block(v1alpha1.ReasonSecretRejected, "the API server refused to write Secret %s: %s", sec.Name, bounded(err.Error()))
+	}
+	return err == nil, err
 }
+
+// isRBAC tells a refusal by authorization (the manager's role lacks a verb: an installation
+// problem the workqueue's retries will see fixed) from one by an admission webhook or quota.
+func isRBAC(err error) bool { return strings.Contains(err.Error(), "cannot create resource") || strings.Contains(err.Error(), "cannot update resource") }
 
 func targetData(cred *v1alpha1.Credential, e *env, tok *issuer.Token) (map[string][]byte, error) {
 	data := map[string][]byte{
@@ -111,6 +121,10 @@ func targetData(cred *v1alpha1.Credential, e *env, tok *issuer.Token) (map[strin
 		}
 	}
 	if t := cred.Spec.SecretTemplate; t != nil {
+		// Admitted before the webhook knew better, or with webhooks off: never sent.
+		if err := names.ValidateSecretMetadata(t.Labels, t.Annotations, "spec.secretTemplate"); err != nil {
+			return nil, block(v1alpha1.ReasonInvalidConfig, "%s", bounded(err.Error()))
+		}
 		vars := map[string]string{"token": tok.AccessToken, "tokenType": tok.Scheme, "authorization": tok.Authorization(),
 			"expiresAt": tok.ExpiresAt.UTC().Format(time.RFC3339)}
 		for k, text := range t.Data {
@@ -129,7 +143,28 @@ func targetData(cred *v1alpha1.Credential, e *env, tok *issuer.Token) (map[strin
 			data[k] = []byte(out)
 		}
 	}
+	size := 0
+	for k, v := range data {
+		size += len(k) + len(v)
+	}
+	if size > MaxTargetData {
+		return nil, block(v1alpha1.ReasonInvalidConfig, "spec.secretTemplate.data: Secret %s would hold %d KiB, over the %d KiB bound of a token Secret (MaxTargetData)",
+			cred.Spec.SecretName, size>>10, MaxTargetData>>10)
+	}
 	return data, nil
+}
+
+// MaxTargetData bounds what a token Secret holds, keys and values: half the API server's limit of
+// a Secret, so that a Secret tokenkeeper renders can always be written (16 templates of 64 KiB
+// would not be).
+const MaxTargetData = 512 << 10
+
+// bounded cuts a message that quotes a user's input (never a secret) to a size status can hold.
+func bounded(msg string) string {
+	if len(msg) > 1024 {
+		return msg[:1021] + "..."
+	}
+	return msg
 }
 
 // claim checks that the existing target Secret is this Credential's. A Secret that carries this

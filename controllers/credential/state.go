@@ -35,10 +35,9 @@ type state struct {
 	sessionStart  time.Time
 	inputsVersion string
 	failedInputs  string
-	// retired is a session replaced by a fresh login, revoked at retireAt: once pods have had
-	// time to read the new token from their mounted Secret.
-	retired  *issuer.Token
-	retireAt time.Time
+	// retired are the sessions fresh logins replaced, oldest first, each revoked at its own time:
+	// once pods have had time to read its successor from their mounted Secret.
+	retired []retiredSession
 	// pending is the issuer call recorded before it was sent; found on load, it is a call whose
 	// outcome was never recorded (the manager died, or could not reach the API server).
 	pending *attempt
@@ -64,6 +63,17 @@ type state struct {
 	// orphaned is a token obtained but superseded before it could be written: revoke it.
 	orphaned *issuer.Token
 }
+
+// retiredSession is a session a fresh login replaced, revoked at At.
+type retiredSession struct {
+	Token *issuer.Token
+	At    time.Time
+}
+
+// maxRetired bounds the replaced sessions waiting for revocation. Renewals are at least
+// renewal.MinRenewalInterval (5 s) apart, so 16 cover the default 2-minute lead even when
+// renewals are asked for back to back; past that the oldest is revoked early.
+const maxRetired = 16
 
 // attempt is one login or refresh, recorded in the state Secret before it is sent.
 type attempt struct {
@@ -94,9 +104,10 @@ func (s *state) clone() *state {
 		t := *s.token
 		c.token = &t
 	}
-	if s.retired != nil {
-		t := *s.retired
-		c.retired = &t
+	c.retired = make([]retiredSession, len(s.retired))
+	for i, r := range s.retired {
+		t := *r.Token
+		c.retired[i] = retiredSession{Token: &t, At: r.At}
 	}
 	if s.pending != nil {
 		p := *s.pending
@@ -314,7 +325,8 @@ const (
 	keyPending       = "pending"
 	keySpentInput    = "spent-input"
 	keyRejected      = "rejected"
-	keyRetiredAccess = "retired-access-token"
+	keyRetired       = "retired"
+	keyRetiredAccess = "retired-access-token" // one retired session, as v0.2 wrote it
 	keyFirst         = "first-token"
 )
 
@@ -332,8 +344,16 @@ func decodeState(sec *corev1.Secret) *state {
 		st.first = d(keyFirst) == "true"
 	}
 	if d(keyRetiredAccess) != "" {
-		st.retired = &issuer.Token{AccessToken: d(keyRetiredAccess), RefreshToken: d("retired-refresh-token"), Scheme: d("retired-token-type")}
-		st.retireAt = t("retire-at")
+		st.retired = []retiredSession{{Token: &issuer.Token{AccessToken: d(keyRetiredAccess), RefreshToken: d("retired-refresh-token"),
+			Scheme: d("retired-token-type")}, At: t("retire-at")}}
+	}
+	var retired []storedRetired
+	_ = json.Unmarshal(sec.Data[keyRetired], &retired) // unreadable: nothing to revoke, they expire
+	for _, r := range retired {
+		if r.AccessToken != "" {
+			st.retired = append(st.retired, retiredSession{Token: &issuer.Token{AccessToken: r.AccessToken, RefreshToken: r.RefreshToken,
+				Scheme: r.TokenType}, At: r.At})
+		}
 	}
 	if p := sec.Data[keyPending]; len(p) > 0 {
 		st.pending = &attempt{}
@@ -342,6 +362,14 @@ func decodeState(sec *corev1.Secret) *state {
 		}
 	}
 	return st
+}
+
+// storedRetired is a retired session as the state Secret holds it.
+type storedRetired struct {
+	AccessToken  string    `json:"accessToken"`
+	RefreshToken string    `json:"refreshToken,omitempty"`
+	TokenType    string    `json:"tokenType,omitempty"`
+	At           time.Time `json:"retireAt"`
 }
 
 func encodeState(cred *v1alpha1.Credential, st *state) *corev1.Secret {
@@ -368,9 +396,12 @@ func encodeState(cred *v1alpha1.Credential, st *state) *corev1.Secret {
 			sec.Data[keyFirst] = []byte("true")
 		}
 	}
-	if old := st.retired; old != nil {
-		sec.Data[keyRetiredAccess], sec.Data["retired-refresh-token"] = []byte(old.AccessToken), []byte(old.RefreshToken)
-		sec.Data["retired-token-type"], sec.Data["retire-at"] = []byte(old.Scheme), ts(st.retireAt)
+	if len(st.retired) > 0 {
+		retired := make([]storedRetired, len(st.retired))
+		for i, r := range st.retired {
+			retired[i] = storedRetired{AccessToken: r.Token.AccessToken, RefreshToken: r.Token.RefreshToken, TokenType: r.Token.Scheme, At: r.At}
+		}
+		sec.Data[keyRetired], _ = json.Marshal(retired)
 	}
 	if st.pending != nil {
 		sec.Data[keyPending], _ = json.Marshal(st.pending)

@@ -42,7 +42,7 @@ func (s *Server) serve000(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, 401, map[string]any{"status": "error", "message": "Invalid token."})
 			return
 		}
-		s.locked(func() { se.revoked = true })
+		s.locked(func() { se.revoke() })
 		writeJSON(w, 200, map[string]any{"status": "success"})
 	default:
 		s.protected(w, r, "Token")
@@ -150,7 +150,7 @@ func (s *Server) serve002(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, 401, map[string]any{"message": "Token expired"})
 			return
 		}
-		s.locked(func() { se.revoked = true })
+		s.locked(func() { se.revoke() })
 		writeJSON(w, 200, map[string]any{"message": "Logged out"})
 	case "/auth/token-info":
 		s.count(OpInspect)

@@ -77,7 +77,7 @@ func (s *Server) serveGitHub(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		se := s.authorizedLocked(r, "Bearer")
 		if se != nil {
-			se.revoked = true
+			se.revoke()
 		}
 		s.mu.Unlock()
 		if se == nil {

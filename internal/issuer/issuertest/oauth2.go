@@ -36,9 +36,9 @@ func (s *Server) serveOAuth2(w http.ResponseWriter, r *http.Request) {
 		tok := r.PostFormValue("token")
 		s.locked(func() {
 			if se := s.byRefresh[tok]; se != nil {
-				se.revoked = true
+				se.revoke()
 			} else if se := s.byAccess[tok]; se != nil {
-				se.revoked = true
+				se.revoke()
 			}
 		})
 		w.WriteHeader(200) // RFC 7009 §2.2: 200 for unknown tokens too

@@ -82,7 +82,15 @@ type session struct {
 	expires   time.Time
 	refreshEx time.Time
 	revoked   bool
+	revokedAt time.Time
 	scope     string
+}
+
+// revoke ends the session, remembering when it first was.
+func (se *session) revoke() {
+	if !se.revoked {
+		se.revoked, se.revokedAt = true, time.Now()
+	}
 }
 
 // Server is one conformance issuer.
@@ -259,7 +267,7 @@ func (s *Server) KillNewSessions(kill bool) { s.locked(func() { s.killNew = kill
 func (s *Server) RevokeAll() {
 	s.locked(func() {
 		for _, se := range s.byAccess {
-			se.revoked = true
+			se.revoke()
 		}
 	})
 }
@@ -291,6 +299,16 @@ func (s *Server) Grants() []Grant {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Grant(nil), s.grants...)
+}
+
+// RevokedAt is when the session of an access token was revoked, or zero.
+func (s *Server) RevokedAt(token string) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if se := s.byAccess[token]; se != nil {
+		return se.revokedAt
+	}
+	return time.Time{}
 }
 
 // SessionAsked is the session duration the last login asked for (seed 000), or 0.
@@ -355,7 +373,7 @@ func (s *Server) issue(se *session, lifetime time.Duration) {
 	}
 	s.byAccess[se.access] = se
 	if s.killNew {
-		se.revoked = true
+		se.revoke()
 	}
 	s.issued = append(s.issued, se.access)
 	s.grants = append(s.grants, Grant{At: now, Token: se.access})
@@ -405,7 +423,7 @@ func (s *Server) issuerURL() string {
 func (s *Server) useRefresh(rt string, lifetime time.Duration) (*session, string) {
 	if se, reused := s.retired[rt]; reused {
 		s.reuses++
-		se.revoked = true
+		se.revoke()
 		delete(s.byRefresh, se.refresh)
 		return nil, "refresh token reuse detected: session revoked"
 	}
