@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -18,7 +19,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/internal/egress"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
+	"github.com/tokenkeeper/tokenkeeper/internal/names"
 	"github.com/tokenkeeper/tokenkeeper/internal/policy"
 	"github.com/tokenkeeper/tokenkeeper/internal/resolve"
 	"github.com/tokenkeeper/tokenkeeper/internal/tmpl"
@@ -29,13 +32,14 @@ import (
 // +kubebuilder:webhook:path=/validate-tokenkeeper-io-v1alpha1-clusterissuer,mutating=false,failurePolicy=fail,sideEffects=None,groups=tokenkeeper.io,resources=clusterissuers,verbs=create;update,versions=v1alpha1,name=vclusterissuer.tokenkeeper.io,admissionReviewVersions=v1
 // +kubebuilder:webhook:path=/validate-tokenkeeper-io-v1alpha1-tokenpolicy,mutating=false,failurePolicy=fail,sideEffects=None,groups=tokenkeeper.io,resources=tokenpolicies,verbs=create;update,versions=v1alpha1,name=vtokenpolicy.tokenkeeper.io,admissionReviewVersions=v1
 
-// Setup registers every validating webhook with the manager's webhook server.
-func Setup(mgr ctrl.Manager) error {
+// Setup registers every validating webhook with the manager's webhook server. allowEgress are
+// the manager's --allow-egress-cidrs: issuer URLs in them are not refused for their address.
+func Setup(mgr ctrl.Manager, allowEgress ...netip.Prefix) error {
 	p := &resolve.Resolver{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
 	return errors.Join(
 		ctrl.NewWebhookManagedBy(mgr, &v1alpha1.Credential{}).WithValidator(&credentialValidator{p}).Complete(),
-		ctrl.NewWebhookManagedBy(mgr, &v1alpha1.Issuer{}).WithValidator(&issuerValidator[*v1alpha1.Issuer]{p}).Complete(),
-		ctrl.NewWebhookManagedBy(mgr, &v1alpha1.ClusterIssuer{}).WithValidator(&issuerValidator[*v1alpha1.ClusterIssuer]{p}).Complete(),
+		ctrl.NewWebhookManagedBy(mgr, &v1alpha1.Issuer{}).WithValidator(&issuerValidator[*v1alpha1.Issuer]{p, allowEgress}).Complete(),
+		ctrl.NewWebhookManagedBy(mgr, &v1alpha1.ClusterIssuer{}).WithValidator(&issuerValidator[*v1alpha1.ClusterIssuer]{p, allowEgress}).Complete(),
 		ctrl.NewWebhookManagedBy(mgr, &v1alpha1.TokenPolicy{}).WithValidator(tokenPolicyValidator{}).Complete(),
 	)
 }
@@ -114,13 +118,15 @@ func (v *credentialValidator) validate(ctx context.Context, c *v1alpha1.Credenti
 }
 
 // validateSecretTemplate parses every secretTemplate.data template within the bounds of package
-// tmpl (no loops, no nested templates), so that a template that can never render is refused now
-// rather than failing at every renewal.
+// tmpl (no loops, no nested templates) and checks the labels and annotations as the API server
+// will, so that a template that can never render or be written is refused now rather than
+// failing at every renewal.
 func validateSecretTemplate(t *v1alpha1.SecretTemplate) error {
 	if t == nil {
 		return nil
 	}
-	var errs []error
+	// Labels and annotations the API server would refuse on the Secret: every write would fail.
+	errs := []error{names.ValidateSecretMetadata(t.Labels, t.Annotations, "spec.secretTemplate")}
 	for _, k := range slices.Sorted(maps.Keys(t.Data)) {
 		if _, err := tmpl.Parse(k, string(t.Data[k])); err != nil {
 			errs = append(errs, fmt.Errorf("spec.secretTemplate.data[%s]: %w", k, err))
@@ -129,7 +135,10 @@ func validateSecretTemplate(t *v1alpha1.SecretTemplate) error {
 	return errors.Join(errs...)
 }
 
-type issuerValidator[T v1alpha1.GenericIssuer] struct{ p *resolve.Resolver }
+type issuerValidator[T v1alpha1.GenericIssuer] struct {
+	p           *resolve.Resolver
+	allowEgress []netip.Prefix
+}
 
 func (v *issuerValidator[T]) ValidateCreate(ctx context.Context, iss T) (admission.Warnings, error) {
 	return nil, v.validate(ctx, iss)
@@ -152,12 +161,33 @@ func (v *issuerValidator[T]) validate(ctx context.Context, iss T) error {
 	if err := issuer.Validate(iss.GetSpec()); err != nil {
 		return err
 	}
+	if err := checkAddresses(iss.GetSpec(), v.allowEgress); err != nil {
+		return err
+	}
 	sel, err := v.p.Policies(ctx, iss.GetNamespace())
 	if err != nil {
 		return err
 	}
 	eff, _ := policy.Resolve(sel, nil)
 	return denied(eff.CheckIssuer(iss.GetSpec()))
+}
+
+// checkAddresses refuses issuer URLs whose host is a metadata, link-local or otherwise
+// never-called address in any spelling, or a metadata service's or the API server's name: the
+// connection would be refused anyway, so the Issuer is refused now, saying why.
+func checkAddresses(spec *v1alpha1.IssuerSpec, allow []netip.Prefix) error {
+	urls := policy.IssuerURLs(spec)
+	var errs []error
+	for _, field := range slices.Sorted(maps.Keys(urls)) {
+		u, err := url.Parse(urls[field])
+		if err != nil {
+			continue // the CRD schema refuses it
+		}
+		if err := egress.CheckHost(u.Hostname(), allow); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", field, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 type tokenPolicyValidator struct{}

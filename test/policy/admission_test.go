@@ -62,6 +62,35 @@ func TestAdmissionRejects(t *testing.T) {
 				SecretTemplate: &v1alpha1.SecretTemplate{Data: map[string]v1alpha1.BodyTemplate{"big": `{{ range 6000000 }}{{ $.token }}{{ end }}`}}}},
 			want: `spec.secretTemplate.data[big]: range is not allowed: templates render one value, without loops`,
 		},
+		"CredentialSecretLabelKey": {
+			reason: "A label key the API server refuses on the Secret: every write would fail (admitted in v0.2, retried forever).",
+			obj: &v1alpha1.Credential{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad-label"}, Spec: v1alpha1.CredentialSpec{
+				IssuerRef: v1alpha1.IssuerReference{Name: "none"}, Password: login, SecretName: "t",
+				SecretTemplate: &v1alpha1.SecretTemplate{Labels: map[string]string{"team name": "payments"}}}},
+			want: `spec.secretTemplate.labels: Invalid value: "team name": name part must consist of alphanumeric characters, '-', '_' or '.', ` +
+				`and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')`,
+		},
+		"CredentialSecretAnnotationsOverBound": {
+			reason: "Annotations over the bound (256 KiB in v0.2 made every Secret write fail).",
+			obj: &v1alpha1.Credential{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "big-annotations"}, Spec: v1alpha1.CredentialSpec{
+				IssuerRef: v1alpha1.IssuerReference{Name: "none"}, Password: login, SecretName: "t",
+				SecretTemplate: &v1alpha1.SecretTemplate{Annotations: map[string]string{"a": strings.Repeat("x", 40<<10), "b": strings.Repeat("x", 40<<10)}}}},
+			want: `spec.secretTemplate.annotations: Too long: may not be more than 65536 bytes`,
+		},
+		"IssuerMetadataAddressHex": {
+			reason: "The metadata service in hex: refused when applied, not first at connect time.",
+			obj: &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "metadata-hex"}, Spec: v1alpha1.IssuerSpec{
+				URL: "https://0xA9FEA9FE/latest/meta-data", JSON: &v1alpha1.JSONLogin{}}},
+			want: `spec.url: egress not allowed: 169.254.169.254 is a link-local address (cloud metadata services live there); ` +
+				`allow it explicitly with --allow-egress-cidrs (written 0xA9FEA9FE)`,
+		},
+		"IssuerMetadataName": {
+			reason: "GCE's metadata server by name, on the revoke endpoint.",
+			obj: &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "metadata-name"}, Spec: v1alpha1.IssuerSpec{
+				URL: "https://login.example.com/token", JSON: &v1alpha1.JSONLogin{},
+				Revoke: &v1alpha1.Endpoint{URL: "https://metadata.google.internal/computeMetadata/v1/"}}},
+			want: `spec.revoke.url: egress not allowed: metadata.google.internal names a cloud metadata service or the cluster's API server`,
+		},
 		"IssuerUnboundedBodyTemplate": {
 			reason: "An issuer body template that loops (1.38 GB reported) is refused, naming the field.",
 			obj: &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "loop"}, Spec: v1alpha1.IssuerSpec{
