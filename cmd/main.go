@@ -141,6 +141,7 @@ func main() {
 		webhookConfig  string
 		validationAddr string
 		validationSvc  string
+		validationConn int
 		watch          string
 		qps            float64
 		burst          int
@@ -177,6 +178,9 @@ func main() {
 	flag.StringVar(&certSecret, "webhook-cert-secret", "tokenkeeper-webhook-cert", "Secret holding the self-managed webhook CA and certificate.")
 	flag.StringVar(&webhookConfig, "webhook-configuration", "tokenkeeper", "ValidatingWebhookConfiguration to inject the CA bundle into.")
 	flag.StringVar(&validationAddr, "validation-bind-address", ":8443", "Address the token validation endpoint (/validate, /tokenreview) listens on, with the webhook certificate.")
+	flag.IntVar(&validationConn, "validation-max-connections-per-client", validation.DefaultMaxConnectionsPerClient,
+		fmt.Sprintf("Connections one client (remote IP address: an ingress controller or API server pod) may hold open to the validation endpoint, "+
+			"of %d in all; a client at its limit that opens another loses its oldest idle one.", validation.MaxConnections))
 	flag.StringVar(&validationSvc, "validation-service", "tokenkeeper", "Name of the validation Service, for the certificate's DNS names.")
 	flag.StringVar(&watch, "watch-namespaces", "", "Comma-separated namespaces to watch; empty watches all.")
 	// Chosen from make bench (README, Scale): a rotation costs three writes, so 1,000 Credentials
@@ -270,7 +274,8 @@ func main() {
 		}
 	}
 	validationServer := validation.NewServer()
-	if err := mgr.Add(&validation.Listener{Addr: validationAddr, CertDir: certDir, Handler: validationServer}); err != nil {
+	if err := mgr.Add(&validation.Listener{Addr: validationAddr, CertDir: certDir, Handler: validationServer,
+		MaxConnectionsPerClient: validationConn}); err != nil {
 		log.Error(err, "adding the validation endpoint")
 		os.Exit(1)
 	}

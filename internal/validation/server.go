@@ -5,15 +5,18 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/netutil"
 	authnv1 "k8s.io/api/authentication/v1"
 	authnv1beta1 "k8s.io/api/authentication/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -154,6 +157,21 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(out)
 }
 
+// serverLog hands the http.Server's own messages to the logger; TLS handshake errors (clients
+// that hang up, connections given up under a flood) only at V(1), so that a flood does not flood
+// the log too.
+type serverLog struct{ logr.Logger }
+
+func (s serverLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if strings.HasPrefix(msg, "http: TLS handshake error") {
+		s.V(1).Info(msg)
+	} else {
+		s.Info(msg)
+	}
+	return len(p), nil
+}
+
 func (e *entry) observe(d *Denial, start time.Time) {
 	if d == nil {
 		e.allowed.Inc()
@@ -163,9 +181,14 @@ func (e *entry) observe(d *Denial, start time.Time) {
 	e.duration.Observe(time.Since(start).Seconds())
 }
 
-// MaxConnections bounds the connections one replica's validation endpoint holds open; more wait
-// to be accepted.
+// MaxConnections bounds the connections one replica's validation endpoint holds open; when it is
+// reached, a new connection takes the place of an idle one (of the client holding the most), or
+// waits to be accepted when none is idle.
 const MaxConnections = 1024
+
+// DefaultMaxConnectionsPerClient bounds the connections one client (remote IP address) holds
+// open: a client at its limit that opens another loses its oldest idle one.
+const DefaultMaxConnectionsPerClient = 256
 
 // Listener runs the Server on its own port, with TLS from CertDir (tls.crt, tls.key, reloaded
 // when they change) or plain HTTP when CertDir is empty. It runs on every replica.
@@ -173,6 +196,12 @@ type Listener struct {
 	Addr    string
 	CertDir string
 	Handler http.Handler
+	// MaxConnectionsPerClient bounds the connections of one remote IP address; 0 means
+	// DefaultMaxConnectionsPerClient. Ingress controllers and API servers each call from their
+	// pods' addresses, so this is how many connections one of their pods may keep.
+	MaxConnectionsPerClient int
+	// maxConnections overrides MaxConnections, for tests.
+	maxConnections int
 }
 
 // NeedLeaderElection: every replica serves validations.
@@ -180,14 +209,30 @@ func (l *Listener) NeedLeaderElection() bool { return false }
 
 // Start serves until ctx ends.
 func (l *Listener) Start(ctx context.Context) error {
-	// Every phase of a connection is bounded, so slow or idle clients cannot pile up.
-	srv := &http.Server{Addr: l.Addr, Handler: l.Handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: 15 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10}
 	ln, err := net.Listen("tcp", l.Addr)
 	if err != nil {
-		return err
+		return fmt.Errorf("listening for token validation: %w", err)
 	}
-	ln = netutil.LimitListener(ln, MaxConnections)
+	return l.serve(ctx, ln)
+}
+
+// serve serves on ln until ctx ends.
+func (l *Listener) serve(ctx context.Context, ln net.Listener) error {
+	maxConns, perClient := MaxConnections, DefaultMaxConnectionsPerClient
+	if l.maxConnections > 0 {
+		maxConns = l.maxConnections
+	}
+	if l.MaxConnectionsPerClient > 0 {
+		perClient = l.MaxConnectionsPerClient
+	}
+	// Connections are bounded in all and per client, idle ones (and ones still without a request)
+	// given up first; and every phase of a connection is bounded in time, so slow or idle clients
+	// cannot pile up.
+	guard := newConnGuard(ln, maxConns, perClient)
+	srv := &http.Server{Addr: l.Addr, Handler: l.Handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 15 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10, ConnState: guard.ConnState,
+		ErrorLog: log.New(serverLog{logf.FromContext(ctx).WithName("validation-server")}, "", 0)}
+	ln = guard
 	errc := make(chan error, 1)
 	go func() {
 		if l.CertDir == "" {
@@ -203,7 +248,8 @@ func (l *Listener) Start(ctx context.Context) error {
 		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: w.GetCertificate}
 		errc <- srv.ServeTLS(ln, "", "")
 	}()
-	logf.FromContext(ctx).Info("serving token validation", "addr", l.Addr, "tls", l.CertDir != "")
+	logf.FromContext(ctx).Info("serving token validation", "addr", ln.Addr().String(), "tls", l.CertDir != "",
+		"maxConnections", maxConns, "maxConnectionsPerClient", guard.perClient)
 	select {
 	case <-ctx.Done():
 		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
