@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -77,7 +80,7 @@ func TestInspect(t *testing.T) {
 	createNamespace(t, ns, nil)
 	tok, sig := jwtOf(`{"iss":"https://sso.example.com","sub":"orders-bot","aud":"orders","exp":1795428000,"iat":1795424400}`)
 	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orders-token",
-		Labels:      map[string]string{"tokenkeeper.io/credential": "orders"},
+		Labels:      map[string]string{"tokenkeeper.io/credential": "orders", "app.kubernetes.io/managed-by": "tokenkeeper", "tokenkeeper.io/role": "token"},
 		Annotations: map[string]string{"tokenkeeper.io/expires-at": "2027-11-24T08:00:00Z"}},
 		StringData: map[string]string{"token": tok, "authorization": "Bearer " + tok, "session": "opaque-session-0123456789"}})
 	r := run(t, "", "inspect", "orders-token", "-n", ns)
@@ -97,6 +100,68 @@ func TestInspect(t *testing.T) {
 		t.Errorf("-o json: %+v", got)
 	}
 	noSecret(t, r.out, tok, sig, "opaque-session-0123456789")
+}
+
+// TestInspectNoHashOfSecrets: `inspect` shows, of every Secret that is not a tokenkeeper token
+// Secret and of every key of a token Secret but the token's own, the key's name and size only:
+// an unsalted hash of a password (even a prefix of one) lets anyone who sees the output test
+// guesses offline.
+func TestInspectNoHashOfSecrets(t *testing.T) {
+	ns := "cli-inspect-hash"
+	createNamespace(t, ns, nil)
+	managed := func(role string) map[string]string {
+		return map[string]string{"tokenkeeper.io/credential": "orders", "app.kubernetes.io/managed-by": "tokenkeeper", "tokenkeeper.io/role": role}
+	}
+	cases := map[string]struct {
+		reason string
+		labels map[string]string
+		key    string
+	}{
+		"InputSecret": {
+			reason: "A Credential's input Secret holds a password: its name and size, nothing derived from its value.",
+			key:    "password",
+		},
+		"TokenSecretExtraHeader": {
+			reason: "A token Secret's other keys (an issuer's api-key header, a template's output) are not the token: no fingerprint.",
+			labels: managed("token"),
+			key:    "api-key",
+		},
+		"StateSecret": {
+			reason: "The state Secret holds the refresh token and inputs: no fingerprint of any of them.",
+			labels: managed("state"),
+			key:    "token",
+		},
+		"LabelledByHand": {
+			reason: "A Secret that only carries the credential label is not one tokenkeeper wrote: its token key gets no hash either.",
+			labels: map[string]string{"tokenkeeper.io/credential": "orders"},
+			key:    "token",
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			const value = "hunter2"
+			secret := strings.ToLower(name)
+			create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: secret, Labels: tc.labels},
+				StringData: map[string]string{tc.key: value}})
+			sum := sha256.Sum256([]byte(value))
+			hash := hex.EncodeToString(sum[:])
+			for _, output := range []string{"", "json", "yaml"} {
+				r := run(t, "", "inspect", secret, "-n", ns, "-o", output)
+				if r.code != 0 {
+					t.Fatalf("%s\ninspect -o %q: %d %s", tc.reason, output, r.code, r.err)
+				}
+				noSecret(t, r.out, value)
+				for i := 0; i+8 <= len(hash); i++ {
+					if strings.Contains(r.out, hash[i:i+8]) {
+						t.Fatalf("%s\ninspect -o %q shows part of the SHA-256 of the value (%s):\n%s", tc.reason, output, hash[i:i+8], r.out)
+					}
+				}
+				if !strings.Contains(r.out, tc.key) || !strings.Contains(r.out, strconv.Itoa(len(value))) {
+					t.Errorf("%s\ninspect -o %q does not show the key %q and its size %d:\n%s", tc.reason, output, tc.key, len(value), r.out)
+				}
+			}
+		})
+	}
 }
 
 // TestValidate: the TokenValidator's configuration run locally answers as /validate would:

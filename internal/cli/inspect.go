@@ -16,7 +16,8 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
 )
 
-// SecretInspection is what `inspect` shows of a token Secret: never a token or a signature.
+// SecretInspection is what `inspect` shows of a Secret: never a value, a signature, or a hash of
+// anything but a tokenkeeper token.
 type SecretInspection struct {
 	Namespace  string     `json:"namespace"`
 	Name       string     `json:"name"`
@@ -27,11 +28,14 @@ type SecretInspection struct {
 
 // KeyInfo describes one key of the Secret.
 type KeyInfo struct {
-	Key         string `json:"key"`
-	Format      string `json:"format"` // JWT, opaque, or Authorization header around one of them
-	Scheme      string `json:"scheme,omitempty"`
-	Bytes       int    `json:"bytes"`
-	Fingerprint string `json:"fingerprint"`
+	Key    string `json:"key"`
+	Format string `json:"format,omitempty"` // JWT, opaque, or Authorization header around one of them; empty when not a token
+	Scheme string `json:"scheme,omitempty"`
+	Bytes  int    `json:"bytes"`
+	// Fingerprint is the token's (as status.tokenFingerprint and Events show it), only for the
+	// token and authorization keys of a tokenkeeper token Secret: a hash of a short secret such as
+	// a password would let anyone who sees it test guesses offline.
+	Fingerprint string `json:"fingerprint,omitempty"`
 	// Header and Claims are a JWT's, decoded; never verified, never the signature.
 	Header map[string]any `json:"header,omitempty"`
 	Claims map[string]any `json:"claims,omitempty"`
@@ -48,7 +52,7 @@ func newInspect(o *Options) *cobra.Command {
 	i := &inspectOptions{Options: o}
 	cmd := &cobra.Command{
 		Use:   "inspect SECRET",
-		Short: "Show a token Secret's token type, fingerprint, expiry and JWT claims — never the token",
+		Short: "Show a token Secret's token type, fingerprint, expiry and JWT claims — never the token; of anything else, key names and sizes",
 		Example: `  kubectl tokenkeeper inspect orders-api-token -n shop
   kubectl tokenkeeper inspect orders-api-token -n shop -o json`,
 		Args: cobra.ExactArgs(1),
@@ -74,8 +78,11 @@ func (i *inspectOptions) run(ctx context.Context, name string) error {
 	return i.print(out)
 }
 
-// Inspect describes sec's keys.
+// Inspect describes sec's keys. Only the token of a tokenkeeper token Secret is described beyond
+// its name and size; every other key (an input Secret's password, an issuer's api-key header, a
+// template's output) shows no more than that.
 func Inspect(sec *corev1.Secret) SecretInspection {
+	token := isTokenSecret(sec)
 	out := SecretInspection{Namespace: sec.Namespace, Name: sec.Name, Credential: sec.Labels[credential.LabelCredential], Keys: []KeyInfo{}}
 	if v, err := time.Parse(time.RFC3339, sec.Annotations[credential.AnnotationExpiresAt]); err == nil {
 		out.ExpiresAt = &v
@@ -86,18 +93,32 @@ func Inspect(sec *corev1.Secret) SecretInspection {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		out.Keys = append(out.Keys, describeValue(k, string(sec.Data[k])))
+		if token && (k == credential.KeyToken || k == credential.KeyAuthorization) {
+			out.Keys = append(out.Keys, describeToken(k, string(sec.Data[k])))
+		} else {
+			out.Keys = append(out.Keys, KeyInfo{Key: k, Bytes: len(sec.Data[k])})
+		}
 	}
 	return out
 }
 
-func describeValue(key, v string) KeyInfo {
-	info := KeyInfo{Key: key, Format: "opaque", Bytes: len(v), Fingerprint: issuer.Fingerprint(v)}
+// isTokenSecret reports whether sec is a Secret tokenkeeper writes a token into (labels as the
+// Credential reconciler sets them), not an input, state or unrelated Secret.
+func isTokenSecret(sec *corev1.Secret) bool {
+	l := sec.Labels
+	return l[credential.LabelManagedBy] == credential.ManagedByValue && l[credential.LabelRole] == "token" && l[credential.LabelCredential] != ""
+}
+
+// describeToken describes the token or authorization key of a token Secret, whose value is the
+// token or "<scheme> <token>": the fingerprint is always the token's, as status.tokenFingerprint
+// and Events show it.
+func describeToken(key, v string) KeyInfo {
 	tok := v
-	if scheme, rest, ok := strings.Cut(v, " "); ok && !strings.ContainsAny(rest, " \n") && (strings.EqualFold(scheme, "Bearer") || strings.EqualFold(scheme, "Token")) {
+	info := KeyInfo{Key: key, Format: "opaque", Bytes: len(v)}
+	if scheme, rest, ok := strings.Cut(v, " "); ok && key == credential.KeyAuthorization && !strings.ContainsAny(rest, " \n") {
 		info.Scheme, tok = scheme, rest
-		info.Fingerprint = issuer.Fingerprint(rest) // the token's, as status.tokenFingerprint shows it
 	}
+	info.Fingerprint = issuer.Fingerprint(tok)
 	if h, claims, ok := jwtParts(tok); ok {
 		info.Format, info.Header, info.Claims = "JWT", h, claims
 		if exp, err := issuer.ParseTime(claims["exp"]); err == nil && !exp.IsZero() {
@@ -120,7 +141,7 @@ func (i *inspectOptions) print(s SecretInspection) error {
 	b.WriteString("\n")
 	rows := [][]string{}
 	for _, k := range s.Keys {
-		rows = append(rows, []string{k.Key, k.Format, fmt.Sprint(k.Bytes), k.Fingerprint, relative(now, k.ExpiresAt)})
+		rows = append(rows, []string{k.Key, or(k.Format, none), fmt.Sprint(k.Bytes), or(k.Fingerprint, none), relative(now, k.ExpiresAt)})
 	}
 	if err := table(&b, []string{"KEY", "FORMAT", "BYTES", "FINGERPRINT", "JWT EXPIRES"}, rows); err != nil {
 		return err
