@@ -20,8 +20,11 @@ const (
 	ReasonExpiryKnown = "ExpiryKnown"
 	// ReasonNoExpiryInResponse: LifetimeAssumed is True.
 	ReasonNoExpiryInResponse = "NoExpiryInResponse"
-	ReasonIssued             = "Issued"
-	ReasonRefreshed          = "Refreshed"
+	// ReasonSessionsEndEarly: LifetimeAssumed is True; the issuer's probe rejected a session
+	// before the expiry the issuer stated, and tokens are taken to live as long as it did.
+	ReasonSessionsEndEarly = "SessionsEndEarly"
+	ReasonIssued           = "Issued"
+	ReasonRefreshed        = "Refreshed"
 	// ReasonRenewing: Issuing is True; a renewal is due and waits for an issuer call slot.
 	ReasonRenewing           = "Renewing"
 	ReasonIdle               = "Idle"

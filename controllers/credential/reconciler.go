@@ -202,7 +202,7 @@ func (r *Reconciler) wait(ctx context.Context, cred *v1alpha1.Credential, e *env
 				err := r.probe(ctx, cred, e, st.token)
 				release()
 				if errors.Is(err, issuer.ErrTokenRejected) {
-					st.rejected = st.token.Fingerprint()
+					r.endedEarly(cred, e, st, err)
 					if err := r.store.commit(ctx, cred, st); err != nil {
 						return ctrl.Result{}, err
 					}
@@ -213,6 +213,24 @@ func (r *Reconciler) wait(ctx context.Context, cred *v1alpha1.Credential, e *env
 	}
 	cred.Status.RenewalTime = &metav1.Time{Time: d.At} // the next attempt, renewal or retry
 	return ctrl.Result{RequeueAfter: r.probeWake(cred, e, r.nextWake(d.At, st)).Sub(r.Clock.Now())}, nil
+}
+
+// endedEarly records a session the issuer ended before the expiry it stated: a failure
+// (counted, Ready=False until a new token passes the probe), and how long the session lived,
+// which later tokens of the same inputs are taken to live at most (renewed before that).
+func (r *Reconciler) endedEarly(cred *v1alpha1.Credential, e *env, st *state, err error) {
+	now := r.Clock.Now()
+	st.rejected = st.token.Fingerprint()
+	if lived := now.Sub(st.token.IssuedAt).Round(time.Second); lived >= issuer.MinLifetime && now.Before(st.token.ExpiresAt) &&
+		(st.endedAfter == 0 || lived < st.endedAfter) {
+		st.endedAfter = lived
+	}
+	cred.Status.FailedAttempts++
+	cred.Status.LastFailureReason, cred.Status.LastFailureTime = v1alpha1.ReasonTokenRejected, &metav1.Time{Time: now}
+	metrics.RenewalFailures.WithLabelValues(e.issuerKey, v1alpha1.ReasonTokenRejected).Inc()
+	setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonTokenRejected, fmt.Sprintf(
+		"the issuer rejected token %s %s after it was issued, %s before its stated expiry (%v): logging in again",
+		st.token.Fingerprint(), now.Sub(st.token.IssuedAt).Round(time.Second), st.token.ExpiresAt.Sub(now).Round(time.Second), err))
 }
 
 // probeDue reports whether the issuer's probe should check the current token now: the issuer
@@ -332,6 +350,12 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 	failpoint.Inject("issuer-answered")
 	tok := o.tok
 	next := prev.clone()
+	if next.inputsVersion != e.inputsVersion {
+		next.endedAfter = 0 // new inputs or issuer: what an earlier session did says nothing
+	}
+	if next.endedAfter > 0 && tok.ExpiresAt.Sub(tok.IssuedAt) > next.endedAfter {
+		tok.ExpiresAt, tok.ExpirySource = tok.IssuedAt.Add(next.endedAfter), issuer.ExpiryObserved
+	}
 	next.token, next.inputsVersion, next.first = tok, e.inputsVersion, prev.token == nil
 	if o.method == "login" {
 		next.sessionStart = tok.IssuedAt
@@ -515,7 +539,7 @@ func (r *Reconciler) failed(ctx context.Context, cred *v1alpha1.Credential, e *e
 	msg := err.Error()
 	setCondition(cred, v1alpha1.ConditionIssuing, metav1.ConditionFalse, reason, "waiting to retry at "+next.UTC().Format(time.RFC3339)+": "+msg)
 	if st.token == nil || !now.Before(st.token.ExpiresAt) || st.session().Rejected {
-		setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
+		setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg+"; next attempt at "+next.UTC().Format(time.RFC3339))
 	}
 	r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, reason, "Renew", "%s; next attempt at %s", msg, next.UTC().Format(time.RFC3339))
 	logf.FromContext(ctx).Info("renewal failed", "reason", reason, "error", msg, "attempts", cred.Status.FailedAttempts, "nextRetry", next)
@@ -595,6 +619,10 @@ func setLifetimeCondition(cred *v1alpha1.Credential, tok *issuer.Token) {
 			"the issuer's response names no expiry (looked for %s) and the token is not a JWT with exp: assuming %s from %s. "+
 				"If the token lives shorter, map the field that holds its expiry in the Issuer's spec.json.response.expiresAt (a time) or expiresIn (seconds)",
 			issuer.ExpiryFields(), lifetime, from))
+	case issuer.ExpiryObserved:
+		setCondition(cred, v1alpha1.ConditionLifetimeAssumed, metav1.ConditionTrue, v1alpha1.ReasonSessionsEndEarly, fmt.Sprintf(
+			"the issuer ended an earlier session %s after it was issued, before the expiry it stated (its probe rejected the token): "+
+				"tokens are taken to live %s and renewed before that, until the inputs or the issuer change", lifetime, lifetime))
 	case issuer.ExpiryFromSecret:
 		// Recovered after the state was lost: keep whatever was said of the original token.
 	default:

@@ -105,7 +105,9 @@ func (r *Reconciler) writeTarget(ctx context.Context, cred *v1alpha1.Credential,
 
 // isRBAC tells a refusal by authorization (the manager's role lacks a verb: an installation
 // problem the workqueue's retries will see fixed) from one by an admission webhook or quota.
-func isRBAC(err error) bool { return strings.Contains(err.Error(), "cannot create resource") || strings.Contains(err.Error(), "cannot update resource") }
+func isRBAC(err error) bool {
+	return strings.Contains(err.Error(), "cannot create resource") || strings.Contains(err.Error(), "cannot update resource")
+}
 
 func targetData(cred *v1alpha1.Credential, e *env, tok *issuer.Token) (map[string][]byte, error) {
 	data := map[string][]byte{

@@ -48,6 +48,9 @@ type state struct {
 	// rejected is the fingerprint of the token the issuer's probe rejected (401/403): that
 	// session is over, log in again.
 	rejected string
+	// endedAfter is how long a session lived that the issuer ended before its stated expiry (the
+	// probe found it rejected); later tokens of the same inputs are taken to live no longer.
+	endedAfter time.Duration
 	// first: the token is the Credential's first (its renewal is spread wider).
 	first bool
 
@@ -328,6 +331,7 @@ const (
 	keyRetired       = "retired"
 	keyRetiredAccess = "retired-access-token" // one retired session, as v0.2 wrote it
 	keyFirst         = "first-token"
+	keyEndedAfter    = "ended-after"
 )
 
 func decodeState(sec *corev1.Secret) *state {
@@ -341,6 +345,7 @@ func decodeState(sec *corev1.Secret) *state {
 			ExpirySource: issuer.ExpirySource(d("expiry-source")), ExpiryField: d("expiry-field"), RefreshExpiresAt: t("refresh-expires-at")}
 		_ = json.Unmarshal(sec.Data["extra"], &st.token.Extra)
 		st.sessionStart = t("session-start")
+		st.endedAfter, _ = time.ParseDuration(d(keyEndedAfter))
 		st.first = d(keyFirst) == "true"
 	}
 	if d(keyRetiredAccess) != "" {
@@ -394,6 +399,9 @@ func encodeState(cred *v1alpha1.Credential, st *state) *corev1.Secret {
 		}
 		if st.first {
 			sec.Data[keyFirst] = []byte("true")
+		}
+		if st.endedAfter > 0 {
+			sec.Data[keyEndedAfter] = []byte(st.endedAfter.String())
 		}
 	}
 	if len(st.retired) > 0 {

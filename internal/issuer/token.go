@@ -27,6 +27,9 @@ const (
 	ExpiryFromDefault  ExpirySource = "DefaultLifetime"  // the issuer's defaultLifetime
 	ExpiryAssumed      ExpirySource = "Assumed"          // the requested session duration
 	ExpiryFromSecret   ExpirySource = "TargetSecret"     // recovered from the target Secret's expires-at
+	// ExpiryObserved: the issuer ended an earlier session sooner than it said; tokens are taken
+	// to live as long as that one did.
+	ExpiryObserved ExpirySource = "Observed"
 )
 
 // Token is the result of a login or refresh. Its String and GoString never show a secret, so a

@@ -50,7 +50,7 @@ func (s *Server) serveOAuth2(w http.ResponseWriter, r *http.Request) {
 		}
 		s.mu.Lock()
 		se := s.byAccess[r.PostFormValue("token")]
-		active := se != nil && !se.revoked && time.Now().Before(se.expires)
+		active := se != nil && !se.over(time.Now())
 		body := map[string]any{"active": active}
 		if active {
 			body["sub"], body["scope"], body["exp"], body["client_id"] = se.subject, se.scope, se.expires.Unix(), ClientID

@@ -83,7 +83,14 @@ type session struct {
 	refreshEx time.Time
 	revoked   bool
 	revokedAt time.Time
-	scope     string
+	// ends is when the issuer ends the session, earlier than the expiry it stated; zero: at expiry.
+	ends  time.Time
+	scope string
+}
+
+// over reports whether the session has ended by now: revoked, expired, or ended early.
+func (se *session) over(now time.Time) bool {
+	return se.revoked || now.After(se.expires) || !se.ends.IsZero() && now.After(se.ends)
 }
 
 // revoke ends the session, remembering when it first was.
@@ -128,6 +135,7 @@ type Server struct {
 	maxInFlight     int
 	closing         chan struct{} // closed by Close: hanging handlers return
 	killNew         bool          // sessions end as soon as they start
+	endAfter        time.Duration // sessions end this long after they start, whatever their stated expiry
 	assertionKeys   map[string]trustedKey
 	assertionAud    string
 	assertionLives  []time.Duration
@@ -263,6 +271,10 @@ func (s *Server) ExpireRefreshTokens() {
 // protected API at once), as an issuer that ends sessions early does at its worst.
 func (s *Server) KillNewSessions(kill bool) { s.locked(func() { s.killNew = kill }) }
 
+// EndSessionsAfter makes the protected API reject each new access token d after it was issued,
+// whatever expiry the response stated (0: at that expiry), as an issuer that cuts sessions short.
+func (s *Server) EndSessionsAfter(d time.Duration) { s.locked(func() { s.endAfter = d }) }
+
 // RevokeAll ends every session.
 func (s *Server) RevokeAll() {
 	s.locked(func() {
@@ -323,7 +335,7 @@ func (s *Server) Valid(token string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	se := s.byAccess[token]
-	return se != nil && !se.revoked && time.Now().Before(se.expires)
+	return se != nil && !se.over(time.Now())
 }
 
 // Why says why the protected API rejects token, or "valid".
@@ -338,6 +350,8 @@ func (s *Server) Why(token string) string {
 		return "session revoked"
 	case !time.Now().Before(se.expires):
 		return "expired " + time.Since(se.expires).Round(time.Second).String() + " ago"
+	case se.over(time.Now()):
+		return "session ended by the issuer " + time.Since(se.ends).Round(time.Second).String() + " ago, before its stated expiry"
 	}
 	return "valid"
 }
@@ -372,6 +386,10 @@ func (s *Server) issue(se *session, lifetime time.Duration) {
 		se.access = s.sign(jwt.SigningMethodRS256, s.key, s.kid, se, now)
 	}
 	s.byAccess[se.access] = se
+	se.ends = time.Time{}
+	if s.endAfter > 0 {
+		se.ends = now.Add(s.endAfter)
+	}
 	if s.killNew {
 		se.revoke()
 	}
@@ -583,7 +601,7 @@ func (s *Server) authorizedLocked(r *http.Request, scheme string) *session {
 // valid returns the live session of an access token; callers hold mu.
 func (s *Server) valid(tok string) *session {
 	se := s.byAccess[tok]
-	if se == nil || se.revoked || time.Now().After(se.expires) {
+	if se == nil || se.over(time.Now()) {
 		return nil
 	}
 	return se
