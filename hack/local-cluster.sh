@@ -3,7 +3,8 @@
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd + runc, kubelet, a
 # bridge CNI and kube-proxy (iptables) so that pods reach the `kubernetes` Service.
 #   hack/local-cluster.sh up     # build what is missing, start everything, wait for the node
-#   hack/local-cluster.sh down   # stop everything it started
+#   hack/local-cluster.sh down   # stop what it started (by PID file), unmount, remove its netns,
+#                                #   bridge, pod addresses and the iptables chains the node added
 #   hack/local-cluster.sh import IMAGE.tar   # load an OCI image tar into containerd
 #   hack/local-cluster.sh node-ip   # the address pods reach this machine at (NODE_IP overrides)
 #   hack/local-cluster.sh deps   # install the Debian packages it needs (as root), if missing
@@ -17,6 +18,9 @@ node_ip=${NODE_IP:-$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0
 node_ip=${node_ip:-$(hostname -I | awk '{print $1}')}
 service_cidr=10.96.0.0/16
 pod_cidr=10.244.0.0/24
+# The pod bridge gets a name of its own so that `down` deletes nobody else's (cni0 is flannel's).
+bridge=tkcni0
+cni_net=tokenkeeper
 sock=$state/containerd.sock
 log() { echo "local-cluster: $*" >&2; }
 
@@ -58,9 +62,15 @@ current-context: local
 KC
 }
 
+# ours PID: the process is alive and one this cluster started (every command line names $state;
+# a stale PID file whose number was reused by an unrelated process is not ours).
+ours() {
+  [ -n "$1" ] && [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$state/"
+}
+
 start() { # name command...
   local name=$1; shift
-  if [ -f "$state/$name.pid" ] && kill -0 "$(cat "$state/$name.pid")" 2>/dev/null; then return; fi
+  if [ -f "$state/$name.pid" ] && ours "$(cat "$state/$name.pid")"; then return; fi
   nohup "$@" >"$state/$name.log" 2>&1 &
   echo $! >"$state/$name.pid"
 }
@@ -106,7 +116,12 @@ up() {
   [ -n "$node_ip" ] || { log "cannot find the node IP; set NODE_IP"; exit 1; }
   deps
   "$root/hack/cluster-assets.sh" >/dev/null
+  if ! ours "$(cat "$state/kube-apiserver.pid" 2>/dev/null)" && ss -Htln 'sport = :6443' | grep -q .; then
+    log "port 6443 is taken: another cluster runs (stop it with its own down, e.g. make demo-down)"; exit 1
+  fi
   mkdir -p "$state"
+  # The chains that exist before the kubelet and kube-proxy start: down removes the others.
+  [ -f "$state/iptables.before" ] || chains >"$state/iptables.before"
   pki
   for k in admin:admin kubelet:kubelet controller-manager:controller-manager scheduler:scheduler proxy:proxy; do kubeconfig "${k%%:*}" "${k##*:}"; done
   local p=$state/pki
@@ -130,8 +145,8 @@ up() {
 
   mkdir -p "$state/cni" "$state/containerd"
   cat >"$state/cni/10-bridge.conflist" <<CNI
-{"cniVersion": "1.0.0", "name": "tokenkeeper", "plugins": [
-  {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+{"cniVersion": "1.0.0", "name": "$cni_net", "plugins": [
+  {"type": "bridge", "bridge": "$bridge", "isGateway": true, "ipMasq": false, "hairpinMode": true,
    "ipam": {"type": "host-local", "ranges": [[{"subnet": "$pod_cidr"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
   {"type": "loopback"}]}
 CNI
@@ -144,6 +159,8 @@ state = "$state/containerd/state"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "docker.io/local/pause:1"
   restrict_oom_score_adj = true
+  # Pod network namespaces are mounted in this directory (not /run/netns), so that down finds them.
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
@@ -177,6 +194,7 @@ evictionHard: {memory.available: "50Mi", nodefs.available: "1%", imagefs.availab
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 resolvConf: /etc/resolv.conf
+podLogsDir: "$state/pod-logs"
 KCFG
   start kubelet "$bin/kubelet" --config "$state/kubelet.yaml" --kubeconfig "$state/kubelet.kubeconfig" \
     --hostname-override "$node" --node-ip "$node_ip" --root-dir "$state/kubelet"
@@ -194,39 +212,127 @@ PCFG
   log "node $node is Ready; export KUBECONFIG=$state/admin.kubeconfig"
 }
 
+# chains: the user-defined iptables chains of every table, one "command table chain" a line.
+chains() {
+  local cmd
+  for cmd in iptables ip6tables; do
+    command -v "$cmd-save" >/dev/null || continue
+    "$cmd-save" 2>/dev/null | awk -v cmd="$cmd" '/^\*/ {t = substr($0, 2)} /^:/ && $2 == "-" {print cmd, t, substr($1, 2)}'
+  done
+}
+
+# unchain removes the chains the node added: the kubelet's and kube-proxy's KUBE-* (KUBE-SERVICES,
+# KUBE-KUBELET-CANARY, …) and any other chain missing from iptables.before, with the rules in other
+# chains that jump to them; one iptables-restore transaction per table.
+unchain() {
+  local cmd t script have_before=0
+  [ -f "$state/iptables.before" ] && have_before=1
+  for cmd in iptables ip6tables; do
+    command -v "$cmd-save" >/dev/null || continue
+    for t in $("$cmd-save" 2>/dev/null | sed -n 's/^\*//p'); do
+      script=$("$cmd-save" -t "$t" | awk -v cmd="$cmd" -v t="$t" -v before="$state/iptables.before" -v have_before="$have_before" '
+        BEGIN { if (have_before) while ((getline l < before) > 0) seen[l] = 1 }
+        /^:/ && $2 == "-" {
+          c = substr($1, 2)
+          if (c ~ /^KUBE-/ || (have_before && !((cmd " " t " " c) in seen))) { doomed[c] = 1; order[n++] = c }
+          next
+        }
+        /^-A / { rules[m++] = $0 }
+        END {
+          if (n == 0) exit
+          print "*" t
+          for (i = 0; i < m; i++) {
+            k = split(rules[i], f, " ")
+            if (f[2] in doomed) continue
+            for (j = 3; j < k; j++) if ((f[j] == "-j" || f[j] == "-g") && (f[j + 1] in doomed)) {
+              r = rules[i]; sub(/^-A /, "-D ", r); print r; break
+            }
+          }
+          for (i = 0; i < n; i++) print "-F " order[i]
+          for (i = 0; i < n; i++) print "-X " order[i]
+          print "COMMIT"
+        }')
+      [ -z "$script" ] || "$cmd-restore" --noflush <<<"$script" || log "could not remove the $cmd $t chains"
+    done
+  done
+}
+
+# kill_pid PID: SIGTERM, up to 10 s to exit (its ports must be free for the next `up`), then SIGKILL.
+kill_pid() {
+  local pid=$1
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.5; done
+  kill -9 "$pid" 2>/dev/null || true
+  for _ in $(seq 10); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
+}
+
 stop() { # name
   local name=$1
   [ -f "$state/$name.pid" ] || return 0
   local pid; pid=$(cat "$state/$name.pid")
-  kill "$pid" 2>/dev/null || true
-  # Wait for it to exit (its ports must be free for the next `up`), then insist.
-  for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-  kill -9 "$pid" 2>/dev/null || true
+  # Only the process this PID file names, and only while it is still ours (not a reused PID).
+  if ours "$pid"; then kill_pid "$pid"; fi
   rm -f "$state/$name.pid"
 }
 
+# The runc shims containerd started and the containers' first processes, from the PID files
+# containerd keeps in each task's bundle (shim.pid, init.pid).
+bundles=$state/containerd/state/io.containerd.runtime.v2.task
+shim_pids() { cat "$bundles"/*/*/shim.pid 2>/dev/null | sort -u || true; }
+init_pids() { cat "$bundles"/*/*/init.pid 2>/dev/null | sort -u || true; }
+
 down() {
+  [ -d "$state" ] || { log "no cluster in $state"; return 0; }
   stop kube-proxy
   stop kubelet
-  # Containers outlive containerd and their shims: kill them while containerd still knows them.
+  local shims inits pid ppid
+  shims=$(for pid in $(shim_pids); do ours "$pid" && echo "$pid"; done || true)
+  # A container's first process, while its parent is one of our shims (else its PID was reused).
+  inits=$(for pid in $(init_pids); do
+    ppid=$(awk '{print $4}' "/proc/$pid/stat" 2>/dev/null || true)
+    [ -n "$ppid" ] && grep -qx "$ppid" <<<"$shims" && echo "$pid"
+  done || true)
+  # Containers outlive containerd and their shims: kill them while containerd still knows them,
+  # then any it did not (containerd already gone), and wait until they are gone.
   local ids; ids=$(ctr -a "$sock" -n k8s.io tasks ls -q 2>/dev/null || true)
   for id in $ids; do ctr -a "$sock" -n k8s.io tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true; done
   [ -z "$ids" ] || sleep 1
+  for pid in $inits; do kill -9 "$pid" 2>/dev/null || true; done
+  for pid in $inits; do for _ in $(seq 25); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done; done
   for name in containerd kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$name"; done
   # The shims outlive containerd too.
-  pkill -f "containerd-shim-runc-v2 -namespace k8s.io" 2>/dev/null || true
-  # Pod volumes and container filesystems stay mounted after their owners are gone, and so do
-  # the pods' network namespaces and addresses: release them, or the next start cannot delete
-  # this directory and the pod network runs out of addresses.
-  grep -o " $state/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-  local ipam=/var/lib/cni/networks/tokenkeeper
+  for pid in $shims; do ours "$pid" && kill_pid "$pid"; done
+  # Pod volumes, container filesystems and the pods' network namespaces (netns_mounts_under_state_dir)
+  # stay mounted after their owners are gone: unmount them, deepest first, or the next start cannot
+  # delete this directory.
+  awk -v d="$state/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "cannot unmount $m"
+  done
+  # The node's network, only when this directory's node ran (another directory's may be running).
+  [ -f "$state/containerd.toml" ] || { log "stopped"; return 0; }
+  local ipam=/var/lib/cni/networks/$cni_net
   if [ -d "$ipam" ]; then
+    # Clusters started before netns_mounts_under_state_dir left their pods' namespaces in /run/netns:
+    # those whose address this network handed out are ours.
     for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
       local addr; addr=$(ip netns exec "$ns" ip -4 -o addr show dev eth0 2>/dev/null | awk '{print $4}' | cut -d/ -f1)
       if [ -n "$addr" ] && [ -f "$ipam/$addr" ]; then ip netns delete "$ns" 2>/dev/null || true; fi
     done
     rm -rf "$ipam"
   fi
+  # The CNI plugins' cached results of our pods (the sandboxes' bundles are still in this directory).
+  local b
+  for b in "$bundles"/*/*; do
+    if [ -d "$b" ]; then rm -f /var/lib/cni/results/{"$cni_net",cni-loopback}-"${b##*/}"-*; fi
+  done
+  # The kubelet's /var/log/containers links into pod-logs here.
+  for b in /var/log/containers/*.log; do
+    if [[ $(readlink "$b" 2>/dev/null) == "$state/"* ]]; then rm -f "$b"; fi
+  done
+  if ip link show "$bridge" >/dev/null 2>&1; then ip link delete "$bridge" || log "cannot delete the bridge $bridge"; fi
+  # The kubelet's pod cgroups, now empty (rmdir removes no cgroup that still has a process).
+  find /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods -depth -type d -exec rmdir {} + 2>/dev/null || true
+  [ ! -f "$state/iptables.before" ] || { unchain; rm -f "$state/iptables.before"; }
   log "stopped"
 }
 
