@@ -173,12 +173,16 @@ run: manifests generate ## Run the manager outside the cluster against the curre
 	go run -ldflags "-X github.com/tokenkeeper/tokenkeeper/internal/issuer.Version=$(VERSION)" ./cmd $(RUN_ARGS)
 
 .PHONY: demo
-demo: ## Run tokenkeeper on a local single-node cluster with demo issuers and an app (Ctrl-C stops).
-	hack/demo.sh up
+demo: $(HELM) ## Run tokenkeeper on a local single-node cluster with demo issuers and an app (Ctrl-C stops).
+	HELM="$(HELM)" hack/demo.sh up
 
 .PHONY: demo-down
 demo-down: ## Stop everything make demo started.
 	hack/demo.sh down
+
+.PHONY: demo-smoke
+demo-smoke: $(HELM) ## make demo, bounded (CI): every Credential Ready, the app's first 200s, then down and nothing left behind.
+	HELM="$(HELM)" hack/demo-smoke.sh
 
 .PHONY: help
 help: ## Show this help.
