@@ -173,6 +173,9 @@ func ParseResponse(body []byte, opts ParseOptions) (*Token, error) {
 	}
 
 	typ, _, err := pickString(root, m.TokenType, typeNames)
+	if m.TokenType == "" && !knownScheme(typ) {
+		typ = "" // found by name, not an HTTP scheme (Vault's auth.token_type "service"): Bearer
+	}
 	if err != nil {
 		return nil, fmt.Errorf("token type: %w", err)
 	}
@@ -283,6 +286,16 @@ func readExtra(root map[string]any) map[string]string {
 	return extra
 }
 
+// knownScheme reports whether an auto-detected token_type is an HTTP authentication scheme
+// issuers send (RFC 6750 Bearer, RFC 9449 DPoP, MAC, seed 000's Token).
+func knownScheme(typ string) bool {
+	switch strings.ToLower(typ) {
+	case "", "bearer", "token", "dpop", "mac", "pop":
+		return true
+	}
+	return false
+}
+
 // NormalizeScheme maps a token_type to its Authorization scheme: bearer → Bearer; empty → Bearer.
 func NormalizeScheme(typ string) string {
 	switch strings.ToLower(typ) {
@@ -363,7 +376,18 @@ func pick(root map[string]any, path v1alpha1.JSONPath, names []string) (any, str
 		v, ok := lookup(root, string(path))
 		return v, string(path), ok && v != nil
 	}
-	if v, field, ok := pickIn(root, "", names); ok {
+	// A name that holds zero or "" holds nothing when the same name holds a value deeper in
+	// (Vault: top-level lease_duration 0, auth.lease_duration the token's); alone it is read.
+	if v, field, ok := pickWhere(root, names, func(v any) bool { f, err := number(v); return v != "" && (err != nil || f != 0) }); ok {
+		return v, field, true
+	}
+	return pickWhere(root, names, func(any) bool { return true })
+}
+
+// pickWhere is pick's auto-detection, for values keep accepts: the top level first, then one
+// wrapper deep, then two.
+func pickWhere(root map[string]any, names []string, keep func(any) bool) (any, string, bool) {
+	if v, field, ok := pickIn(root, "", names, keep); ok {
 		return v, field, true
 	}
 	for _, w := range wrapperNames {
@@ -371,7 +395,7 @@ func pick(root map[string]any, path v1alpha1.JSONPath, names []string) (any, str
 		if !ok {
 			continue
 		}
-		if v, field, ok := pickIn(obj, w+".", names); ok {
+		if v, field, ok := pickIn(obj, w+".", names, keep); ok {
 			return v, field, true
 		}
 	}
@@ -382,7 +406,7 @@ func pick(root map[string]any, path v1alpha1.JSONPath, names []string) (any, str
 		}
 		for _, w2 := range wrapperNames {
 			if inner, ok := obj[w2].(map[string]any); ok {
-				if v, field, ok := pickIn(inner, w+"."+w2+".", names); ok {
+				if v, field, ok := pickIn(inner, w+"."+w2+".", names, keep); ok {
 					return v, field, true
 				}
 			}
@@ -393,12 +417,14 @@ func pick(root map[string]any, path v1alpha1.JSONPath, names []string) (any, str
 
 // pickIn finds the first of names in obj that holds a value, not an object or list (a "token"
 // object is a wrapper to look into, not a token).
-func pickIn(obj map[string]any, prefix string, names []string) (any, string, bool) {
+func pickIn(obj map[string]any, prefix string, names []string, keep func(any) bool) (any, string, bool) {
 	for _, n := range names {
 		switch v := obj[n].(type) {
 		case nil, map[string]any, []any:
 		default:
-			return v, prefix + n, true
+			if keep(v) {
+				return v, prefix + n, true
+			}
 		}
 	}
 	return nil, "", false

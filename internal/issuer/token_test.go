@@ -277,3 +277,23 @@ func TestTokensThatCannotBeRenewedInTime(t *testing.T) {
 		})
 	}
 }
+
+// TestVaultLoginResponse: a real Vault login answer is read without mapping: the token from
+// auth.client_token, the lifetime from auth.lease_duration (not the top-level lease_duration 0
+// every auth response carries), and Bearer as the scheme (auth.token_type "service" is Vault's
+// kind of token, not an HTTP scheme).
+func TestVaultLoginResponse(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	body := `{"request_id":"c7d7b8a0-1111-2222-3333-444455556666","lease_id":"","renewable":false,"lease_duration":0,"data":null,
+		"auth":{"client_token":"hvs.CAESIJ3fakefakefake","accessor":"hmac.accessor","policies":["default","orders"],
+		"token_policies":["default","orders"],"metadata":{"role":"orders"},"lease_duration":3600,"renewable":true,
+		"entity_id":"e-1","token_type":"service","orphan":true}}`
+	tok, err := ParseResponse([]byte(body), ParseOptions{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.AccessToken != "hvs.CAESIJ3fakefakefake" || tok.Scheme != "Bearer" || tok.ExpiresAt != now.Add(time.Hour) || tok.ExpiryField != "auth.lease_duration" {
+		t.Errorf("got token %t, scheme %q, expiry %s from %q; want auth.client_token, Bearer, an hour from auth.lease_duration",
+			tok.AccessToken == "hvs.CAESIJ3fakefakefake", tok.Scheme, tok.ExpiresAt.Sub(now), tok.ExpiryField)
+	}
+}
