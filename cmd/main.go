@@ -25,7 +25,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -34,6 +33,7 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/controllers/credential"
 	"github.com/tokenkeeper/tokenkeeper/internal/admission"
 	"github.com/tokenkeeper/tokenkeeper/internal/egress"
+	"github.com/tokenkeeper/tokenkeeper/internal/metricsauth"
 	"github.com/tokenkeeper/tokenkeeper/internal/validation"
 	"github.com/tokenkeeper/tokenkeeper/internal/webhookcert"
 )
@@ -75,12 +75,13 @@ func dnsNames(services []string, ns string) []string {
 }
 
 // metricsOptions serves metrics over HTTPS (a self-signed certificate) behind the API server's
-// authentication and authorization, or over plain HTTP when not secure.
+// authentication (401 for a token it does not accept) and authorization (403), or over plain
+// HTTP when not secure.
 func metricsOptions(addr string, secure bool) metricsserver.Options {
 	opts := metricsserver.Options{BindAddress: addr}
 	if secure {
 		opts.SecureServing = true
-		opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+		opts.FilterProvider = metricsauth.Filter
 	}
 	return opts
 }

@@ -23,6 +23,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -244,8 +245,9 @@ func TestManagerOutsideCluster(t *testing.T) {
 }
 
 // checkSecureMetrics: metrics are served over HTTPS to callers the API server authenticates and
-// authorizes. No token: 401; a ServiceAccount without the metrics reader role: 403; one bound to
-// tokenkeeper-metrics-reader (as the chart defines it): 200 with tokenkeeper's metrics.
+// authorizes. No token, a garbage one or one for another audience: 401 (never 500); a
+// ServiceAccount without the metrics reader role: 403; one bound to tokenkeeper-metrics-reader (as
+// the chart defines it): 200 with tokenkeeper's metrics.
 func checkSecureMetrics(t *testing.T, env *testenv.Env, port int) {
 	t.Helper()
 	ctx := t.Context()
@@ -262,9 +264,11 @@ func checkSecureMetrics(t *testing.T, env *testenv.Env, port int) {
 	must(c.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "prometheus-metrics"},
 		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "tokenkeeper-metrics-reader"},
 		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "prometheus", Namespace: "monitoring"}}}))
-	token := func(sa string) string {
-		must(c.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "monitoring", Name: sa}}))
-		tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](600)}}
+	token := func(sa string, audiences ...string) string {
+		if err := c.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "monitoring", Name: sa}}); !apierrors.IsAlreadyExists(err) {
+			must(err)
+		}
+		tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](600), Audiences: audiences}}
 		must(c.SubResource("token").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "monitoring", Name: sa}}, tr))
 		return tr.Status.Token
 	}
@@ -283,14 +287,21 @@ func checkSecureMetrics(t *testing.T, env *testenv.Env, port int) {
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(body)
 	}
-	if code, _ := scrape(""); code != http.StatusUnauthorized {
-		t.Errorf("an unauthenticated scrape got %d, want 401", code)
+	cases := []struct {
+		name, reason, bearer string
+		want                 int
+	}{
+		{"NoToken", "Without credentials the caller is not authenticated.", "", http.StatusUnauthorized},
+		{"Garbage", "A token the API server cannot read is the caller's fault: 401, not a server error.", "not-a-token", http.StatusUnauthorized},
+		{"WrongAudience", "A reader's token minted for another audience (a projected token for some other service) is refused as unauthenticated.",
+			token("prometheus", "https://vault.example.com"), http.StatusUnauthorized},
+		{"NotAuthorized", "A ServiceAccount the API server authenticates but that lacks the reader role is forbidden.", token("someone-else"), http.StatusForbidden},
+		{"Reader", "A ServiceAccount bound to tokenkeeper-metrics-reader reads the metrics.", token("prometheus"), http.StatusOK},
 	}
-	if code, _ := scrape(token("someone-else")); code != http.StatusForbidden {
-		t.Errorf("a scrape by a ServiceAccount without the reader role got %d, want 403", code)
-	}
-	code, body := scrape(token("prometheus"))
-	if code != http.StatusOK || !strings.Contains(body, "controller_runtime_reconcile_total") {
-		t.Errorf("a scrape by the metrics reader got %d (%d bytes), want 200 with metrics", code, len(body))
+	for _, tc := range cases {
+		code, body := scrape(tc.bearer)
+		if code != tc.want || tc.want == http.StatusOK && !strings.Contains(body, "controller_runtime_reconcile_total") {
+			t.Errorf("%s: %s\nscrape got %d (%d bytes), want %d", tc.name, tc.reason, code, len(body), tc.want)
+		}
 	}
 }
