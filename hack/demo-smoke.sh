@@ -30,8 +30,10 @@ snapshot() {
 # started: the PIDs of everything the demo runs, from their PID files (the cluster's processes,
 # the demo issuer, containerd's shims and the containers' first processes).
 started() {
-  cat "$CLUSTER_DIR"/*.pid "$state/issuer.pid" \
-    "$CLUSTER_DIR"/containerd/state/io.containerd.runtime.v2.task/*/*/{shim,init}.pid 2>/dev/null | sort -un || true
+  local f
+  for f in "$CLUSTER_DIR"/*.pid "$state/issuer.pid" "$CLUSTER_DIR"/containerd/state/io.containerd.runtime.v2.task/*/*/{shim,init}.pid; do
+    if [ -f "$f" ]; then echo "$(<"$f")"; fi # containerd's files end without a newline
+  done | sort -un
 }
 
 diagnose() {

@@ -278,8 +278,10 @@ stop() { # name
 # The runc shims containerd started and the containers' first processes, from the PID files
 # containerd keeps in each task's bundle (shim.pid, init.pid).
 bundles=$state/containerd/state/io.containerd.runtime.v2.task
-shim_pids() { cat "$bundles"/*/*/shim.pid 2>/dev/null | sort -u || true; }
-init_pids() { cat "$bundles"/*/*/init.pid 2>/dev/null | sort -u || true; }
+# pids_in FILE...: the PID in each file that exists, one a line (containerd's end without a newline).
+pids_in() { local f; for f in "$@"; do if [ -f "$f" ]; then echo "$(<"$f")"; fi; done; }
+shim_pids() { pids_in "$bundles"/*/*/shim.pid | sort -u; }
+init_pids() { pids_in "$bundles"/*/*/init.pid | sort -u; }
 
 down() {
   [ -d "$state" ] || { log "no cluster in $state"; return 0; }
@@ -320,9 +322,9 @@ down() {
     done
     rm -rf "$ipam"
   fi
-  # The CNI plugins' cached results of our pods (the sandboxes' bundles are still in this directory).
+  # The CNI plugins' cached results of our pods (the CRI keeps a directory per sandbox here).
   local b
-  for b in "$bundles"/*/*; do
+  for b in "$state"/containerd/state/io.containerd.grpc.v1.cri/sandboxes/*; do
     if [ -d "$b" ]; then rm -f /var/lib/cni/results/{"$cni_net",cni-loopback}-"${b##*/}"-*; fi
   done
   # The kubelet's /var/log/containers links into pod-logs here.
