@@ -286,7 +286,7 @@ func main() {
 		os.Exit(1)
 	}
 	if serveWebhooks {
-		if err := admission.Setup(mgr); err != nil {
+		if err := admission.Setup(mgr, allowed...); err != nil {
 			log.Error(err, "setting up admission webhooks")
 			os.Exit(1)
 		}
