@@ -68,6 +68,20 @@ func (r *Reconciler) syncTarget(ctx context.Context, cred *v1alpha1.Credential, 
 	if err := r.claim(cred, sec); err != nil {
 		return false, err
 	}
+	changed, err = r.writeTarget(ctx, cred, tok, data, sec)
+	if !apierrors.IsConflict(err) {
+		return changed, err
+	}
+	// The cache is behind the API server (after an API server restart it can be for tens of
+	// seconds) while pods read an old token: read the Secret from the API server and write again
+	// now rather than after the workqueue's backoff.
+	sec = &corev1.Secret{}
+	if err := r.APIReader.Get(ctx, key, sec); err != nil {
+		return false, err
+	}
+	if err := r.claim(cred, sec); err != nil {
+		return false, err
+	}
 	return r.writeTarget(ctx, cred, tok, data, sec)
 }
 
