@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# make demo-smoke (CI): `make demo`, bounded. Brings the demo up (hack/demo.sh start), checks that
-# every demo Credential is Ready and waits for the app's first 200 from every issuer, stops it
-# (hack/demo.sh down) and fails when anything it started is left behind: a process, a mount under
-# bin/demo, a network namespace or interface, an iptables chain or rule.
+# make demo-smoke (CI): `make demo`, bounded. Runs hack/demo.sh up as make demo does, checks that
+# every demo Credential is Ready, waits for the app's first 200 from every issuer, presses Ctrl-C
+# (SIGINT to the demo's process group) and fails when anything it started is left behind: a
+# process, a mount under bin/demo, a network namespace or interface, an iptables chain or rule.
 # DEMO_SMOKE_SECONDS bounds the wait for the app's calls (default 120).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,13 +27,17 @@ snapshot() {
   ip -o link show | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | sort >"$1/links"
 }
 
-# started: the PIDs of everything the demo runs, from their PID files (the cluster's processes,
-# the demo issuer, containerd's shims and the containers' first processes).
+# started: the PIDs of everything the demo runs, from what recorded them: the PID files of the
+# cluster's processes and the demo issuer, containerd's task bundles (containers, shims).
 started() {
-  local f
-  for f in "$CLUSTER_DIR"/*.pid "$state/issuer.pid" "$CLUSTER_DIR"/containerd/state/io.containerd.runtime.v2.task/*/*/{shim,init}.pid; do
+  local f bundles=$CLUSTER_DIR/containerd/state/io.containerd.runtime.v2.task
+  for f in "$CLUSTER_DIR"/*.pid "$state/issuer.pid" "$bundles"/*/*/init.pid; do
     if [ -f "$f" ]; then echo "$(<"$f")"; fi # containerd's files end without a newline
-  done | sort -un
+  done
+  # The shims: listening on the socket each bundle's address file names.
+  for f in "$bundles"/*/*/address; do
+    if [ -f "$f" ]; then ss -Hxlp src "$(sed 's#^unix://##' "$f")" | grep -o 'pid=[0-9]*' | cut -d= -f2 || true; fi
+  done
 }
 
 diagnose() {
@@ -64,13 +68,20 @@ rm -rf "$work" && mkdir -p "$work"
 snapshot "$work/before"
 failed=
 start=$SECONDS
+# `make demo` as a user runs it: hack/demo.sh up in a process group of its own, as in a terminal,
+# so that Ctrl-C can be pressed below. DEMO_SECONDS ends it should this script be killed.
+set -m
+DEMO_SECONDS=900 hack/demo.sh up >"$work/demo.log" 2>&1 &
+demo=$!
+set +m
 # Whatever happens below, the demo is stopped (hack/demo.sh stops a failed bring-up itself).
-trap 'hack/demo.sh down >/dev/null 2>&1 || true' EXIT
-if ! hack/demo.sh start >"$work/demo.log" 2>&1; then
-  cat "$work/demo.log"; log "FAIL: bring-up failed after $((SECONDS - start))s"; failed=1
-fi
+trap 'kill -INT -- -$demo 2>/dev/null || true; wait $demo 2>/dev/null || true; hack/demo.sh down >/dev/null 2>&1 || true' EXIT
+trap 'exit 130' INT TERM
+until grep -q '^tokenkeeper is running' "$work/demo.log" || ! kill -0 "$demo" 2>/dev/null || [ $((SECONDS - start)) -ge 900 ]; do sleep 1; done
 up_s=$((SECONDS - start))
-started >"$work/pids"
+if ! grep -q '^tokenkeeper is running' "$work/demo.log"; then
+  indent <"$work/demo.log"; log "FAIL: bring-up failed after ${up_s}s"; failed=1
+fi
 if [ -z "$failed" ]; then
   log "up in ${up_s}s"
   creds=$(kubectl -n demo get credentials -o jsonpath='{range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}')
@@ -91,12 +102,20 @@ if [ -z "$failed" ]; then
   fi
 fi
 calls_s=$((SECONDS - start))
+started | sort -un >"$work/pids"
 [ -z "$failed" ] || diagnose
 
+# Ctrl-C: the demo's trap stops everything it started.
 down_start=$SECONDS
-hack/demo.sh down || { log "FAIL: hack/demo.sh down failed"; failed=1; }
+if kill -INT -- -"$demo" 2>/dev/null; then
+  for _ in $(seq 120); do kill -0 "$demo" 2>/dev/null || break; sleep 1; done
+  if kill -0 "$demo" 2>/dev/null; then log "FAIL: hack/demo.sh up still runs 120 s after Ctrl-C"; failed=1; fi
+fi
+rc=0; wait "$demo" || rc=$?
+[ "$rc" = 0 ] || [ -n "$failed" ] || { log "FAIL: hack/demo.sh up exited with $rc"; failed=1; }
 trap - EXIT
 down_s=$((SECONDS - down_start))
+sed -n '/^local-cluster: stopped/,$p' "$work/demo.log" | indent
 
 # Nothing may be left behind.
 snapshot "$work/after"
@@ -118,10 +137,10 @@ left+=$(comm -13 "$work/before/iptables" "$work/after/iptables" | sed 's/^/iptab
 left+=$(grep ' :KUBE-' "$work/after/iptables" | sed 's/^/iptables /' || true)$'\n'
 left=$(sort -u <<<"$left" | sed '/^$/d')
 if [ -n "$left" ]; then
-  log "FAIL: left behind after hack/demo.sh down:"; indent <<<"$left"; failed=1
+  log "FAIL: left behind after Ctrl-C:"; indent <<<"$left"; failed=1
 else
   log "nothing left behind: $(wc -l <"$work/pids") started processes gone, no mounts under $state, no new network namespaces, interfaces or iptables chains"
 fi
-log "timings: up ${up_s}s, first 200s from every issuer at ${calls_s}s, down ${down_s}s, total $((SECONDS - start))s"
+log "timings: up ${up_s}s, first 200s from every issuer at ${calls_s}s, stopped ${down_s}s after Ctrl-C, total $((SECONDS - start))s"
 [ -z "$failed" ] || exit 1
 log "passed"

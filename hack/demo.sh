@@ -72,7 +72,7 @@ bring_up() {
     --set image.pullPolicy=Never --wait --timeout 5m >/dev/null
   log "starting the demo issuers on $node_ip"
   rm -f "$state/issuers.yaml"
-  nohup "$state/demo-issuer" -ip "$node_ip" -lifetime "${TOKEN_LIFETIME:-3m}" -manifests "$state/issuers.yaml" >"$state/issuer.log" 2>&1 &
+  nohup setsid "$state/demo-issuer" -ip "$node_ip" -lifetime "${TOKEN_LIFETIME:-3m}" -manifests "$state/issuers.yaml" >"$state/issuer.log" 2>&1 &
   echo $! >"$state/issuer.pid"
   for _ in $(seq 30); do [ -s "$state/issuers.yaml" ] && break; sleep 1; done
   kubectl apply -f "$state/issuers.yaml" >/dev/null

@@ -71,7 +71,9 @@ ours() {
 start() { # name command...
   local name=$1; shift
   if [ -f "$state/$name.pid" ] && ours "$(cat "$state/$name.pid")"; then return; fi
-  nohup "$@" >"$state/$name.log" 2>&1 &
+  # In a session of its own: a Ctrl-C on whoever started the cluster (make demo) reaches that
+  # script, whose trap stops everything in order, and not these processes all at once.
+  nohup setsid "$@" >"$state/$name.log" 2>&1 &
   echo $! >"$state/$name.pid"
 }
 
@@ -257,13 +259,20 @@ unchain() {
   done
 }
 
+# alive PID: running (a zombie waiting for whoever adopted it to reap it is not).
+alive() {
+  local st
+  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [ -n "$st" ] && [ "$st" != Z ]
+}
+
 # kill_pid PID: SIGTERM, up to 10 s to exit (its ports must be free for the next `up`), then SIGKILL.
 kill_pid() {
   local pid=$1
   kill "$pid" 2>/dev/null || return 0
-  for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.5; done
+  for _ in $(seq 50); do alive "$pid" || return 0; sleep 0.2; done
   kill -9 "$pid" 2>/dev/null || true
-  for _ in $(seq 10); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
+  for _ in $(seq 10); do alive "$pid" || return 0; sleep 0.2; done
 }
 
 stop() { # name
@@ -275,13 +284,22 @@ stop() { # name
   rm -f "$state/$name.pid"
 }
 
-# The runc shims containerd started and the containers' first processes, from the PID files
-# containerd keeps in each task's bundle (shim.pid, init.pid).
+# What containerd started, from what it records in each task's bundle: the containers' first
+# processes (init.pid) and the runc shims serving them (containerd 1.6 writes no shim.pid: the
+# process listening on the socket the bundle's address file names).
 bundles=$state/containerd/state/io.containerd.runtime.v2.task
-# pids_in FILE...: the PID in each file that exists, one a line (containerd's end without a newline).
-pids_in() { local f; for f in "$@"; do if [ -f "$f" ]; then echo "$(<"$f")"; fi; done; }
-shim_pids() { pids_in "$bundles"/*/*/shim.pid | sort -u; }
-init_pids() { pids_in "$bundles"/*/*/init.pid | sort -u; }
+init_pids() {
+  local f
+  for f in "$bundles"/*/*/init.pid; do
+    if [ -f "$f" ]; then echo "$(<"$f")"; fi # no newline at the end of the file
+  done | sort -u
+}
+shim_pids() {
+  local f
+  for f in "$bundles"/*/*/address; do
+    if [ -f "$f" ]; then ss -Hxlp src "$(sed 's#^unix://##' "$f")" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 || true; fi
+  done | sort -u
+}
 
 down() {
   [ -d "$state" ] || { log "no cluster in $state"; return 0; }
@@ -300,10 +318,14 @@ down() {
   for id in $ids; do ctr -a "$sock" -n k8s.io tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true; done
   [ -z "$ids" ] || sleep 1
   for pid in $inits; do kill -9 "$pid" 2>/dev/null || true; done
-  for pid in $inits; do for _ in $(seq 25); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done; done
-  for name in containerd kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$name"; done
+  for pid in $inits; do for _ in $(seq 25); do alive "$pid" || break; sleep 0.2; done; done
+  stop containerd
+  # The control plane together (the API server alone takes seconds to shut down), then etcd.
+  for name in kube-scheduler kube-controller-manager kube-apiserver; do stop "$name" & done
+  wait
+  stop etcd
   # The shims outlive containerd too.
-  for pid in $shims; do ours "$pid" && kill_pid "$pid"; done
+  for pid in $shims; do if ours "$pid"; then kill_pid "$pid"; fi; done
   # Pod volumes, container filesystems and the pods' network namespaces (netns_mounts_under_state_dir)
   # stay mounted after their owners are gone: unmount them, deepest first, or the next start cannot
   # delete this directory.
