@@ -65,8 +65,8 @@ func TestManagerNeverWritesSpec(t *testing.T) {
 					t.Errorf("generation %d, want 1: something wrote the spec", u.GetGeneration())
 				}
 				for _, m := range u.GetManagedFields() {
-					if m.Manager != gitopsManager && m.FieldsV1 != nil && strings.Contains(string(m.FieldsV1.Raw), `"f:spec"`) {
-						t.Errorf("manager %q (%s %s) owns fields of spec: %s", m.Manager, m.Operation, m.Subresource, m.FieldsV1.Raw)
+					if m.Manager != gitopsManager && m.FieldsV1 != nil && strings.Contains(m.FieldsV1.GetRawString(), `"f:spec"`) {
+						t.Errorf("manager %q (%s %s) owns fields of spec: %s", m.Manager, m.Operation, m.Subresource, m.FieldsV1.GetRawString())
 					}
 				}
 				// kubectl diff: the same manifest applied again as a server-side dry run.

@@ -409,7 +409,7 @@ func encodeState(cred *v1alpha1.Credential, st *state) *corev1.Secret {
 		for i, r := range st.retired {
 			retired[i] = storedRetired{AccessToken: r.Token.AccessToken, RefreshToken: r.Token.RefreshToken, TokenType: r.Token.Scheme, At: r.At}
 		}
-		sec.Data[keyRetired], _ = json.Marshal(retired)
+		sec.Data[keyRetired], _ = json.Marshal(retired) //nolint:gosec // the state Secret is where session tokens are kept, never mounted by pods
 	}
 	if st.pending != nil {
 		sec.Data[keyPending], _ = json.Marshal(st.pending)

@@ -46,7 +46,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "api-docs:", err)
 		os.Exit(1)
 	}
-	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(*out), 0o750); err != nil {
 		fmt.Fprintln(os.Stderr, "api-docs:", err)
 		os.Exit(1)
 	}

@@ -73,5 +73,5 @@ func literalIP(h string) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	v |= last
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), true
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), true //nolint:gosec // v < 1<<32: each part checked above
 }

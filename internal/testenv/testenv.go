@@ -77,8 +77,8 @@ func ExitUnlessAvailable() {
 	}
 	// go test shows a passing package's output only with -v; the second line makes it add
 	// "[no tests to run]" to the package's "ok" line in every mode.
-	fmt.Fprintln(os.Stdout, SkipMessage)
-	fmt.Fprintln(os.Stdout, "testing: warning: no tests to run")
+	_, _ = fmt.Fprintln(os.Stdout, SkipMessage)
+	_, _ = fmt.Fprintln(os.Stdout, "testing: warning: no tests to run")
 	os.Exit(0)
 }
 
