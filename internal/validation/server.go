@@ -51,6 +51,9 @@ type entry struct {
 func NewServer() *Server {
 	s := &Server{validators: map[types.NamespacedName]*entry{}, mux: http.NewServeMux()}
 	s.mux.HandleFunc("/validate/{namespace}/{name}", s.validate)
+	// Envoy's HTTP ext_authz appends the client's path to path_prefix: the validator is the same
+	// whatever follows its name.
+	s.mux.HandleFunc("/validate/{namespace}/{name}/{path...}", s.validate)
 	s.mux.HandleFunc("POST /tokenreview/{namespace}/{name}", s.tokenReview)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	return s

@@ -37,8 +37,9 @@ func TestForwardAuthRoundTrip(t *testing.T) {
 		StatusCode int
 		Header     http.Header
 	}
+	path := "/validate/shop/orders-api"
 	call := func(auth string) answer {
-		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/validate/shop/orders-api", nil)
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+path, nil)
 		if auth != "" {
 			req.Header.Set("Authorization", auth)
 		}
@@ -68,6 +69,14 @@ func TestForwardAuthRoundTrip(t *testing.T) {
 	_ = resp.Body.Close()
 	if resp.StatusCode != 404 {
 		t.Fatalf("unknown validator: %d", resp.StatusCode)
+	}
+	// Envoy's HTTP ext_authz checks at path_prefix + the client's path: the same validator answers.
+	path = "/validate/shop/orders-api/orders/1"
+	if envoy := call("Bearer " + k.sign(t, "RS256", "rsa1", claims(clk.Now(), nil), nil)); envoy.StatusCode != 200 || envoy.Header.Get("X-Auth-Subject") != "user-1" {
+		t.Fatalf("valid token at an Envoy-style path: %d %v", envoy.StatusCode, envoy.Header)
+	}
+	if envoy := call(""); envoy.StatusCode != 401 {
+		t.Fatalf("no credentials at an Envoy-style path: %d", envoy.StatusCode)
 	}
 }
 
