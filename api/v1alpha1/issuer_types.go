@@ -197,7 +197,10 @@ type IssuerSpec struct {
 	AllowInsecureHTTP bool `json:"allowInsecureHTTP"`
 
 	// jwks is where the issuer publishes the keys its JWTs are signed with, used by
-	// TokenValidators. With oauth2.issuerURL it is found by OIDC discovery.
+	// TokenValidators. With oauth2.issuerURL it is found by OIDC discovery. The key set is
+	// fetched again every 10 minutes, or sooner when its response's Cache-Control max-age (or
+	// no-store/no-cache) says so, but never more often than every 10 seconds: a key removed from
+	// it stops verifying tokens, cached verifications included, within max(max-age, 10s).
 	// +optional
 	JWKS *JWKS `json:"jwks,omitempty"`
 
