@@ -18,7 +18,7 @@ export KUBECONFIG=$CLUSTER_DIR/admin.kubeconfig
 log() { echo "demo: $*" >&2; }
 
 # ours PID: alive and still the demo issuer this script started (not a reused PID).
-ours() { [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$state/demo-issuer"; }
+ours() { [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -qF -- "$state/demo-issuer"; }
 
 down() {
   if [ -f "$state/issuer.pid" ]; then

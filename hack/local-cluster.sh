@@ -65,7 +65,7 @@ KC
 # ours PID: the process is alive and one this cluster started (every command line names $state;
 # a stale PID file whose number was reused by an unrelated process is not ours).
 ours() {
-  [ -n "$1" ] && [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$state/"
+  [ -n "$1" ] && [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -qF -- "$state/"
 }
 
 start() { # name command...
