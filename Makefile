@@ -168,9 +168,24 @@ image: generate ## Build the manager image (an index over PLATFORMS) as an OCI l
 		-out $(BIN)/tokenkeeper-image.tar '$(BIN)/manager-{os}-{arch}:/manager'
 	@echo "import with: ctr -n k8s.io image import $(BIN)/tokenkeeper-image.tar"
 
+# make run keeps its webhook certificate here, not in the /tmp directory every manager shares.
+RUN_CERT_DIR ?= $(BIN)/run/serving-certs
+# Addresses make run may reach although the egress check refuses them (--allow-egress-cidrs),
+# such as 127.0.0.0/8 for issuers on this machine's loopback.
+RUN_ALLOW_EGRESS ?=
+
 .PHONY: run
 run: manifests generate ## Run the manager outside the cluster against the current kubeconfig (the CRDs applied); RUN_ARGS adds flags.
-	go run -ldflags "-X github.com/tokenkeeper/tokenkeeper/internal/issuer.Version=$(VERSION)" ./cmd $(RUN_ARGS)
+	@args="--webhook-cert-dir=$(RUN_CERT_DIR)"; allow="$(RUN_ALLOW_EGRESS)"; \
+	node_ip=$$(hack/local-cluster.sh node-ip 2>/dev/null || true); \
+	for kc in $$(echo "$${KUBECONFIG:-$$HOME/.kube/config}" | tr : ' '); do \
+		if [ -n "$$node_ip" ] && grep -qsF "https://$$node_ip:6443" "$$kc"; then \
+			echo "make run: $$kc is the local cluster's (hack/local-cluster.sh, make demo); its issuers listen on the node address $$node_ip, one of this machine's own: allowing it"; \
+			allow="$$node_ip/32$${allow:+,$$allow}"; break; \
+		fi; \
+	done; \
+	if [ -n "$$allow" ]; then args="$$args --allow-egress-cidrs=$$allow"; fi; \
+	set -x; go run -ldflags "-X github.com/tokenkeeper/tokenkeeper/internal/issuer.Version=$(VERSION)" ./cmd $$args $(RUN_ARGS)
 
 .PHONY: demo
 demo: $(HELM) ## Run tokenkeeper on a local single-node cluster with demo issuers and an app (Ctrl-C stops).

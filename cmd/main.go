@@ -4,13 +4,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
 	"time"
 
+	"go.uber.org/zap/zapcore"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -125,6 +128,23 @@ func webhooksWanted(ctx context.Context, direct client.Client, mode, config stri
 	return false, fmt.Errorf("--webhooks=%q: want auto, on or off", mode)
 }
 
+// parseFlags parses args and, on a mistake, says what is wrong in one line on stderr and exits 2,
+// without the flag package's usage text (--help prints that).
+func parseFlags(fs *flag.FlagSet, args []string) {
+	fs.Init(fs.Name(), flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(os.Stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.Usage()
+		os.Exit(0)
+	case err != nil:
+		_, _ = fmt.Fprintf(os.Stderr, "manager: %v (--help lists the flags)\n", err)
+		os.Exit(2)
+	}
+}
+
 func main() {
 	var (
 		metricsAddr    string
@@ -195,9 +215,11 @@ func main() {
 	flag.StringVar(&allowEgress, "allow-egress-cidrs", "",
 		"Comma-separated CIDRs or addresses the manager may reach although they are loopback, link-local, metadata or its own "+
 			"(issuers on 127.0.0.1 for a local run, say). Everything else in those ranges is refused when connecting.")
-	zapOpts := zap.Options{}
+	// An error is one line: a stack trace says where the manager logged, which is no news to
+	// whoever reads "reading --allow-egress-cidrs: ..."; --zap-stacktrace-level=error brings them back.
+	zapOpts := zap.Options{StacktraceLevel: zapcore.PanicLevel}
 	zapOpts.BindFlags(flag.CommandLine)
-	flag.Parse()
+	parseFlags(flag.CommandLine, os.Args[1:])
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
 	inCluster := os.Getenv("KUBERNETES_SERVICE_HOST") != ""
@@ -214,7 +236,11 @@ func main() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(tokenkeeperv1alpha1.AddToScheme(scheme))
 
-	cfg := ctrl.GetConfigOrDie()
+	cfg, err := ctrl.GetConfig() // not GetConfigOrDie, whose error comes with a stack trace
+	if err != nil {
+		log.Error(err, "reading the kubeconfig")
+		os.Exit(1)
+	}
 	cfg.QPS, cfg.Burst = float32(qps), burst
 	// Managed fields are never read and are often the largest part of a cached object.
 	cacheOpts := cache.Options{ByObject: controllers.CacheByObject(), DefaultTransform: cache.TransformStripManagedFields()}
