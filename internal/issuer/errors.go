@@ -112,7 +112,13 @@ func RetryAfterOf(err error) time.Duration {
 	return 0
 }
 
-const maxReasonLen = 200
+const (
+	// maxReasonLen caps the issuer's own words in an error.
+	maxReasonLen = 200
+	// maxParseReasonLen caps a MalformedResponse reason: the issuer's words, what was wrong and
+	// the hint that fixes it, well within an Event's 1 KiB.
+	maxParseReasonLen = 720
+)
 
 // redactor removes secret values from text that may echo them: issuer error bodies, template
 // errors, URL errors. It holds every secret in each encoding it is sent in.
@@ -147,17 +153,24 @@ func (r redactor) redact(s string) string {
 
 // sanitize makes issuer-provided text safe to show: secrets removed, control characters dropped,
 // length capped.
-func (r redactor) sanitize(s string) string {
+func (r redactor) sanitize(s string) string { return r.sanitizeN(s, maxReasonLen) }
+
+// sanitizeN is sanitize with a cap of n bytes. Format characters (bidi overrides, zero-width
+// joiners) go too: they could make a message read other than it is.
+func (r redactor) sanitizeN(s string, n int) string {
 	s = r.redact(s)
 	s = strings.Map(func(c rune) rune {
-		if unicode.IsControl(c) {
+		switch {
+		case unicode.IsControl(c):
 			return ' '
+		case unicode.Is(unicode.Cf, c):
+			return -1
 		}
 		return c
 	}, s)
 	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > maxReasonLen {
-		cut := maxReasonLen
+	if len(s) > n {
+		cut := n
 		for cut > 0 && !utf8Start(s[cut]) {
 			cut--
 		}

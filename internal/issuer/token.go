@@ -128,48 +128,61 @@ type ParseOptions struct {
 	DefaultLifetime time.Duration
 	// AssumedLifetime applies after DefaultLifetime: the session duration asked for.
 	AssumedLifetime time.Duration
+	// MappingField is where the Issuer maps response fields ("spec.json.response"), for the hint
+	// of a response without an expiry; empty when the issuer has no response mapping (OAuth2).
+	MappingField string
 }
 
 // ParseResponse reads a token response. It trusts nothing: every field is type- and range-checked,
 // and a JWT access token is decoded only to read exp and iat, never to trust it.
 func ParseResponse(body []byte, opts ParseOptions) (*Token, error) {
+	tok, err := parseResponse(body, opts)
+	if err != nil {
+		return nil, err
+	}
+	return tok, nil
+}
+
+// parseResponse is ParseResponse, but on failure it returns what it had read so far too (never
+// nil), so the caller can redact a token the failed response holds.
+func parseResponse(body []byte, opts ParseOptions) (tok *Token, err error) {
+	tok = &Token{IssuedAt: opts.Now}
 	var doc any
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if err := dec.Decode(&doc); err != nil {
-		return nil, errors.New("response is not JSON")
+		return tok, errors.New("response is not JSON")
 	}
 	if dec.More() {
-		return nil, errors.New("response holds trailing data after the JSON document")
+		return tok, errors.New("response holds trailing data after the JSON document")
 	}
 	root, ok := doc.(map[string]any)
 	if !ok {
-		return nil, errors.New("response is not a JSON object")
+		return tok, errors.New("response is not a JSON object")
 	}
 	m := opts.Mapping
-	tok := &Token{IssuedAt: opts.Now}
 
 	access, tokenField, err := pickString(root, m.Token, tokenNames)
 	if err != nil {
-		return nil, fmt.Errorf("token: %w", err)
+		return tok, fmt.Errorf("token: %w", err)
 	}
 	if access == "" {
-		return nil, errors.New("response has no access token (looked for " + describe(m.Token, tokenNames) + ")")
+		return tok, errors.New("response has no access token (looked for " + describe(m.Token, tokenNames) + ")")
 	}
+	tok.AccessToken, tok.TokenField = access, tokenField // set before it is checked, to be redacted either way
 	if err := CheckTokenSyntax(access); err != nil {
-		return nil, fmt.Errorf("access token: %w", err)
+		return tok, fmt.Errorf("access token: %w", err)
 	}
-	tok.AccessToken, tok.TokenField = access, tokenField
 
 	refresh, field, err := pickString(root, m.RefreshToken, refreshNames)
 	if err != nil {
-		return nil, fmt.Errorf("refresh token: %w", err)
+		return tok, fmt.Errorf("refresh token: %w", err)
 	}
 	if refresh != "" {
-		if err := CheckTokenSyntax(refresh); err != nil {
-			return nil, fmt.Errorf("refresh token: %w", err)
-		}
 		tok.RefreshToken, tok.RefreshField = refresh, lastSegment(field)
+		if err := CheckTokenSyntax(refresh); err != nil {
+			return tok, fmt.Errorf("refresh token: %w", err)
+		}
 	}
 
 	typ, _, err := pickString(root, m.TokenType, typeNames)
@@ -177,15 +190,15 @@ func ParseResponse(body []byte, opts ParseOptions) (*Token, error) {
 		typ = "" // found by name, not an HTTP scheme (Vault's auth.token_type "service"): Bearer
 	}
 	if err != nil {
-		return nil, fmt.Errorf("token type: %w", err)
+		return tok, fmt.Errorf("token type: %w", err)
 	}
 	tok.Scheme = NormalizeScheme(typ)
 
 	if err := readExpiry(root, m, opts, tok); err != nil {
-		return nil, err
+		return tok, err
 	}
 	if err := readRefreshExpiry(root, m, opts, tok); err != nil {
-		return nil, err
+		return tok, err
 	}
 	tok.Extra = readExtra(root)
 	return tok, nil
@@ -219,7 +232,7 @@ func readExpiry(root map[string]any, m v1alpha1.ResponseMapping, opts ParseOptio
 	} else if opts.AssumedLifetime > 0 {
 		tok.ExpiresAt, tok.ExpirySource = opts.Now.Add(opts.AssumedLifetime), ExpiryAssumed
 	} else {
-		return errors.New("response gives no expiry and the token is not a JWT with exp: set defaultLifetime on the issuer")
+		return noExpiryError(root, m, opts, tok)
 	}
 	if left := tok.ExpiresAt.Sub(opts.Now); left < MinLifetime {
 		// Written, it would be renewed every few seconds for ever (a GitHub expires_at in the
@@ -494,10 +507,8 @@ func ParseTime(v any) (time.Time, error) { return parseTime(v) }
 
 func parseTime(v any) (time.Time, error) {
 	if s, ok := v.(string); ok {
-		for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05Z07:00", "2006-01-02 15:04:05"} {
-			if t, err := time.Parse(layout, s); err == nil {
-				return t, nil
-			}
+		if t, ok := parseTimeString(s); ok {
+			return t, nil
 		}
 	}
 	f, err := number(v)
@@ -512,6 +523,16 @@ func parseTime(v any) (time.Time, error) {
 		return time.Unix(int64(sec), int64(frac*1e9)), nil
 	}
 	return time.Time{}, fmt.Errorf("epoch %v is out of range", f)
+}
+
+// parseTimeString reads the RFC 3339 forms of an expiry time (not the epoch numbers).
+func parseTimeString(s string) (time.Time, bool) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05Z07:00", "2006-01-02 15:04:05"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
 }
 
 func number(v any) (float64, error) {
