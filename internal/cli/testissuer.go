@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/controllers/credential"
@@ -37,10 +36,15 @@ type testIssuerOptions struct {
 
 // DryRun is what `test-issuer -o json` prints.
 type DryRun struct {
-	Issuer    string            `json:"issuer"`
-	Policies  []string          `json:"policies,omitempty"`
-	Exchanges []issuer.Exchange `json:"exchanges"`
-	Token     *DryRunToken      `json:"token,omitempty"`
+	Issuer string `json:"issuer"`
+	// Credential is the Credential tried, with -f; Objects the issuer, Secrets and ConfigMaps read,
+	// each from the file or the cluster. Ignored lists the file's objects of other kinds.
+	Credential *DryRunObject     `json:"credential,omitempty"`
+	Objects    []DryRunObject    `json:"objects,omitempty"`
+	Ignored    []string          `json:"ignored,omitempty"`
+	Policies   []string          `json:"policies,omitempty"`
+	Exchanges  []issuer.Exchange `json:"exchanges"`
+	Token      *DryRunToken      `json:"token,omitempty"`
 	// RenewalTime is when the controller would renew the token, RenewalRule why.
 	RenewalTime *time.Time `json:"renewalTime,omitempty"`
 	RenewalRule string     `json:"renewalRule,omitempty"`
@@ -97,15 +101,16 @@ func (t *testIssuerOptions) run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var cred *v1alpha1.Credential
+	var (
+		cred *v1alpha1.Credential
+		m    = &manifest{}
+	)
 	switch {
 	case t.file != "" && len(args) == 0:
-		if cred, err = t.readCredential(); err != nil {
+		if m, err = t.readManifest(ns); err != nil {
 			return err
 		}
-		if cred.Namespace == "" {
-			cred.Namespace = ns
-		}
+		cred = m.credential
 	case t.file == "" && len(args) == 1 && t.secret != "":
 		if cred, err = t.credentialFor(ctx, ns, args[0]); err != nil {
 			return err
@@ -119,8 +124,15 @@ func (t *testIssuerOptions) run(ctx context.Context, args []string) error {
 	}
 	ctx, cancel := withTimeout(ctx, t.timeout)
 	defer cancel()
-	res, err := credential.DryRun(ctx, c, cred, t.ClusterResourceNamespace)
+	// The file's Issuer, Secrets and ConfigMaps come before the cluster's: a new or changed
+	// issuer is tried before it is applied.
+	reads := &fileFirst{Client: c, file: t.fileName(), objects: m.objects}
+	res, err := credential.DryRun(ctx, reads, cred, t.ClusterResourceNamespace)
 	out := t.view(res, err)
+	out.Objects, out.Ignored = reads.objectsRead(), m.ignored
+	if t.file != "" {
+		out.Credential = &DryRunObject{Kind: "Credential", Namespace: cred.Namespace, Name: cred.Name, From: "file " + t.fileName()}
+	}
 	if ok, perr := printAs(t.Out, t.output, out); ok {
 		if perr != nil {
 			return perr
@@ -134,7 +146,8 @@ func (t *testIssuerOptions) run(ctx context.Context, args []string) error {
 	return nil
 }
 
-func (t *testIssuerOptions) readCredential() (*v1alpha1.Credential, error) {
+// readManifest reads -f: one Credential, and the objects read before the cluster's.
+func (t *testIssuerOptions) readManifest(ns string) (*manifest, error) {
 	var r = t.In
 	if t.file != "-" {
 		f, err := os.Open(t.file)
@@ -148,19 +161,19 @@ func (t *testIssuerOptions) readCredential() (*v1alpha1.Credential, error) {
 	if err != nil {
 		return nil, err
 	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	for {
-		cred := &v1alpha1.Credential{}
-		if err := dec.Decode(cred); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("%s holds no Credential", t.file)
-			}
-			return nil, fmt.Errorf("%s: %w", t.file, err)
-		}
-		if cred.Kind == "Credential" {
-			return cred, nil
-		}
+	m, err := parseManifest(data, ns)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", t.fileName(), err)
 	}
+	return m, nil
+}
+
+// fileName is how output names -f.
+func (t *testIssuerOptions) fileName() string {
+	if t.file == "-" {
+		return "(stdin)"
+	}
+	return t.file
 }
 
 // credentialFor is the Credential `ISSUER --secret NAME` describes.
@@ -275,7 +288,24 @@ func jwtParts(tok string) (header, claims map[string]any, ok bool) {
 func (t *testIssuerOptions) print(d DryRun) error {
 	now := t.now()
 	var w strings.Builder
-	fmt.Fprintf(&w, "Issuer:    %s\n", d.Issuer)
+	if c := d.Credential; c != nil {
+		fmt.Fprintf(&w, "Credential: %s/%s (from %s)\n", c.Namespace, c.Name, c.From)
+	}
+	issuerFrom := ""
+	for _, o := range d.Objects {
+		if o.Kind+"/"+o.Name == d.Issuer {
+			issuerFrom = " (from " + o.From + ")"
+		}
+	}
+	fmt.Fprintf(&w, "Issuer:    %s%s\n", d.Issuer, issuerFrom)
+	for _, o := range d.Objects {
+		if o.Kind != "Issuer" && o.Kind != "ClusterIssuer" {
+			fmt.Fprintf(&w, "%-10s %s/%s (from %s)\n", o.Kind+":", o.Namespace, o.Name, o.From)
+		}
+	}
+	for _, o := range d.Ignored {
+		fmt.Fprintf(&w, "Ignored:   %s (test-issuer reads Issuers, ClusterIssuers, Secrets and ConfigMaps from the file)\n", o)
+	}
 	fmt.Fprintf(&w, "Policies:  %s\n", or(strings.Join(d.Policies, ", "), "none"))
 	for _, x := range d.Exchanges {
 		fmt.Fprintf(&w, "\n→ %s %s  (%s)\n", x.Method, x.URL, x.Op)

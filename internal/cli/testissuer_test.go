@@ -11,6 +11,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	"sigs.k8s.io/yaml"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer/issuertest"
@@ -168,5 +171,111 @@ spec:
 	noSecret(t, r.out+r.err, x.IssuedTokens()...)
 	if strings.Contains(r.out, "eyJ") {
 		t.Errorf("a JWT appears in the output:\n%s", r.out)
+	}
+}
+
+// manifestOf is objs as one multi-document YAML file.
+func manifestOf(t *testing.T, objs ...client.Object) string {
+	t.Helper()
+	var docs []string
+	for _, o := range objs {
+		gvk, err := apiutil.GVKForObject(o, Scheme())
+		must(t, err)
+		o.GetObjectKind().SetGroupVersionKind(gvk)
+		b, err := yaml.Marshal(o)
+		must(t, err)
+		docs = append(docs, string(b))
+	}
+	return strings.Join(docs, "---\n")
+}
+
+// TestTestIssuerFromFile: `test-issuer -f` tries the file's Issuer, ClusterIssuer and Secrets
+// before the cluster's — a changed issuer is tested before it is applied, a new one without being
+// applied — says where each came from, and still reads from the cluster what the file lacks.
+func TestTestIssuerFromFile(t *testing.T) {
+	applied, next := issuertest.Start(issuertest.OAuth2), issuertest.Start(issuertest.OAuth2)
+	defer applied.Close()
+	defer next.Close()
+	ns := "cli-dryrun-file"
+	createNamespace(t, ns, nil)
+	create(t, &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vendor"}, Spec: applied.Spec()},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vendor-client"}, StringData: applied.InputSecretData()})
+	cred := func(ref v1alpha1.IssuerReference, secret string) *v1alpha1.Credential {
+		return &v1alpha1.Credential{ObjectMeta: metav1.ObjectMeta{Name: "billing"}, Spec: v1alpha1.CredentialSpec{IssuerRef: ref,
+			SecretName: "billing-token", ClientCredentials: &v1alpha1.ClientCredentialsLogin{SecretRef: v1alpha1.LocalSecretReference{Name: secret}}}}
+	}
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		must(t, os.WriteFile(path, []byte(content), 0o600))
+		return path
+	}
+	secrets := append(append([]string{}, issuertest.Secrets...), "wrong-secret-from-the-file")
+
+	cases := map[string]struct {
+		reason  string
+		objects []client.Object
+		code    int
+		want    []string
+		// logins at each issuer
+		applied, next int
+	}{
+		"ChangedIssuer": {
+			reason: "The file's Issuer (a new URL) is used, not the applied one of the same name; the Secret the file lacks comes from the cluster.",
+			objects: []client.Object{cred(v1alpha1.IssuerReference{Name: "vendor"}, "vendor-client"),
+				&v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Name: "vendor"}, Spec: next.Spec()}},
+			want: []string{"Issuer:    Issuer/vendor (from file ", "Secret:    " + ns + "/vendor-client (from the cluster)",
+				"Credential: " + ns + "/billing (from file ", "→ POST " + next.URL(), "Result:         ok"},
+			next: 1,
+		},
+		"NewClusterIssuer": {
+			reason: "A ClusterIssuer and a Secret only in the file, never applied, are tried as they are; other kinds are named as ignored.",
+			objects: []client.Object{cred(v1alpha1.IssuerReference{Kind: v1alpha1.IssuerKindCluster, Name: "billing-vendor"}, "billing-client"),
+				&v1alpha1.ClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "billing-vendor"}, Spec: next.Spec()},
+				&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "billing-client"}, StringData: next.InputSecretData()},
+				&v1alpha1.TokenPolicy{ObjectMeta: metav1.ObjectMeta{Name: "not-read"}}},
+			want: []string{"Issuer:    ClusterIssuer/billing-vendor (from file ", "Secret:    " + ns + "/billing-client (from file ",
+				"Ignored:   TokenPolicy/not-read", "Result:         ok"},
+			next: 1,
+		},
+		"SecretInFile": {
+			reason: "The file's Secret is used before the cluster's of the same name: a wrong secret in the file fails at the applied issuer.",
+			objects: []client.Object{cred(v1alpha1.IssuerReference{Name: "vendor"}, "vendor-client"),
+				&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vendor-client"}, StringData: map[string]string{
+					"client_id": issuertest.ClientID, "client_secret": "wrong-secret-from-the-file"}}},
+			code:    ExitLoginFailed,
+			want:    []string{"Issuer:    Issuer/vendor (from the cluster)", "Secret:    " + ns + "/vendor-client (from file ", "Reason:   InvalidCredentials"},
+			applied: 1,
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			beforeApplied, beforeNext := applied.Calls(issuertest.OpLogin), next.Calls(issuertest.OpLogin)
+			file := write(name+".yaml", manifestOf(t, tc.objects...))
+			r := run(t, "", "test-issuer", "-f", file, "-n", ns)
+			if r.code != tc.code {
+				t.Fatalf("%s\nexit %d, want %d\n%s\n%s", tc.reason, r.code, tc.code, r.out, r.err)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(r.out, want) {
+					t.Errorf("%s\noutput lacks %q:\n%s", tc.reason, want, r.out)
+				}
+			}
+			if a, n := applied.Calls(issuertest.OpLogin)-beforeApplied, next.Calls(issuertest.OpLogin)-beforeNext; a != tc.applied || n != tc.next {
+				t.Errorf("%s\nlogins: %d at the applied issuer, %d at the file's; want %d and %d", tc.reason, a, n, tc.applied, tc.next)
+			}
+			noSecret(t, r.out+r.err, append(append(secrets, applied.IssuedTokens()...), next.IssuedTokens()...)...)
+		})
+	}
+	// -o json names each object's source.
+	file := write("json.yaml", manifestOf(t, cred(v1alpha1.IssuerReference{Name: "vendor"}, "vendor-client"),
+		&v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Name: "vendor"}, Spec: next.Spec()}))
+	r := run(t, "", "test-issuer", "-f", file, "-n", ns, "-o", "json")
+	var d DryRun
+	must(t, json.Unmarshal([]byte(r.out), &d))
+	want := []DryRunObject{{Kind: "Issuer", Namespace: ns, Name: "vendor", From: "file " + file},
+		{Kind: "Secret", Namespace: ns, Name: "vendor-client", From: "the cluster"}}
+	if r.code != 0 || len(d.Objects) != 2 || d.Objects[0] != want[0] || d.Objects[1] != want[1] {
+		t.Errorf("-o json: %d %+v, want objects %+v\n%s", r.code, d.Objects, want, r.err)
 	}
 }
