@@ -14,10 +14,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"k8s.io/utils/clock"
 
@@ -302,32 +304,89 @@ func (c *Client) retryAfter(h http.Header) time.Duration {
 	return min(max(d, 0), maxRetryAfter)
 }
 
-// issuerReason extracts a human reason from an error body.
+// issuerReason extracts a human reason from an error body: the vendor's message (see
+// vendorMessage), else the body itself when it is short text rather than JSON or HTML.
 func issuerReason(body []byte) string {
+	if said := vendorMessage(body); said != "" {
+		return said
+	}
+	text := bytes.TrimSpace(body)
+	if len(text) == 0 || text[0] == '<' || text[0] == '{' || text[0] == '[' || couldBeToken(string(text)) {
+		return "" // empty, an HTML error page, JSON without a message, or a bare token: nothing to show
+	}
+	return string(text)
+}
+
+// Where vendors put their error message, in order: OAuth2's error and error_description, RFC 9457's
+// title and detail, and the usual message fields. An object under error is searched for the
+// messageKeys too ({"error": {"code": 7, "message": "…"}}).
+var (
+	reasonKeys  = []string{"error", "error_description", "message", "detail", "msg", "title"}
+	messageKeys = []string{"message", "error_description", "description", "detail", "msg"}
+)
+
+// vendorMessage finds the issuer's own words in a JSON body: a string error, error.message,
+// error_description, message, detail, errors[0] (a string, or its message or detail), at the top
+// level or else one level inside a common wrapper (data.error.message, result.message). It returns
+// "" for anything else; a value that could be a token (one long word of token characters) is never
+// taken for a message. The caller redacts and bounds it.
+func vendorMessage(body []byte) string {
 	var doc map[string]any
 	if json.Unmarshal(body, &doc) != nil {
-		if len(bytes.TrimSpace(body)) == 0 || bytes.HasPrefix(bytes.TrimSpace(body), []byte("<")) {
-			return "" // empty or an HTML error page: nothing useful
-		}
-		return string(body)
+		return ""
 	}
-	var parts []string
-	for _, k := range []string{"error", "error_description", "message", "detail", "msg", "title"} {
-		if s, ok := doc[k].(string); ok && s != "" {
-			parts = append(parts, s)
-		}
+	if said := messageIn(doc); said != "" {
+		return said
 	}
-	if errs, ok := doc["errors"].([]any); ok && len(errs) > 0 {
-		switch e := errs[0].(type) {
-		case string:
-			parts = append(parts, e)
-		case map[string]any:
-			if s, ok := e["message"].(string); ok {
-				parts = append(parts, s)
+	for _, w := range append(wrapperNames, "meta", "status") {
+		if obj, ok := doc[w].(map[string]any); ok {
+			if said := messageIn(obj); said != "" {
+				return said
 			}
 		}
 	}
+	return ""
+}
+
+func messageIn(obj map[string]any) string {
+	var parts []string
+	add := func(v any) bool {
+		s, ok := v.(string)
+		s = strings.TrimSpace(s)
+		if !ok || s == "" || couldBeToken(s) || slices.Contains(parts, s) {
+			return false
+		}
+		parts = append(parts, s)
+		return true
+	}
+	addFrom := func(o map[string]any, keys ...string) {
+		for _, k := range keys {
+			if add(o[k]) {
+				return
+			}
+		}
+	}
+	for _, k := range reasonKeys {
+		if o, ok := obj[k].(map[string]any); ok {
+			addFrom(o, messageKeys...)
+		} else {
+			add(obj[k])
+		}
+	}
+	if errs, ok := obj["errors"].([]any); ok && len(errs) > 0 {
+		if o, ok := errs[0].(map[string]any); ok {
+			addFrom(o, "message", "detail", "title", "description")
+		} else {
+			add(errs[0])
+		}
+	}
 	return strings.Join(parts, ": ")
+}
+
+// couldBeToken reports whether s may be a credential rather than words: one long run of token
+// characters holding a digit. Messages have spaces; tokens do not.
+func couldBeToken(s string) bool {
+	return len(s) >= 16 && strings.IndexFunc(s, unicode.IsSpace) < 0 && strings.ContainsAny(s, "0123456789") && CheckTokenSyntax(s) == nil
 }
 
 func oauthErrorCode(body []byte) string {
@@ -353,8 +412,11 @@ func (c *Client) secretsOf(req Request, tokens ...string) redactor {
 
 func (c *Client) parse(op string, resp *response, req Request, sentDuration bool, secrets redactor) (*Token, error) {
 	opts := ParseOptions{Now: c.clock.Now(), AssumedLifetime: req.SessionDuration}
-	if c.spec.JSON != nil && c.spec.JSON.Response != nil {
-		opts.Mapping = *c.spec.JSON.Response
+	if c.spec.JSON != nil {
+		opts.MappingField = "spec.json.response"
+		if c.spec.JSON.Response != nil {
+			opts.Mapping = *c.spec.JSON.Response
+		}
 	}
 	if c.spec.DefaultLifetime != nil {
 		opts.DefaultLifetime = c.spec.DefaultLifetime.Duration
@@ -363,9 +425,15 @@ func (c *Client) parse(op string, resp *response, req Request, sentDuration bool
 		// The issuer was asked for this session; it is the better guess than a fixed default.
 		opts.DefaultLifetime = req.SessionDuration
 	}
-	tok, err := ParseResponse(resp.body, opts)
+	tok, err := parseResponse(resp.body, opts)
 	if err != nil {
-		return nil, &Error{Class: ClassMalformedResponse, Op: op, StatusCode: resp.status, Reason: secrets.sanitize(err.Error())}
+		// A token read before the failure is as secret as the ones sent.
+		secrets = secrets.with(tok.AccessToken, tok.RefreshToken)
+		reason := secrets.sanitizeN(err.Error(), maxParseReasonLen)
+		if said := secrets.sanitize(vendorMessage(resp.body)); said != "" {
+			reason = "the issuer says \"" + said + "\": " + reason
+		}
+		return nil, &Error{Class: ClassMalformedResponse, Op: op, StatusCode: resp.status, Reason: reason}
 	}
 	if c.spec.TokenType != "" {
 		tok.Scheme = c.spec.TokenType
