@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -64,6 +65,90 @@ func TestRenew(t *testing.T) {
 		t.Errorf("renew without a name: %d %q", r.code, r.err)
 	}
 	noSecret(t, logs.String(), append(append([]string{}, issuertest.Secrets...), srv.IssuedTokens()...)...)
+}
+
+// TestRenewWaitFailure: `renew --wait` says what it waits for and answers with the issuer's
+// reason: a refused login exits 1 with the issuer's message (not the Ready message of the old,
+// still valid token); behind a failure's backoff it says until when, and --timeout ends the
+// wait; after the backoff the retry answers the request and the new token is shown.
+func TestRenewWaitFailure(t *testing.T) {
+	srv := issuertest.Start(issuertest.Seed000)
+	defer srv.Close()
+	ns := renewNamespace
+	create(t, &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vendor-api"}, Spec: srv.Spec()},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vendor-login"}, StringData: srv.InputSecretData()},
+		&v1alpha1.Credential{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vendor"},
+			Spec: v1alpha1.CredentialSpec{IssuerRef: v1alpha1.IssuerReference{Name: "vendor-api"}, SecretName: "vendor-token",
+				Password: &v1alpha1.PasswordLogin{SecretRef: v1alpha1.LocalSecretReference{Name: "vendor-login"}}}})
+	key := types.NamespacedName{Namespace: ns, Name: "vendor"}
+	cred := &v1alpha1.Credential{}
+	waitStatus := func(what string, ok func(*v1alpha1.CredentialStatus) bool) {
+		t.Helper()
+		testenv.WaitFor(t, 30*time.Second, what, func() (bool, string) {
+			must(t, env.Client.Get(t.Context(), key, cred))
+			return ok(&cred.Status), fmt.Sprintf("%+v", cred.Status)
+		})
+	}
+	waitStatus("the Credential Ready", func(st *v1alpha1.CredentialStatus) bool {
+		return meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ConditionReady)
+	})
+	secrets := append(append([]string{"rotated-elsewhere"}, issuertest.Secrets...), srv.IssuedTokens()...)
+
+	// The password was changed at the issuer: the login is refused, the old token stays Ready.
+	srv.SetPassword("rotated-elsewhere")
+	start := time.Now()
+	r := run(t, "", "renew", "vendor", "-n", ns, "--wait", "--timeout", "40s")
+	if r.code == 0 || time.Since(start) > 40*time.Second {
+		t.Fatalf("renew --wait of a refused login: exit %d after %s\n%s\n%s", r.code, time.Since(start), r.out, r.err)
+	}
+	for _, want := range []string{"credential/vendor: logging in (or refreshing) at Issuer/vendor-api",
+		"renewal failed (InvalidCredentials)", "Unable to log in with provided credentials"} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("output lacks %q:\n%s", want, r.out)
+		}
+	}
+	if !strings.Contains(r.err, "Unable to log in with provided credentials") || strings.Contains(r.out, "token valid until") {
+		t.Errorf("the error is not the issuer's reason:\n%s\n%s", r.out, r.err)
+	}
+	noSecret(t, r.out+r.err, secrets...)
+
+	// Backing off (a minute after a refused login): the request waits for the retry, and says so.
+	start = time.Now()
+	r = run(t, "", "renew", "vendor", "-n", ns, "--wait", "--timeout", "3s")
+	if r.code == 0 || time.Since(start) > 10*time.Second || !strings.Contains(r.out, "credential/vendor: queued behind backoff until ") ||
+		!strings.Contains(r.err, "not renewed within 3s") {
+		t.Errorf("renew --wait behind the backoff: exit %d after %s\n%s\n%s", r.code, time.Since(start), r.out, r.err)
+	}
+
+	// The password fixed, then a transient failure (a 5-s backoff): the request waits for the
+	// retry, which brings a new token.
+	srv.SetPassword(issuertest.Password)
+	touch := func(v string) {
+		t.Helper()
+		s := &corev1.Secret{}
+		must(t, env.Client.Get(t.Context(), types.NamespacedName{Namespace: ns, Name: "vendor-login"}, s))
+		s.Data["touched"] = []byte(v)
+		must(t, env.Client.Update(t.Context(), s))
+	}
+	touch("1") // new inputs: a login now
+	waitStatus("a new token after the fix", func(st *v1alpha1.CredentialStatus) bool { return st.FailedAttempts == 0 })
+	srv.Fail(1, 503, "")
+	touch("2")
+	waitStatus("a transient failure", func(st *v1alpha1.CredentialStatus) bool {
+		return st.FailedAttempts == 1 && st.NextRetryTime != nil && time.Now().Before(st.NextRetryTime.Time)
+	})
+	r = run(t, "", "renew", "vendor", "-n", ns, "--wait", "--timeout", "40s")
+	must(t, env.Client.Get(t.Context(), key, cred))
+	for _, want := range []string{"credential/vendor: queued behind backoff until ", "after 1 failed attempt (IssuerUnavailable)",
+		"credential/vendor: logging in (or refreshing) at Issuer/vendor-api", "credential/vendor renewed: token expires ", "fingerprint " + cred.Status.TokenFingerprint} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("output lacks %q:\n%s", want, r.out)
+		}
+	}
+	if r.code != 0 || cred.Status.FailedAttempts != 0 {
+		t.Errorf("renew --wait after the backoff: exit %d, status %+v\n%s\n%s", r.code, cred.Status, r.out, r.err)
+	}
+	noSecret(t, r.out+r.err, append(secrets, srv.IssuedTokens()...)...)
 }
 
 // jwtOf builds a JWT-shaped token with the given claims and a fake signature.
