@@ -35,7 +35,10 @@ func newRenew(o *Options) *cobra.Command {
 		Long: `renew sets the tokenkeeper.io/renew-requested-at annotation to the current time. The
 controller renews each Credential once per value: a refresh, or a login, now — still within its
 TokenPolicy, the issuer's Retry-After, the failure backoff and the 5-second minimum after an
-issue — and records the value in status.lastRenewRequest, so the same value never renews twice.`,
+issue — and records the value in status.lastRenewRequest, so the same value never renews twice.
+
+With --wait it prints what the request waits for (a failure's backoff, a blocking configuration),
+then the new token, or the issuer's reason for the attempt that answered the request (exit 1).`,
 		Example: `  kubectl tokenkeeper renew orders-api -n shop --wait
   kubectl tokenkeeper renew --all -l team=payments -n shop`,
 		Args: cobra.MaximumNArgs(1),

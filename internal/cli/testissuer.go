@@ -80,6 +80,8 @@ redacted), the response fields auto-detection picked, the token's type and lifet
 controller would renew it. The session is revoked afterwards where the issuer can. On failure it
 prints the reason the Credential's status would show and exits with code 2.
 
+With -f, the file's Issuer or ClusterIssuer, Secrets and ConfigMaps are used before the
+cluster's (a new issuer is tried before it is applied) and the output says where each came from.
 ISSUER is an Issuer of the namespace, or clusterissuer/NAME.`,
 		Example: `  kubectl tokenkeeper test-issuer -f credential.yaml
   kubectl tokenkeeper test-issuer corp-sso --secret orders-client -n shop
@@ -87,7 +89,7 @@ ISSUER is an Issuer of the namespace, or clusterissuer/NAME.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return t.run(cmd.Context(), args) },
 	}
-	cmd.Flags().StringVarP(&t.file, "filename", "f", "", "a Credential manifest (- for stdin)")
+	cmd.Flags().StringVarP(&t.file, "filename", "f", "", "a Credential manifest, with the Issuer and Secrets to use before the cluster's (- for stdin)")
 	cmd.Flags().StringVar(&t.secret, "secret", "", "the input Secret, with ISSUER")
 	cmd.Flags().StringVar(&t.login, "login", "", "with ISSUER: password, apiKey, clientCredentials, refreshToken or privateKey (default: from the issuer)")
 	cmd.Flags().StringSliceVar(&t.scopes, "scope", nil, "scopes to ask for, with ISSUER")
