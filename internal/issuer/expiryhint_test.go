@@ -117,3 +117,33 @@ func TestNoExpiryHint(t *testing.T) {
 		})
 	}
 }
+
+// FuzzNoExpiryHint: whatever the response, the hint of a failed parse stays within its bound and
+// never shows the token the response holds.
+func FuzzNoExpiryHint(f *testing.F) {
+	for _, s := range []string{
+		`{"result": {"token": "abc", "valid_for": 180}}`,
+		`{"token": "12345678901234", "a": {"b": {"c": {"d": 7, "e": "2026-11-22T13:00:00Z"}}}}`,
+		`{"token": "abcdefgh", "otp": "abcdefgh", "n": 1e400, "t": "2026-11-22 13:00:00"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		tok, err := parseResponse(body, ParseOptions{Now: now, MappingField: "spec.json.response"})
+		if err == nil {
+			return
+		}
+		msg := err.Error()
+		if strings.HasPrefix(msg, "response gives no expiry") && len(msg) > maxParseReasonLen {
+			t.Fatalf("hint is %d bytes: %s", len(msg), msg)
+		}
+		// Its name may be a key too ({"token": "ttl", "ttl": 60}); as a value it is never shown.
+		if a := tok.AccessToken; a != "" {
+			for _, shown := range []string{"= " + a + ",", "= " + a + ".", "= " + a + " ", strconv.Quote(a)} {
+				if strings.Contains(msg, shown) {
+					t.Fatalf("hint shows the token: %s", msg)
+				}
+			}
+		}
+	})
+}
