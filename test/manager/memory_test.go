@@ -24,8 +24,9 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/internal/testenv"
 )
 
-// chartMemoryLimit is the Helm chart's default memory limit for the manager.
-const chartMemoryLimit = 256 << 20
+// chartMemoryLimit is the Helm chart's default memory limit for the manager (sized for 10,000
+// Credentials; test/install checks the chart's value).
+const chartMemoryLimit = 512 << 20
 
 // Forty tenants each sign a token of megabytes (a selfSigned Issuer whose 32 claims each stay
 // under the template bound): the real manager refuses every one as InvalidConfiguration naming
@@ -78,8 +79,8 @@ func TestTenantsCannotExhaustMemory(t *testing.T) {
 	time.Sleep(2 * time.Second) // retries of the refused logins, if any, run meanwhile
 	rss := residentBytes(t, p.cmd.Process.Pid)
 	t.Logf("manager RSS with %d refused multi-megabyte tokens: %d MiB (chart limit %d MiB)", tenants, rss>>20, chartMemoryLimit>>20)
-	if rss > chartMemoryLimit/2 {
-		t.Errorf("the manager holds %d MiB, over half the chart's %d MiB limit", rss>>20, chartMemoryLimit>>20)
+	if rss > chartMemoryLimit/4 {
+		t.Errorf("the manager holds %d MiB, over a quarter of the chart's %d MiB limit", rss>>20, chartMemoryLimit>>20)
 	}
 	if err := p.running(); err != nil {
 		t.Fatal(err)
