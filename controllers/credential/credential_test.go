@@ -287,6 +287,10 @@ func TestWrongPasswordThenFixed(t *testing.T) {
 		ok, state := ready(f.cred())
 		return !ok && strings.Contains(state, v1alpha1.ReasonInvalidCredentials) && strings.Contains(state, "Invalid email or password"), state
 	})
+	// Status tells one story: no token, so no renewal time; the retry has its own field.
+	if c := f.cred(); c.Status.RenewalTime != nil || c.Status.NextRetryTime == nil {
+		t.Errorf("a Credential that never had a token shows renewalTime %v and nextRetryTime %v; want none and the retry", c.Status.RenewalTime, c.Status.NextRetryTime)
+	}
 	time.Sleep(10 * time.Second)
 	if n := f.srv.Calls(issuertest.OpLogin); n > 2 {
 		t.Fatalf("%d login attempts in about 10 s with a wrong password: a hot loop", n)

@@ -211,7 +211,10 @@ func (r *Reconciler) wait(ctx context.Context, cred *v1alpha1.Credential, e *env
 			}
 		}
 	}
-	cred.Status.RenewalTime = &metav1.Time{Time: d.At} // the next attempt, renewal or retry
+	cred.Status.RenewalTime = nil // no token: nothing to renew (a retry is in nextRetryTime)
+	if st.token != nil {
+		cred.Status.RenewalTime = &metav1.Time{Time: d.At} // the next attempt, renewal or retry
+	}
 	return ctrl.Result{RequeueAfter: r.probeWake(cred, e, r.nextWake(d.At, st)).Sub(r.Clock.Now())}, nil
 }
 
@@ -530,7 +533,10 @@ func (r *Reconciler) failed(ctx context.Context, cred *v1alpha1.Credential, e *e
 	f := renewal.Failure{At: now, Attempts: cred.Status.FailedAttempts, Kind: kindOf(reason), RetryAfter: issuer.RetryAfterOf(err)}
 	next := now.Add(renewal.Backoff(f, string(cred.UID)))
 	cred.Status.NextRetryTime = &metav1.Time{Time: next}
-	cred.Status.RenewalTime = &metav1.Time{Time: next}
+	cred.Status.RenewalTime = nil // no token: nothing to renew, only a retry
+	if st.token != nil {
+		cred.Status.RenewalTime = &metav1.Time{Time: next}
+	}
 	st.failedInputs = e.inputsVersion
 	if serr := r.store.commit(ctx, cred, st); serr != nil {
 		return ctrl.Result{}, serr
@@ -559,7 +565,11 @@ func (r *Reconciler) blocked(cred *v1alpha1.Credential, err error) (ctrl.Result,
 		r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, b.Reason, "Configure", "%s", b.Message)
 	}
 	cred.Status.LastFailureReason = b.Reason
+	// Nothing renews until the configuration changes: no renewal time, no retry time (status
+	// said "renews 62s ago" of a Credential a policy blocks).
+	cred.Status.RenewalTime, cred.Status.NextRetryTime = nil, nil
 	if b.Reason == v1alpha1.ReasonSecretRejected { // another webhook or a quota may let it through later
+		cred.Status.NextRetryTime = &metav1.Time{Time: r.Clock.Now().Add(secretRejectedRetry)}
 		return ctrl.Result{RequeueAfter: secretRejectedRetry}, nil
 	}
 	return ctrl.Result{}, reconcile.TerminalError(err)

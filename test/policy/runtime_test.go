@@ -134,6 +134,11 @@ func TestDisallowedIssuerNeverCalled(t *testing.T) {
 		ok, s := readyState(get(t, key))
 		return !ok && strings.HasPrefix(s, v1alpha1.ReasonPolicyViolation), s
 	})
+	// Nothing renews while the policy forbids it: status shows no renewal or retry time (v0.2
+	// said "renews 62s ago").
+	if st := get(t, key).Status; st.RenewalTime != nil || st.NextRetryTime != nil {
+		t.Errorf("a blocked Credential shows renewalTime %v, nextRetryTime %v; want neither", st.RenewalTime, st.NextRetryTime)
+	}
 	time.Sleep(22 * time.Second)
 	if n := srv.Calls(issuertest.OpLogin) + srv.Calls(issuertest.OpRefresh); n != calls {
 		t.Fatalf("%d requests reached the issuer while disallowed", n-calls)
