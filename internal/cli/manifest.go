@@ -81,7 +81,7 @@ func parseManifest(data []byte, ns string) (*manifest, error) {
 			}
 			m.credential = &v1alpha1.Credential{}
 			if err := json.Unmarshal(raw, m.credential); err != nil {
-				return nil, fmt.Errorf("Credential: %w", err)
+				return nil, fmt.Errorf("reading the Credential: %w", err)
 			}
 			if m.credential.Namespace == "" {
 				m.credential.Namespace = ns
