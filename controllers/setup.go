@@ -15,6 +15,7 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/controllers/issuer"
 	"github.com/tokenkeeper/tokenkeeper/controllers/tokenvalidator"
 	"github.com/tokenkeeper/tokenkeeper/internal/egress"
+	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
 	"github.com/tokenkeeper/tokenkeeper/internal/validation"
 )
 
@@ -60,6 +61,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		CallsPerNamespace: opts.IssuerCallsPerNamespace, Refs: refs, Egress: opts.Egress,
 	}
 	if err := cr.SetupWithManager(ctx, mgr); err != nil {
+		return err
+	}
+	// Every Credential's series, read from the manager's cache at each scrape (by the leader).
+	if err := metrics.RegisterCredentials(metrics.NewCredentialCollector(mgr.GetCache(), mgr.Elected())); err != nil {
 		return err
 	}
 	if opts.Validation == nil {

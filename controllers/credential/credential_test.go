@@ -8,9 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
 	appsv1 "k8s.io/api/apps/v1"
 
 	corev1 "k8s.io/api/core/v1"
@@ -430,10 +428,12 @@ func TestMetrics(t *testing.T) {
 	if n := testutil.ToFloat64(metrics.Renewals.WithLabelValues("Issuer/issuer", "login")); n < 1 {
 		t.Errorf("tokenkeeper_renewals_total{method=login} = %v, want at least 1", n)
 	}
-	exp := testutil.ToFloat64(metrics.CredentialExpiry.WithLabelValues(f.ns, "cred", "Issuer/issuer"))
-	if want := float64(f.cred().Status.ExpiresAt.Unix()); exp != want {
-		t.Errorf("expiry gauge %v, want %v", exp, want)
-	}
+	waitFor(t, 10*time.Second, "the expiry series at status.expiresAt", func() (bool, string) {
+		exp := credentialSeries(t, f.ns, "cred")["tokenkeeper_credential_expiry_timestamp_seconds"]
+		want := float64(f.cred().Status.ExpiresAt.Unix())
+		return len(exp) == 1 && exp[0].value == want && exp[0].labels["issuer_namespace"] == f.ns && exp[0].labels["issuer_name"] == "issuer",
+			fmt.Sprintf("%v, want %v", exp, want)
+	})
 	if testutil.CollectAndCount(metrics.IssuerRequestDuration) == 0 {
 		t.Errorf("no issuer latency observed")
 	}
@@ -626,27 +626,12 @@ func TestExpiredTokenIsNeverReady(t *testing.T) {
 		t.Errorf("Ready %t %q, want False with the last failure's reason", ok, state)
 	}
 	// This Credential's series, among the other tests' Credentials.
-	series := func() int {
-		ch := make(chan prometheus.Metric, 4096)
-		go func() { metrics.CredentialRenewal.Collect(ch); metrics.CredentialExpiry.Collect(ch); close(ch) }()
-		n := 0
-		for m := range ch {
-			var d dto.Metric
-			_ = m.Write(&d)
-			for _, l := range d.GetLabel() {
-				if l.GetName() == "namespace" && l.GetValue() == f.ns {
-					n++
-				}
-			}
-		}
-		return n
-	}
-	if n := series(); n != 2 {
-		t.Fatalf("%d series for the Credential before its deletion, want 2 (expiry, renewal)", n)
+	if s := credentialSeries(t, f.ns, "cred"); len(s["tokenkeeper_credential_expiry_timestamp_seconds"]) != 1 || len(s["tokenkeeper_credential_ready"]) != 1 {
+		t.Fatalf("series for the Credential before its deletion: %s; want its expiry and readiness", describe(s))
 	}
 	must(t, env.Client.Delete(t.Context(), c))
 	waitFor(t, 15*time.Second, "the deleted Credential's metric series gone", func() (bool, string) {
-		n := series()
-		return n == 0, fmt.Sprintf("%d series left", n)
+		s := credentialSeries(t, f.ns, "cred")
+		return len(s) == 0, describe(s)
 	})
 }

@@ -578,7 +578,7 @@ func (r *Reconciler) blocked(cred *v1alpha1.Credential, err error) (ctrl.Result,
 // secretRejectedRetry is how often a token Secret the API server refused is written again.
 const secretRejectedRetry = 5 * time.Minute
 
-// observeToken reports the current token in status and metrics.
+// observeToken reports the current token in status (its metrics follow from status).
 func (r *Reconciler) observeToken(cred *v1alpha1.Credential, e *env, st *state, renewAt time.Time) {
 	tok := st.token
 	cred.Status.ExpiresAt = &metav1.Time{Time: tok.ExpiresAt}
@@ -586,8 +586,6 @@ func (r *Reconciler) observeToken(cred *v1alpha1.Credential, e *env, st *state, 
 	if !st.sessionStart.IsZero() {
 		cred.Status.SessionStartTime = &metav1.Time{Time: st.sessionStart}
 	}
-	metrics.CredentialExpiry.WithLabelValues(cred.Namespace, cred.Name, e.issuerKey).Set(float64(tok.ExpiresAt.Unix()))
-	metrics.CredentialRenewal.WithLabelValues(cred.Namespace, cred.Name, e.issuerKey).Set(float64(renewAt.Unix()))
 	setLifetimeCondition(cred, tok)
 	if p := cred.Status.EffectivePolicy; p != nil {
 		plan := renewal.Schedule(*st.session(), e.policy, string(cred.UID))
@@ -700,7 +698,6 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 	r.store.drop(key)
 	r.slots.forget(key.String())
 	r.rotationEvents.forget(key)
-	metrics.ForgetCredential(key.Namespace, key.Name)
 }
 
 // revoke ends the Credential's sessions at the issuer, best effort and bounded in time: the

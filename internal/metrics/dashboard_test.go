@@ -16,15 +16,18 @@ import (
 func exported() map[string]bool {
 	names := map[string]bool{}
 	fq := regexp.MustCompile(`fqName: "([^"]+)"`)
-	for _, c := range []prometheus.Collector{metrics.CredentialExpiry, metrics.CredentialRenewal, metrics.Renewals, metrics.RenewalFailures, metrics.IssuerRequestDuration,
-		metrics.InterruptedCalls, metrics.Validations, metrics.ValidationDuration, metrics.ValidationCacheHits, metrics.KeySetRefreshes} {
-		ch := make(chan *prometheus.Desc, 1)
+	for _, c := range []prometheus.Collector{metrics.NewCredentialCollector(nil, nil), metrics.Renewals, metrics.RenewalFailures, metrics.IssuerRequestDuration,
+		metrics.InterruptedCalls, metrics.EventsSkipped, metrics.Validations, metrics.ValidationDuration, metrics.ValidationCacheHits, metrics.KeySetRefreshes} {
+		ch := make(chan *prometheus.Desc, 16)
 		c.Describe(ch)
-		name := fq.FindStringSubmatch((<-ch).String())[1]
-		names[name] = true
-		if _, histogram := c.(*prometheus.HistogramVec); histogram {
-			for _, s := range []string{"_bucket", "_sum", "_count"} {
-				names[name+s] = true
+		close(ch)
+		for d := range ch {
+			name := fq.FindStringSubmatch(d.String())[1]
+			names[name] = true
+			if _, histogram := c.(*prometheus.HistogramVec); histogram {
+				for _, s := range []string{"_bucket", "_sum", "_count"} {
+					names[name+s] = true
+				}
 			}
 		}
 	}
@@ -72,7 +75,8 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"tokenkeeper_credential_expiry_timestamp_seconds", "tokenkeeper_renewals_total", "tokenkeeper_renewal_failures_total",
+	for _, want := range []string{"tokenkeeper_credential_expiry_timestamp_seconds", "tokenkeeper_credential_ready", "tokenkeeper_credential_renewal_timestamp_seconds",
+		"tokenkeeper_credential_failed_attempts", "tokenkeeper_renewals_total", "tokenkeeper_renewal_failures_total",
 		"tokenkeeper_issuer_request_duration_seconds", "tokenkeeper_validations_total", "tokenkeeper_validation_cache_hits_total"} {
 		if !used[want] {
 			t.Errorf("no panel shows %s", want)

@@ -8,20 +8,8 @@ import (
 )
 
 var (
-	// CredentialExpiry is when each Credential's current token expires (Unix seconds).
-	CredentialExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "tokenkeeper_credential_expiry_timestamp_seconds",
-		Help: "When the token of a Credential expires, in Unix seconds.",
-	}, []string{"namespace", "credential", "issuer"})
-
-	// CredentialRenewal is when each Credential's token is due for renewal (Unix seconds): past
-	// it by more than a few minutes, the renewal is overdue (an alert says so).
-	CredentialRenewal = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "tokenkeeper_credential_renewal_timestamp_seconds",
-		Help: "When the token of a Credential is due for renewal (or its failed renewal is retried), in Unix seconds.",
-	}, []string{"namespace", "credential", "issuer"})
-
-	// Renewals counts tokens obtained, by issuer and method (login or refresh).
+	// Renewals counts tokens obtained, by issuer ("Issuer/name" or "ClusterIssuer/name") and
+	// method (login or refresh). Each Credential's own state is CredentialCollector's.
 	Renewals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokenkeeper_renewals_total",
 		Help: "Tokens obtained from issuers, by method (login, refresh).",
@@ -56,15 +44,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(CredentialExpiry, CredentialRenewal, Renewals, RenewalFailures, IssuerRequestDuration, InterruptedCalls, EventsSkipped)
-}
-
-// ForgetCredential drops a deleted Credential's series, so that churn does not grow the
-// registry (a tenant creating and deleting Credentials in a loop would otherwise).
-func ForgetCredential(namespace, name string) {
-	l := prometheus.Labels{"namespace": namespace, "credential": name}
-	CredentialExpiry.DeletePartialMatch(l)
-	CredentialRenewal.DeletePartialMatch(l)
+	metrics.Registry.MustRegister(Renewals, RenewalFailures, IssuerRequestDuration, InterruptedCalls, EventsSkipped)
 }
 
 var (
