@@ -10,6 +10,8 @@ CONTROLLER_GEN_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 HELM_VERSION ?= v3.22.0
 KUBECONFORM_VERSION ?= v0.8.0
+# Prometheus v3.x.y is Go module version v0.30x.y; promtool tests the chart's alert rules.
+PROMTOOL_VERSION ?= v0.316.0
 # The validators `make bench-peers` measures tokenkeeper against (built from Go modules).
 OATHKEEPER_VERSION ?= v0.40.9
 OAUTH2_PROXY_VERSION ?= v7.6.0
@@ -17,6 +19,7 @@ OAUTH2_PROXY_VERSION ?= v7.6.0
 CONTROLLER_GEN ?= $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 GOLANGCI_LINT ?= $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 HELM ?= $(BIN)/helm-$(HELM_VERSION)
+PROMTOOL ?= $(BIN)/promtool-$(PROMTOOL_VERSION)
 OATHKEEPER ?= $(BIN)/oathkeeper-$(OATHKEEPER_VERSION)
 OAUTH2_PROXY ?= $(BIN)/oauth2-proxy-$(OAUTH2_PROXY_VERSION)
 
@@ -65,8 +68,8 @@ envtest-assets: ## Build kube-apiserver and etcd from Go modules into bin/k8s (o
 	hack/envtest-assets.sh >/dev/null
 
 .PHONY: test
-test: manifests generate envtest-assets $(HELM) ## Run every test against a real kube-apiserver and etcd.
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)" go test $(TEST_FLAGS) ./...
+test: manifests generate envtest-assets $(HELM) $(PROMTOOL) ## Run every test against a real kube-apiserver and etcd.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)" PROMTOOL="$(PROMTOOL)" go test $(TEST_FLAGS) ./...
 	hack/fuzz.sh $(FUZZTIME) ./internal/issuer ./internal/tmpl ./internal/egress ./internal/names ./internal/policy
 
 # The packages whose tests need no API server: every package whose tests import neither
@@ -212,6 +215,10 @@ $(CONTROLLER_GEN):
 $(HELM):
 	GOBIN=$(BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 	mv $(BIN)/helm $@
+
+$(PROMTOOL): # Prometheus's promtool (about 6 minutes cold), for the alert rule tests.
+	GOBIN=$(BIN) go install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+	mv $(BIN)/promtool $@
 
 $(OATHKEEPER):
 	hack/build-module.sh github.com/ory/oathkeeper $(OATHKEEPER_VERSION) github.com/ory/oathkeeper $@
