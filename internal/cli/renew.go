@@ -165,7 +165,7 @@ func (r *renewOptions) waitRenewed(ctx context.Context, c client.Client, before 
 	switch {
 	case outcome != nil:
 		return outcome
-	case wait.Interrupted(err) || ctx.Err() != nil: // a read cut short by the deadline too
+	case wait.Interrupted(err) || ctx.Err() != nil || atDeadline(ctx): // a read cut short by the deadline too
 		if last != "" {
 			return fmt.Errorf("not renewed within %s; last seen: %s", r.timeout, last)
 		}
@@ -175,6 +175,13 @@ func (r *renewOptions) waitRenewed(ctx context.Context, c client.Client, before 
 	}
 	return say(r.Out, "credential/%s renewed: token expires %s, fingerprint %s", cred.Name,
 		stamp(r.now(), timeOf(cred.Status.ExpiresAt)), cred.Status.TokenFingerprint)
+}
+
+// atDeadline reports whether ctx's deadline is less than a second away: the client's rate
+// limiter refuses a read it predicts would pass the deadline before the context ends.
+func atDeadline(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && time.Until(d) < time.Second
 }
 
 // renewVerb is what the controller does for a request it acts on now.
@@ -214,17 +221,21 @@ func failure(st *v1alpha1.CredentialStatus) error {
 }
 
 // blockedBy is the reason and message of a Credential whose configuration stops every renewal
-// (the controller's blocked state: Issuing False "waiting for the configuration to be fixed").
+// (the controller's blocked state: Issuing False "waiting for the configuration to be fixed: …",
+// Ready True while the token in the Secret is valid).
 func blockedBy(st *v1alpha1.CredentialStatus) (string, bool) {
 	c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionIssuing)
-	if c == nil || c.Status != metav1.ConditionFalse || c.Message != "waiting for the configuration to be fixed" {
+	msg, found := "", false
+	if c != nil && c.Status == metav1.ConditionFalse {
+		msg, found = strings.CutPrefix(c.Message, "waiting for the configuration to be fixed")
+	}
+	if !found {
 		return "", false
 	}
-	why := c.Reason
-	if ready := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady); ready != nil && ready.Status == metav1.ConditionFalse {
-		why += ": " + ready.Message
+	if msg = strings.TrimSpace(strings.TrimPrefix(msg, ":")); msg != "" {
+		return c.Reason + ": " + msg, true
 	}
-	return why, true
+	return c.Reason, true
 }
 
 // plural is "1 failed attempt", "3 failed attempts".
