@@ -425,8 +425,10 @@ func TestMetrics(t *testing.T) {
 	t.Parallel()
 	f := setup(t, issuertest.Seed001, nil)
 	f.waitReady(30 * time.Second)
-	if n := testutil.ToFloat64(metrics.Renewals.WithLabelValues("Issuer/issuer", "login")); n < 1 {
-		t.Errorf("tokenkeeper_renewals_total{method=login} = %v, want at least 1", n)
+	// Counted per namespace and issuer (namespace, kind, name): same-named Issuers of two
+	// namespaces are two series.
+	if n := testutil.ToFloat64(metrics.Renewals.WithLabelValues(f.ns, f.ns, "Issuer", "issuer", "login")); n != 1 {
+		t.Errorf("tokenkeeper_renewals_total{namespace=%q,issuer_namespace=%q,issuer_kind=Issuer,issuer_name=issuer,method=login} = %v, want 1", f.ns, f.ns, n)
 	}
 	waitFor(t, 10*time.Second, "the expiry series at status.expiresAt", func() (bool, string) {
 		exp := credentialSeries(t, f.ns, "cred")["tokenkeeper_credential_expiry_timestamp_seconds"]
@@ -528,9 +530,12 @@ func TestIssuerCAFromConfigMap(t *testing.T) {
 	f.editIssuer(func(s *v1alpha1.IssuerSpec) {
 		s.CABundleFrom = &v1alpha1.CABundleSource{ConfigMapKeyRef: &v1alpha1.ConfigMapKeySelector{Name: "issuer-ca", Key: "ca.crt"}}
 	})
-	waitFor(t, 15*time.Second, "Ready=False naming the missing ConfigMap", func() (bool, string) {
-		ok, state := ready(f.cred())
-		return !ok && strings.Contains(state, "caBundleFrom: ConfigMap "+f.ns+"/issuer-ca not found"), state
+	// The token in the Secret is still valid: Ready stays True, Issuing says what blocks renewals.
+	waitFor(t, 15*time.Second, "Issuing=False naming the missing ConfigMap, still Ready", func() (bool, string) {
+		c := f.cred()
+		ok, state := ready(c)
+		is := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionIssuing)
+		return ok && is != nil && is.Status == metav1.ConditionFalse && strings.Contains(is.Message, "caBundleFrom: ConfigMap "+f.ns+"/issuer-ca not found"), state
 	})
 	before := f.token()
 	must(t, env.Client.Create(t.Context(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "issuer-ca"},

@@ -30,7 +30,7 @@ func TestSessionsEndedEarly(t *testing.T) {
 		s.Probe = &v1alpha1.TokenProbe{URL: v1alpha1.EndpointURL(f.srv.URL() + f.srv.ProtectedPath()), Interval: &metav1.Duration{Duration: 10 * time.Second}}
 	})
 	failures := func() float64 {
-		return testutil.ToFloat64(metrics.RenewalFailures.WithLabelValues("Issuer/issuer", v1alpha1.ReasonTokenRejected))
+		return testutil.ToFloat64(metrics.RenewalFailures.WithLabelValues(f.ns, f.ns, "Issuer", "issuer", v1alpha1.ReasonTokenRejected))
 	}
 	before := failures()
 	waitFor(t, 60*time.Second, "LifetimeAssumed=True SessionsEndEarly", func() (bool, string) {

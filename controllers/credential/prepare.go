@@ -3,6 +3,7 @@ package credential
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
+	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
 	"github.com/tokenkeeper/tokenkeeper/internal/policy"
 	"github.com/tokenkeeper/tokenkeeper/internal/resolve"
 )
@@ -25,7 +27,10 @@ func isBlocked(err error) (*resolve.Blocked, bool) { return resolve.AsBlocked(er
 // env is everything one renewal needs, resolved from the cluster.
 type env struct {
 	issuer    v1alpha1.GenericIssuer
-	issuerKey string // "ClusterIssuer/name" or "Issuer/name", for metrics and logs
+	issuerKey string // "ClusterIssuer/name" or "Issuer/name", for logs and messages
+	// labels are the issuer counters' labels but the last: the Credential's namespace and its
+	// issuer's namespace, kind and name.
+	labels []string
 	policy    policy.Effective
 	request   issuer.Request
 	client    *issuer.Client
@@ -44,7 +49,8 @@ func (r *Reconciler) prepare(ctx context.Context, cred *v1alpha1.Credential) (*e
 	if err != nil {
 		return nil, err
 	}
-	e := &env{issuer: iss, issuerKey: resolve.IssuerKey(cred.Spec.IssuerRef)}
+	e := &env{issuer: iss, issuerKey: resolve.IssuerKey(cred.Spec.IssuerRef),
+		labels: append([]string{cred.Namespace}, metrics.IssuerLabelValues(cred)...)}
 	if e.policy, err = r.resolver.Policy(ctx, cred.Namespace, &cred.Spec); err != nil {
 		return nil, err
 	}
@@ -199,4 +205,9 @@ func loginOf(spec *v1alpha1.CredentialSpec) (issuer.LoginKind, string, map[strin
 func inputSecretName(spec *v1alpha1.CredentialSpec) string {
 	_, name, _ := loginOf(spec)
 	return name
+}
+
+// metricLabels are the issuer counters' label values for what is counted.
+func (e *env) metricLabels(what string) []string {
+	return append(slices.Clip(e.labels), what)
 }

@@ -128,7 +128,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	}
 	e, err := r.prepare(ctx, cred)
 	if err != nil {
-		return r.blocked(cred, err)
+		return r.blocked(cred, st, err)
 	}
 	cred.Status.EffectivePolicy = e.policy.EffectiveStatus()
 	if err := r.ensureFinalizer(ctx, cred, before, e); err != nil {
@@ -190,7 +190,7 @@ func (r *Reconciler) wait(ctx context.Context, cred *v1alpha1.Credential, e *env
 	if st.token != nil {
 		changed, err := r.syncTarget(ctx, cred, e, st.token)
 		if err != nil {
-			return r.blocked(cred, err)
+			return r.blocked(cred, nil, err) // the Secret does not hold the token
 		}
 		if changed {
 			r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, v1alpha1.ReasonSecretRestored, "Restore", "Secret %s restored from the current session", cred.Spec.SecretName)
@@ -230,7 +230,7 @@ func (r *Reconciler) endedEarly(cred *v1alpha1.Credential, e *env, st *state, er
 	}
 	cred.Status.FailedAttempts++
 	cred.Status.LastFailureReason, cred.Status.LastFailureTime = v1alpha1.ReasonTokenRejected, &metav1.Time{Time: now}
-	metrics.RenewalFailures.WithLabelValues(e.issuerKey, v1alpha1.ReasonTokenRejected).Inc()
+	metrics.RenewalFailures.WithLabelValues(e.metricLabels(v1alpha1.ReasonTokenRejected)...).Inc()
 	setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonTokenRejected, fmt.Sprintf(
 		"the issuer rejected token %s %s after it was issued, %s before its stated expiry (%v): logging in again",
 		st.token.Fingerprint(), now.Sub(st.token.IssuedAt).Round(time.Second), st.token.ExpiresAt.Sub(now).Round(time.Second), err))
@@ -262,7 +262,7 @@ func (r *Reconciler) probeWake(cred *v1alpha1.Credential, e *env, wake time.Time
 func (r *Reconciler) probe(ctx context.Context, cred *v1alpha1.Credential, e *env, tok *issuer.Token) error {
 	start := time.Now()
 	err := e.client.Probe(ctx, tok)
-	metrics.IssuerRequestDuration.WithLabelValues(e.issuerKey, "probe").Observe(time.Since(start).Seconds())
+	metrics.IssuerRequestDuration.WithLabelValues(e.metricLabels("probe")...).Observe(time.Since(start).Seconds())
 	cred.Status.LastProbeTime = &metav1.Time{Time: r.Clock.Now()}
 	switch {
 	case err == nil:
@@ -294,7 +294,7 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 	action := d.Action
 	if action == renewal.Login && inputSpent {
 		if st.token == nil || st.token.RefreshToken == "" || !e.client.CanRefresh() {
-			return r.blocked(cred, errRefreshTokenSpent(cred))
+			return r.blocked(cred, st, errRefreshTokenSpent(cred))
 		}
 		action = renewal.Refresh
 	}
@@ -315,7 +315,7 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 	// before anything is recorded: nothing is sent if that fails.
 	if err := r.withServiceAccountToken(ctx, cred, e, st); err != nil {
 		if _, blocked := isBlocked(err); blocked {
-			return r.blocked(cred, err)
+			return r.blocked(cred, st, err)
 		}
 		return ctrl.Result{}, err
 	}
@@ -342,10 +342,13 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 		prev.spentInput = input
 	}
 	if o.err != nil && errors.Is(o.err, issuer.ErrRefreshRejected) && inputSpent {
+		if prev.token != nil { // the issuer refused the session's refresh token: the session is over
+			prev.rejected = prev.token.Fingerprint()
+		}
 		if err := r.store.commit(ctx, cred, prev); err != nil {
 			return ctrl.Result{}, err
 		}
-		return r.blocked(cred, errRefreshTokenSpent(cred))
+		return r.blocked(cred, prev, errRefreshTokenSpent(cred))
 	}
 	if o.err != nil {
 		return r.failed(ctx, cred, e, prev, o.err)
@@ -369,7 +372,7 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 	}
 	failpoint.Inject("state-saved")
 	if _, err := r.syncTarget(ctx, cred, e, tok); err != nil {
-		return r.blocked(cred, err)
+		return r.blocked(cred, nil, err) // the Secret does not hold the new token
 	}
 	failpoint.Inject("target-written")
 	if e.client.CanProbe() {
@@ -388,7 +391,7 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 	if o.method == "refresh" {
 		reason = v1alpha1.ReasonRefreshed
 	}
-	metrics.Renewals.WithLabelValues(e.issuerKey, o.method).Inc()
+	metrics.Renewals.WithLabelValues(e.metricLabels(o.method)...).Inc()
 	if r.rotationEvents.allow(client.ObjectKeyFromObject(cred), now, !wasReady) {
 		r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, reason, o.method, "New token %s from %s (%s), expires %s",
 			tok.Fingerprint(), e.issuerKey, d.Reason, tok.ExpiresAt.UTC().Format(time.RFC3339))
@@ -518,7 +521,7 @@ func (r *Reconciler) obtain(ctx context.Context, e *env, st *state, action renew
 func timed(e *env, op string, f func() (*issuer.Token, error)) (*issuer.Token, error) {
 	start := time.Now()
 	tok, err := f()
-	metrics.IssuerRequestDuration.WithLabelValues(e.issuerKey, op).Observe(time.Since(start).Seconds())
+	metrics.IssuerRequestDuration.WithLabelValues(e.metricLabels(op)...).Observe(time.Since(start).Seconds())
 	return tok, err
 }
 
@@ -541,10 +544,10 @@ func (r *Reconciler) failed(ctx context.Context, cred *v1alpha1.Credential, e *e
 	if serr := r.store.commit(ctx, cred, st); serr != nil {
 		return ctrl.Result{}, serr
 	}
-	metrics.RenewalFailures.WithLabelValues(e.issuerKey, reason).Inc()
+	metrics.RenewalFailures.WithLabelValues(e.metricLabels(reason)...).Inc()
 	msg := err.Error()
 	setCondition(cred, v1alpha1.ConditionIssuing, metav1.ConditionFalse, reason, "waiting to retry at "+next.UTC().Format(time.RFC3339)+": "+msg)
-	if st.token == nil || !now.Before(st.token.ExpiresAt) || st.session().Rejected {
+	if !servesValidToken(now, st) {
 		setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg+"; next attempt at "+next.UTC().Format(time.RFC3339))
 	}
 	r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, reason, "Renew", "%s; next attempt at %s", msg, next.UTC().Format(time.RFC3339))
@@ -553,14 +556,29 @@ func (r *Reconciler) failed(ctx context.Context, cred *v1alpha1.Credential, e *e
 }
 
 // blocked reports a configuration the Credential cannot work with. The existing Secret is left
-// alone. It returns a terminal error: a watch brings the Credential back when something changes.
-func (r *Reconciler) blocked(cred *v1alpha1.Credential, err error) (ctrl.Result, error) {
+// alone. st is the state whose token the target Secret holds, nil when it does not hold it (the
+// failure was writing it). The rule for Ready is failed's: a token still valid keeps the
+// Credential Ready until it expires (the reason is on Issuing), anything else is Ready=False.
+// It returns a terminal error (a watch brings the Credential back when something changes), or
+// wakes at the token's expiry to say Ready=False then.
+func (r *Reconciler) blocked(cred *v1alpha1.Credential, st *state, err error) (ctrl.Result, error) {
 	b, ok := isBlocked(err)
 	if !ok {
 		return ctrl.Result{}, err
 	}
-	setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionFalse, b.Reason, b.Message)
-	setCondition(cred, v1alpha1.ConditionIssuing, metav1.ConditionFalse, b.Reason, "waiting for the configuration to be fixed")
+	now := r.Clock.Now()
+	valid := servesValidToken(now, st)
+	if !valid {
+		setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionFalse, b.Reason, b.Message)
+	} else {
+		reason := v1alpha1.ReasonIssued
+		if c := meta.FindStatusCondition(cred.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionTrue {
+			reason = c.Reason
+		}
+		setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionTrue, reason,
+			"token valid until "+st.token.ExpiresAt.UTC().Format(time.RFC3339)+"; not renewing until the configuration is fixed: "+b.Reason+" (see Issuing)")
+	}
+	setCondition(cred, v1alpha1.ConditionIssuing, metav1.ConditionFalse, b.Reason, "waiting for the configuration to be fixed: "+b.Message)
 	if cred.Status.LastFailureReason != b.Reason {
 		r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, b.Reason, "Configure", "%s", b.Message)
 	}
@@ -569,10 +587,19 @@ func (r *Reconciler) blocked(cred *v1alpha1.Credential, err error) (ctrl.Result,
 	// said "renews 62s ago" of a Credential a policy blocks).
 	cred.Status.RenewalTime, cred.Status.NextRetryTime = nil, nil
 	if b.Reason == v1alpha1.ReasonSecretRejected { // another webhook or a quota may let it through later
-		cred.Status.NextRetryTime = &metav1.Time{Time: r.Clock.Now().Add(secretRejectedRetry)}
+		cred.Status.NextRetryTime = &metav1.Time{Time: now.Add(secretRejectedRetry)}
 		return ctrl.Result{RequeueAfter: secretRejectedRetry}, nil
 	}
+	if valid { // look again when it expires, to say so
+		return ctrl.Result{RequeueAfter: st.token.ExpiresAt.Add(time.Second).Sub(now)}, nil
+	}
 	return ctrl.Result{}, reconcile.TerminalError(err)
+}
+
+// servesValidToken is the one rule for Ready after a failure of any kind: the target Secret holds
+// (st is not nil) a token that has not expired and that the issuer has not rejected.
+func servesValidToken(now time.Time, st *state) bool {
+	return st != nil && st.token != nil && now.Before(st.token.ExpiresAt) && !st.session().Rejected
 }
 
 // secretRejectedRetry is how often a token Secret the API server refused is written again.
@@ -743,7 +770,7 @@ func (r *Reconciler) revokeNow(ctx context.Context, cred *v1alpha1.Credential, e
 	defer cancel()
 	start := time.Now()
 	err := e.client.Revoke(ctx, e.request, tok)
-	metrics.IssuerRequestDuration.WithLabelValues(e.issuerKey, "revoke").Observe(time.Since(start).Seconds())
+	metrics.IssuerRequestDuration.WithLabelValues(e.metricLabels("revoke")...).Observe(time.Since(start).Seconds())
 	switch {
 	case errors.Is(err, issuer.ErrUnsupported):
 	case err != nil:

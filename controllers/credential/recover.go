@@ -55,7 +55,7 @@ func (r *Reconciler) interrupted(cred *v1alpha1.Credential, e *env, st *state, p
 		consequence = "the input refresh token it sent is never sent again"
 	}
 	st.pending = nil
-	metrics.InterruptedCalls.WithLabelValues(e.issuerKey, p.Op).Inc()
+	metrics.InterruptedCalls.WithLabelValues(e.metricLabels(p.Op)...).Inc()
 	r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, v1alpha1.ReasonInterrupted, "Recover",
 		"a %s sent to %s at %s was interrupted before its outcome was saved: %s", p.Op, p.Issuer, p.At.UTC().Format(time.RFC3339), consequence)
 }

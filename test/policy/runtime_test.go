@@ -1,12 +1,14 @@
 package policy_test
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -130,9 +132,10 @@ func TestDisallowedIssuerNeverCalled(t *testing.T) {
 	nsObj.Labels["locked"] = "true"
 	must(t, env.Client.Update(t.Context(), nsObj))
 	calls := srv.Calls(issuertest.OpLogin) + srv.Calls(issuertest.OpRefresh)
-	waitFor(t, 10*time.Second, "PolicyViolation", func() (bool, string) {
-		ok, s := readyState(get(t, key))
-		return !ok && strings.HasPrefix(s, v1alpha1.ReasonPolicyViolation), s
+	// The token in the Secret stays valid a while: Ready until it expires, the reason on Issuing.
+	waitFor(t, 10*time.Second, "Issuing=False PolicyViolation", func() (bool, string) {
+		c := meta.FindStatusCondition(get(t, key).Status.Conditions, v1alpha1.ConditionIssuing)
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == v1alpha1.ReasonPolicyViolation, fmt.Sprint(c)
 	})
 	// Nothing renews while the policy forbids it: status shows no renewal or retry time (v0.2
 	// said "renews 62s ago").
@@ -142,6 +145,10 @@ func TestDisallowedIssuerNeverCalled(t *testing.T) {
 	time.Sleep(22 * time.Second)
 	if n := srv.Calls(issuertest.OpLogin) + srv.Calls(issuertest.OpRefresh); n != calls {
 		t.Fatalf("%d requests reached the issuer while disallowed", n-calls)
+	}
+	// The 20-s token has expired meanwhile: Ready=False with the policy's reason.
+	if ok, s := readyState(get(t, key)); ok || !strings.HasPrefix(s, v1alpha1.ReasonPolicyViolation) {
+		t.Errorf("after the token expired: %s, want Ready=False PolicyViolation", s)
 	}
 	if token(t, ns) != good {
 		t.Fatalf("the Secret was changed or blanked while the Credential was non-compliant")
