@@ -43,7 +43,8 @@ type env struct {
 }
 
 // prepare resolves the issuer, the effective policy and the inputs. A *resolve.Blocked error
-// means the Credential cannot work as configured; other errors are transient.
+// means the Credential cannot work as configured; other errors are transient. With a policy
+// violation it returns the env so far (issuer and policy, no client) beside the error.
 func (r *Reconciler) prepare(ctx context.Context, cred *v1alpha1.Credential) (*env, error) {
 	iss, err := r.resolver.Issuer(ctx, cred.Namespace, cred.Spec.IssuerRef)
 	if err != nil {
@@ -51,12 +52,17 @@ func (r *Reconciler) prepare(ctx context.Context, cred *v1alpha1.Credential) (*e
 	}
 	e := &env{issuer: iss, issuerKey: resolve.IssuerKey(cred.Spec.IssuerRef),
 		labels: append([]string{cred.Namespace}, metrics.IssuerLabelValues(cred)...)}
+	// A policy violation comes back with the policy in force, so that status names the policy
+	// and the limits the message speaks of (it showed "Policy: none" beside a violation).
 	if e.policy, err = r.resolver.Policy(ctx, cred.Namespace, &cred.Spec); err != nil {
+		if _, blocked := isBlocked(err); blocked {
+			return e, err
+		}
 		return nil, err
 	}
 	// No request ever goes to an issuer the policies do not allow.
 	if err := resolve.CheckIssuer(e.policy, iss); err != nil {
-		return nil, err
+		return e, err
 	}
 	kind, ref, keys := loginOf(&cred.Spec)
 	input := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{ResourceVersion: "none"}} // a serviceAccount login reads no Secret

@@ -127,10 +127,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		return ctrl.Result{}, err
 	}
 	e, err := r.prepare(ctx, cred)
+	if e != nil { // with a policy violation too: the policy the message names, and its limits
+		cred.Status.EffectivePolicy = e.policy.EffectiveStatus()
+	}
 	if err != nil {
 		return r.blocked(cred, st, err)
 	}
-	cred.Status.EffectivePolicy = e.policy.EffectiveStatus()
 	if err := r.ensureFinalizer(ctx, cred, before, e); err != nil {
 		return ctrl.Result{}, err
 	}

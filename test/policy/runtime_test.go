@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -138,9 +139,14 @@ func TestDisallowedIssuerNeverCalled(t *testing.T) {
 		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == v1alpha1.ReasonPolicyViolation, fmt.Sprint(c)
 	})
 	// Nothing renews while the policy forbids it: status shows no renewal or retry time (v0.2
-	// said "renews 62s ago").
-	if st := get(t, key).Status; st.RenewalTime != nil || st.NextRetryTime != nil {
+	// said "renews 62s ago"), and names the policy in force (v0.2 said "none" beside the
+	// violation).
+	st := get(t, key).Status
+	if st.RenewalTime != nil || st.NextRetryTime != nil {
 		t.Errorf("a blocked Credential shows renewalTime %v, nextRetryTime %v; want neither", st.RenewalTime, st.NextRetryTime)
+	}
+	if st.EffectivePolicy == nil || !slices.Contains(st.EffectivePolicy.Policies, locked.Name) {
+		t.Errorf("status.effectivePolicy %+v does not name %s, the policy the violation names", st.EffectivePolicy, locked.Name)
 	}
 	time.Sleep(22 * time.Second)
 	if n := srv.Calls(issuertest.OpLogin) + srv.Calls(issuertest.OpRefresh); n != calls {
