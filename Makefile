@@ -216,6 +216,9 @@ $(HELM):
 	GOBIN=$(BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 	mv $(BIN)/helm $@
 
+.PHONY: promtool
+promtool: $(PROMTOOL) ## Build promtool (CI starts it in the background beside make verify).
+
 $(PROMTOOL): # Prometheus's promtool (about 6 minutes cold), for the alert rule tests.
 	GOBIN=$(BIN) go install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
 	mv $(BIN)/promtool $@
