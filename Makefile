@@ -29,7 +29,7 @@ OAUTH2_PROXY ?= $(BIN)/oauth2-proxy-$(OAUTH2_PROXY_VERSION)
 TEST_FLAGS ?= -count=1
 FUZZTIME ?= 20000x
 
-# VERSION is stamped into the manager (its User-Agent and --version).
+# VERSION is stamped into the manager (its User-Agent) and the plugin (kubectl tokenkeeper --version).
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: all
@@ -144,8 +144,8 @@ docs-build: docs-tools ## Build the documentation site into bin/site; any warnin
 
 .PHONY: build
 build: generate ## Build the manager binary and the kubectl plugin (bin/kubectl-tokenkeeper).
-	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/tokenkeeper/tokenkeeper/internal/issuer.Version=$(VERSION)" -o $(BIN)/manager ./cmd
-	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/tokenkeeper/tokenkeeper/internal/issuer.Version=$(VERSION)" -o $(BIN)/kubectl-tokenkeeper ./cmd/kubectl-tokenkeeper
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/tokenkeeper/tokenkeeper/internal/version.Version=$(VERSION)" -o $(BIN)/manager ./cmd
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/tokenkeeper/tokenkeeper/internal/version.Version=$(VERSION)" -o $(BIN)/kubectl-tokenkeeper ./cmd/kubectl-tokenkeeper
 
 .PHONY: krew
 krew: ## Build kubectl-tokenkeeper archives for five platforms and their krew manifest into bin/krew/.
@@ -163,7 +163,7 @@ image: generate ## Build the manager image (an index over PLATFORMS) as an OCI l
 	@set -e; for p in $$(echo "$(PLATFORMS)" | tr , ' '); do \
 		echo "building the manager for $$p"; \
 		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} go build -trimpath \
-			-ldflags "-s -w -X github.com/tokenkeeper/tokenkeeper/internal/issuer.Version=$(VERSION)" -o $(BIN)/manager-$${p%/*}-$${p#*/} ./cmd; \
+			-ldflags "-s -w -X github.com/tokenkeeper/tokenkeeper/internal/version.Version=$(VERSION)" -o $(BIN)/manager-$${p%/*}-$${p#*/} ./cmd; \
 	done
 	go run ./hack/ociimage -ref $(IMAGE) -platforms $(PLATFORMS) $(if $(PUSH),-push $(PUSH)) \
 		-label org.opencontainers.image.source=https://github.com/tokenkeeper/tokenkeeper \
@@ -188,7 +188,7 @@ run: manifests generate ## Run the manager outside the cluster against the curre
 		fi; \
 	done; \
 	if [ -n "$$allow" ]; then args="$$args --allow-egress-cidrs=$$allow"; fi; \
-	set -x; go run -ldflags "-X github.com/tokenkeeper/tokenkeeper/internal/issuer.Version=$(VERSION)" ./cmd $$args $(RUN_ARGS)
+	set -x; go run -ldflags "-X github.com/tokenkeeper/tokenkeeper/internal/version.Version=$(VERSION)" ./cmd $$args $(RUN_ARGS)
 
 .PHONY: demo
 demo: $(HELM) ## Run tokenkeeper on a local single-node cluster with demo issuers and an app (Ctrl-C stops).

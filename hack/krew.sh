@@ -11,7 +11,7 @@ for p in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64; do
   os=${p%/*} arch=${p#*/} exe=kubectl-tokenkeeper
   [ "$os" = windows ] && exe=kubectl-tokenkeeper.exe
   dir=$(mktemp -d)
-  CGO_ENABLED=0 GOOS=$os GOARCH=$arch go build -trimpath -ldflags "-s -w -X github.com/tokenkeeper/tokenkeeper/internal/issuer.Version=${VERSION}" \
+  CGO_ENABLED=0 GOOS=$os GOARCH=$arch go build -trimpath -ldflags "-s -w -X github.com/tokenkeeper/tokenkeeper/internal/version.Version=${VERSION}" \
     -o "$dir/$exe" ./cmd/kubectl-tokenkeeper
   cp LICENSE "$dir/" 2>/dev/null || true
   archive="kubectl-tokenkeeper_${VERSION}_${os}_${arch}.tar.gz"

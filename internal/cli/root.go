@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/internal/version"
 )
 
 // Options are what every command shares: the kubeconfig flags kubectl users know, the output
@@ -52,6 +53,7 @@ func newCommand(o *Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:           "kubectl-tokenkeeper",
 		Short:         "See, renew and test tokenkeeper Credentials",
+		Version:       version.Version, // --version
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

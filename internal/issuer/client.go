@@ -37,12 +37,6 @@ const (
 	maxRetryAfter = time.Hour
 )
 
-// UserAgent is sent with every outbound request; Version is set at build time.
-var UserAgent = "tokenkeeper/" + Version
-
-// Version is the release, set with -ldflags "-X github.com/tokenkeeper/tokenkeeper/internal/issuer.Version=v0.2.0".
-var Version = "dev"
-
 // LoginKind is how a Credential logs in.
 type LoginKind string
 

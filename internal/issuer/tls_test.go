@@ -19,6 +19,7 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
+	"github.com/tokenkeeper/tokenkeeper/internal/version"
 )
 
 // An expired certificate, even from a trusted CA, is a configuration problem with its reason
@@ -72,8 +73,8 @@ func TestExpiredCertificateAndUserAgent(t *testing.T) {
 	}
 	_ = resp.Body.Close()
 	for range 2 {
-		if ua := <-agents; ua != issuer.UserAgent || !strings.HasPrefix(ua, "tokenkeeper/") {
-			t.Errorf("User-Agent %q, want %q", ua, issuer.UserAgent)
+		if ua := <-agents; ua != version.UserAgent() || !strings.HasPrefix(ua, "tokenkeeper/") {
+			t.Errorf("User-Agent %q, want %q", ua, version.UserAgent())
 		}
 	}
 }

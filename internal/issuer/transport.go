@@ -13,6 +13,7 @@ import (
 	"net/url"
 
 	"github.com/tokenkeeper/tokenkeeper/internal/egress"
+	"github.com/tokenkeeper/tokenkeeper/internal/version"
 )
 
 // The HTTP transport every protocol shares: one request under every rule (scheme, policy,
@@ -24,7 +25,7 @@ type userAgentTransport struct{ next http.RoundTripper }
 
 func (t userAgentTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	req = req.Clone(req.Context())
-	req.Header.Set("User-Agent", UserAgent)
+	req.Header.Set("User-Agent", version.UserAgent())
 	return t.next.RoundTrip(req)
 }
 
