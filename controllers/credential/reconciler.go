@@ -37,7 +37,7 @@ import (
 )
 
 // Finalizer lets a Credential revoke its session at the issuer before it goes.
-const Finalizer = "tokenkeeper.io/revoke-session"
+const Finalizer = v1alpha1.FinalizerRevokeSession
 
 // statusConflictRetry is how soon a pass whose status patch met a newer status runs again.
 const statusConflictRetry = time.Second
@@ -157,7 +157,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 
 // AnnotationRenewRequestedAt asks for a renewal now (kubectl tokenkeeper renew, or kubectl
 // annotate): each new value renews the token once, even a fresh one.
-const AnnotationRenewRequestedAt = "tokenkeeper.io/renew-requested-at"
+const AnnotationRenewRequestedAt = v1alpha1.AnnotationRenewRequestedAt
 
 // renewRequested turns a waiting decision into a renewal when the annotation holds a value not
 // acted on yet. It waits out a failure's backoff (and Retry-After) and the minimum interval

@@ -20,24 +20,20 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/internal/tmpl"
 )
 
-// Labels and annotations on the Secrets tokenkeeper manages. The manager caches only Secrets
-// with LabelManagedBy, so it never holds unrelated Secrets in memory.
+// Labels, annotations and keys of the Secrets tokenkeeper manages: the API's (v1alpha1).
 const (
-	LabelManagedBy      = "app.kubernetes.io/managed-by"
-	ManagedByValue      = "tokenkeeper"
-	LabelCredential     = "tokenkeeper.io/credential"
-	LabelRole           = "tokenkeeper.io/role"
-	AnnotationExpiresAt = "tokenkeeper.io/expires-at"
-	annotationInputs    = "tokenkeeper.io/inputs-version"
-	annotationFailed    = "tokenkeeper.io/failed-inputs-version"
-)
+	LabelManagedBy      = v1alpha1.LabelManagedBy
+	ManagedByValue      = v1alpha1.ManagedByValue
+	LabelCredential     = v1alpha1.LabelCredential
+	LabelRole           = v1alpha1.LabelRole
+	AnnotationExpiresAt = v1alpha1.AnnotationExpiresAt
+	annotationInputs    = v1alpha1.AnnotationInputsVersion
+	annotationFailed    = v1alpha1.AnnotationFailedInputsVersion
 
-// Keys of the target Secret.
-const (
-	KeyToken         = "token"
-	KeyAuthorization = "authorization"
-	KeyTokenType     = "token-type"
-	KeyExpiresAt     = "expires-at"
+	KeyToken         = v1alpha1.SecretKeyToken
+	KeyAuthorization = v1alpha1.SecretKeyAuthorization
+	KeyTokenType     = v1alpha1.SecretKeyTokenType
+	KeyExpiresAt     = v1alpha1.SecretKeyExpiresAt
 )
 
 // syncTarget makes the target Secret hold the current token: it creates it, restores it when

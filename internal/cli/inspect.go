@@ -12,7 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/tokenkeeper/tokenkeeper/controllers/credential"
+	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
 )
 
@@ -83,8 +83,8 @@ func (i *inspectOptions) run(ctx context.Context, name string) error {
 // template's output) shows no more than that.
 func Inspect(sec *corev1.Secret) SecretInspection {
 	token := isTokenSecret(sec)
-	out := SecretInspection{Namespace: sec.Namespace, Name: sec.Name, Credential: sec.Labels[credential.LabelCredential], Keys: []KeyInfo{}}
-	if v, err := time.Parse(time.RFC3339, sec.Annotations[credential.AnnotationExpiresAt]); err == nil {
+	out := SecretInspection{Namespace: sec.Namespace, Name: sec.Name, Credential: sec.Labels[v1alpha1.LabelCredential], Keys: []KeyInfo{}}
+	if v, err := time.Parse(time.RFC3339, sec.Annotations[v1alpha1.AnnotationExpiresAt]); err == nil {
 		out.ExpiresAt = &v
 	}
 	keys := make([]string, 0, len(sec.Data))
@@ -93,7 +93,7 @@ func Inspect(sec *corev1.Secret) SecretInspection {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if token && (k == credential.KeyToken || k == credential.KeyAuthorization) {
+		if token && (k == v1alpha1.SecretKeyToken || k == v1alpha1.SecretKeyAuthorization) {
 			out.Keys = append(out.Keys, describeToken(k, string(sec.Data[k])))
 		} else {
 			out.Keys = append(out.Keys, KeyInfo{Key: k, Bytes: len(sec.Data[k])})
@@ -106,7 +106,7 @@ func Inspect(sec *corev1.Secret) SecretInspection {
 // Credential reconciler sets them), not an input, state or unrelated Secret.
 func isTokenSecret(sec *corev1.Secret) bool {
 	l := sec.Labels
-	return l[credential.LabelManagedBy] == credential.ManagedByValue && l[credential.LabelRole] == "token" && l[credential.LabelCredential] != ""
+	return l[v1alpha1.LabelManagedBy] == v1alpha1.ManagedByValue && l[v1alpha1.LabelRole] == "token" && l[v1alpha1.LabelCredential] != ""
 }
 
 // describeToken describes the token or authorization key of a token Secret, whose value is the
@@ -115,7 +115,7 @@ func isTokenSecret(sec *corev1.Secret) bool {
 func describeToken(key, v string) KeyInfo {
 	tok := v
 	info := KeyInfo{Key: key, Format: "opaque", Bytes: len(v)}
-	if scheme, rest, ok := strings.Cut(v, " "); ok && key == credential.KeyAuthorization && !strings.ContainsAny(rest, " \n") {
+	if scheme, rest, ok := strings.Cut(v, " "); ok && key == v1alpha1.SecretKeyAuthorization && !strings.ContainsAny(rest, " \n") {
 		info.Scheme, tok = scheme, rest
 	}
 	info.Fingerprint = issuer.Fingerprint(tok)

@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
-	"github.com/tokenkeeper/tokenkeeper/controllers/credential"
 	"github.com/tokenkeeper/tokenkeeper/internal/resolve"
 )
 
@@ -84,7 +83,7 @@ func (r *renewOptions) run(ctx context.Context, args []string) error {
 		return say(r.ErrOut, "No Credentials found.")
 	}
 	value := time.Now().UTC().Format(time.RFC3339Nano) // a new value for each request, whatever the display clock
-	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, credential.AnnotationRenewRequestedAt, value)
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, v1alpha1.AnnotationRenewRequestedAt, value)
 	for i := range creds {
 		if err := c.Patch(ctx, &creds[i], client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
 			return fmt.Errorf("credential %s: %w", creds[i].Name, err)

@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
-	"github.com/tokenkeeper/tokenkeeper/controllers/credential"
 	"github.com/tokenkeeper/tokenkeeper/internal/resolve"
 )
 
@@ -187,7 +186,7 @@ func (s *statusOptions) detail(ctx context.Context, c client.Client, cred *v1alp
 		return err
 	default:
 		st.Secret.Exists = true
-		if v, err := time.Parse(time.RFC3339, sec.Annotations[credential.AnnotationExpiresAt]); err == nil {
+		if v, err := time.Parse(time.RFC3339, sec.Annotations[v1alpha1.AnnotationExpiresAt]); err == nil {
 			st.Secret.ExpiresAt = &v
 		}
 		st.Secret.UpdatedAt = lastWrite(sec)
