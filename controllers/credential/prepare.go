@@ -64,6 +64,10 @@ func (r *Reconciler) prepare(ctx context.Context, cred *v1alpha1.Credential) (*e
 	if err := resolve.CheckIssuer(e.policy, iss); err != nil {
 		return e, err
 	}
+	// Nor to one that does not take this kind of login (admitted before the issuer existed).
+	if err := issuer.Accepts(iss.GetSpec(), &cred.Spec); err != nil {
+		return nil, block(v1alpha1.ReasonInvalidConfig, "spec.issuerRef: %s %q: %v", resolve.KindOf(iss), iss.GetName(), err)
+	}
 	kind, ref, keys := loginOf(&cred.Spec)
 	input := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{ResourceVersion: "none"}} // a serviceAccount login reads no Secret
 	if ref != "" {

@@ -103,6 +103,10 @@ func (v *credentialValidator) validate(ctx context.Context, c *v1alpha1.Credenti
 	if err != nil {
 		return nil, err
 	}
+	// The issuer must take this kind of login: refused now, not at the first login.
+	if err := issuer.Accepts(iss.GetSpec(), &c.Spec); err != nil {
+		return nil, fmt.Errorf("spec.issuerRef: %s %q: %w", resolve.KindOf(iss), iss.GetName(), err)
+	}
 	if aud := iss.GetSpec().ServiceAccountAudience; sa != nil && sa.Audience == "" && aud != "" {
 		if x := eff.CheckAudience(aud); x != nil {
 			x.Detail += " (the issuer's serviceAccountAudience)"

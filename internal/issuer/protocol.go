@@ -13,15 +13,15 @@ type protocol interface {
 	canRevoke() bool
 }
 
-// protocolOf picks the protocol an issuer spec names: OAuth2, self-signed, else a JSON login.
+// protocolOf is the protocol an issuer spec names (ProtocolName): OAuth2, self-signed, a GitHub
+// App, else a JSON login.
 func protocolOf(c *Client) protocol {
-	if c.spec.OAuth2 != nil {
+	switch ProtocolName(&c.spec) {
+	case ProtocolOAuth2:
 		return oauth2Protocol{c}
-	}
-	if c.spec.SelfSigned != nil {
+	case ProtocolSelfSigned:
 		return selfSignedProtocol{c}
-	}
-	if c.spec.GitHubApp != nil {
+	case ProtocolGitHubApp:
 		return githubAppProtocol{c}
 	}
 	return jsonProtocol{c}

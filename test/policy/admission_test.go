@@ -179,3 +179,25 @@ func TestAdmissionServiceAccountAudience(t *testing.T) {
 	}
 	must(t, env.Client.Create(t.Context(), cred("allowed", "none", "https://sts.example.com/orders")))
 }
+
+// A Credential whose login its issuer does not take is refused when applied, naming both kinds
+// and what the issuer takes (v0.2 admitted a jwtBearer Credential on a json Issuer, which failed
+// at its first login).
+func TestAdmissionLoginKindMismatch(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t, nil)
+	iss := &v1alpha1.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "json-login"}, Spec: v1alpha1.IssuerSpec{
+		URL: "https://login.example.com/token", JSON: &v1alpha1.JSONLogin{}}}
+	must(t, env.Client.Create(t.Context(), iss))
+	waitSeen(t, iss)
+	ref := v1alpha1.LocalSecretReference{Name: "sa-key"}
+	err := env.Client.Create(t.Context(), &v1alpha1.Credential{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "google"}, Spec: v1alpha1.CredentialSpec{
+		IssuerRef: v1alpha1.IssuerReference{Name: "json-login"}, SecretName: "t",
+		JWTBearer: &v1alpha1.JWTBearerLogin{SecretRef: ref, ServiceAccountKeyKey: "key.json"}}})
+	want := `spec.issuerRef: Issuer "json-login": the issuer speaks json, which does not take a jwtBearer login; it takes password, apiKey, clientCredentials, refreshToken`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("jwtBearer at a json issuer: %v\nwant: %s", err, want)
+	}
+	must(t, env.Client.Create(t.Context(), &v1alpha1.Credential{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "login"}, Spec: v1alpha1.CredentialSpec{
+		IssuerRef: v1alpha1.IssuerReference{Name: "json-login"}, SecretName: "t2", Password: &v1alpha1.PasswordLogin{SecretRef: ref}}}))
+}
