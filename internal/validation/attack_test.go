@@ -14,7 +14,11 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
 )
 
 func newTestValidator(t testing.TB, k *keyServer, clk *clocktesting.FakeClock, edit func(*Config)) *Validator {
@@ -38,20 +42,31 @@ func newTestValidator(t testing.TB, k *keyServer, clk *clocktesting.FakeClock, e
 	return New(cfg)
 }
 
-// TestAttacks: every way a token can be forged, replayed, stretched or mangled is rejected with
-// the right status and RFC 6750 error, and no URL from a token is ever fetched.
-func TestAttacks(t *testing.T) {
-	k := newKeyServer(t)
-	clk := clocktesting.NewFakeClock(time.Now())
-	now := clk.Now()
-	v := newTestValidator(t, k, clk, nil)
+// attackCase is one request of the attack table, and the answer it must get.
+type attackCase struct {
+	reason string
+	auth   []string // the Authorization header values
+	status int
+	code   string // the RFC 6750 error code
+	why    string // the Denial's Reason (the metrics label); "" when any will do
+}
 
-	var attackerHits atomic.Int32
-	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		attackerHits.Add(1)
-		_, _ = w.Write([]byte(`{"keys":[]}`))
-	}))
-	defer attacker.Close()
+// attackResult is what one transport answers to one request of the table.
+type attackResult struct {
+	status int
+	// challenge is the WWW-Authenticate header.
+	challenge string
+	// reason is the Denial's Reason where the transport shows it; "" where only the metrics do.
+	reason string
+	// headers are the identity headers of an accepted request.
+	headers map[string]string
+}
+
+// attackCases is the attack table: every way a token can be forged, replayed, stretched or
+// mangled, for a validator made by newTestValidator at now. attackerURL serves a key set no
+// request may fetch. Every transport (the Validator itself, /validate, gRPC ext_authz) runs it.
+func attackCases(t testing.TB, k *keyServer, now time.Time, attackerURL string) map[string]attackCase {
+	t.Helper()
 	attackerKey, _ := rsa.GenerateKey(rand.Reader, 2048)
 	pubPEM := func() []byte {
 		der, _ := x509.MarshalPKIXPublicKey(&k.rsa["rsa1"].PublicKey)
@@ -74,15 +89,9 @@ func TestAttacks(t *testing.T) {
 	oldKey := k.rsa["rsa1"]
 	rotatedOut := signWith(oldKey, "rsa-old", claims(now, nil), nil)
 
-	type tc struct {
-		reason string
-		auth   []string
-		status int
-		code   string
-		why    string
-	}
+	type tc = attackCase
 	bearer := func(tok string) []string { return []string{"Bearer " + tok} }
-	cases := map[string]tc{
+	return map[string]tc{
 		"ValidRS256":  {reason: "control: a good RS256 token passes", auth: bearer(valid), status: 200},
 		"ValidES256":  {reason: "control: ES256", auth: bearer(k.sign(t, "ES256", "ec1", claims(now, nil), nil)), status: 200},
 		"ValidEdDSA":  {reason: "control: EdDSA", auth: bearer(k.sign(t, "EdDSA", "ed1", claims(now, nil), nil)), status: 200},
@@ -106,9 +115,9 @@ func TestAttacks(t *testing.T) {
 		"UnknownKid":    {reason: "kid not in the key set", auth: bearer(k.sign(t, "RS256", "rsa1", claims(now, nil), map[string]any{"kid": "nope"})), status: 401, code: "invalid_token", why: "unverifiable"},
 		"KidPathChars":  {reason: "kid with path characters", auth: bearer(signWith(oldKey, "../../etc/passwd", claims(now, nil), nil)), status: 401, code: "invalid_token", why: "unverifiable"},
 		"JKUIgnored": {reason: "jku pointing at the attacker's key set is never fetched",
-			auth: bearer(signWith(attackerKey, "attacker", claims(now, nil), map[string]any{"jku": attacker.URL})), status: 401, code: "invalid_token", why: "unverifiable"},
+			auth: bearer(signWith(attackerKey, "attacker", claims(now, nil), map[string]any{"jku": attackerURL})), status: 401, code: "invalid_token", why: "unverifiable"},
 		"X5UIgnored": {reason: "x5u likewise",
-			auth: bearer(signWith(attackerKey, "attacker2", claims(now, nil), map[string]any{"x5u": attacker.URL + "/cert.pem"})), status: 401, code: "invalid_token", why: "unverifiable"},
+			auth: bearer(signWith(attackerKey, "attacker2", claims(now, nil), map[string]any{"x5u": attackerURL + "/cert.pem"})), status: 401, code: "invalid_token", why: "unverifiable"},
 		"EmbeddedJWK": {reason: "a key embedded in the header is not trusted",
 			auth: bearer(signWith(attackerKey, "rsa1", claims(now, nil), map[string]any{"jwk": map[string]any{"kty": "RSA", "n": base64.RawURLEncoding.EncodeToString(attackerKey.N.Bytes()), "e": "AQAB"}})), status: 401, code: "invalid_token", why: "signature"},
 		"ForgedSignature": {reason: "a known kid with another key's signature", auth: bearer(signWith(attackerKey, "rsa1", claims(now, nil), nil)), status: 401, code: "invalid_token", why: "signature"},
@@ -130,6 +139,80 @@ func TestAttacks(t *testing.T) {
 		"TwoHeaders":            {reason: "two Authorization headers are ambiguous", auth: []string{"Bearer " + valid, "Bearer " + valid}, status: 400, code: "invalid_request", why: "multiple_headers"},
 		"OpaqueNoIntrospection": {reason: "an opaque token where no issuer can introspect", auth: bearer("c04c7ff7-5fa1-48fb-aa2a-bcf97a6b8a79"), status: 401, code: "invalid_token", why: "malformed"},
 	}
+}
+
+// runAttacks runs the attack table through call. counted names the validator whose metrics the
+// transport records, for the denial reasons it does not show; "" when it records none.
+func runAttacks(t *testing.T, cases map[string]attackCase, counted string, call func(t *testing.T, auth []string) attackResult) {
+	t.Helper()
+	rejected := 0
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			var denials prometheus.Counter
+			var before float64
+			if counted != "" && c.why != "" {
+				denials = metrics.Validations.WithLabelValues(counted, "denied", c.why)
+				before = testutil.ToFloat64(denials)
+			}
+			got := call(t, c.auth)
+			if c.status == 200 {
+				if got.status != 200 {
+					t.Fatalf("%s\nrejected: %d %s", c.reason, got.status, got.challenge)
+				}
+				if got.headers["X-Auth-Subject"] != "user-1" || got.headers["X-Email"] != "u@example.com" {
+					t.Fatalf("%s\nidentity headers %v", c.reason, got.headers)
+				}
+				return
+			}
+			rejected++
+			if got.status == 200 {
+				t.Fatalf("%s\naccepted, want %d %s", c.reason, c.status, c.code)
+			}
+			if got.status != c.status || (c.code != "" && !strings.Contains(got.challenge, `error="`+c.code+`"`)) ||
+				(c.code == "" && strings.Contains(got.challenge, "error=")) || (c.why != "" && got.reason != "" && got.reason != c.why) {
+				t.Fatalf("%s\ngot %d %q (%s), want %d %q (%s)", c.reason, got.status, got.challenge, got.reason, c.status, c.code, c.why)
+			}
+			if !strings.HasPrefix(got.challenge, "Bearer ") {
+				t.Fatalf("%s\nWWW-Authenticate %q", c.reason, got.challenge)
+			}
+			if denials != nil {
+				if n := testutil.ToFloat64(denials) - before; n != 1 {
+					t.Fatalf("%s\n%v denials counted with reason %s, want 1", c.reason, n, c.why)
+				}
+			}
+		})
+	}
+	if rejected < 25 {
+		t.Fatalf("the attack suite has %d rejected cases, want at least 25", rejected)
+	}
+}
+
+// authenticateDirect is the attack table's transport that calls the Validator itself.
+func authenticateDirect(v *Validator) func(t *testing.T, auth []string) attackResult {
+	return func(t *testing.T, auth []string) attackResult {
+		id, d := v.Authenticate(t.Context(), auth)
+		if d != nil {
+			return attackResult{status: d.Status, challenge: d.Challenge(), reason: d.Reason}
+		}
+		return attackResult{status: 200, headers: id.Headers}
+	}
+}
+
+// TestAttacks: every way a token can be forged, replayed, stretched or mangled is rejected with
+// the right status and RFC 6750 error, and no URL from a token is ever fetched.
+func TestAttacks(t *testing.T) {
+	k := newKeyServer(t)
+	clk := clocktesting.NewFakeClock(time.Now())
+	now := clk.Now()
+	v := newTestValidator(t, k, clk, nil)
+
+	var attackerHits atomic.Int32
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		attackerHits.Add(1)
+		_, _ = w.Write([]byte(`{"keys":[]}`))
+	}))
+	defer attacker.Close()
+	bearer := func(tok string) []string { return []string{"Bearer " + tok} }
 	// With a required typ, an ID token (typ JWT) is not an access token.
 	typed := newTestValidator(t, k, clk, func(c *Config) { c.RequiredType = "at+jwt" })
 	if _, d := typed.Authenticate(t.Context(), bearer(k.sign(t, "RS256", "rsa1", claims(now, nil), map[string]any{"typ": "JWT"}))); d == nil || d.Reason != "type" {
@@ -138,35 +221,7 @@ func TestAttacks(t *testing.T) {
 	if _, d := typed.Authenticate(t.Context(), bearer(k.sign(t, "RS256", "rsa1", claims(now, nil), map[string]any{"typ": "application/AT+JWT"}))); d != nil {
 		t.Errorf("typ application/AT+JWT where at+jwt is required: %v", d)
 	}
-	rejected := 0
-	for name, c := range cases {
-		t.Run(name, func(t *testing.T) {
-			id, d := v.Authenticate(t.Context(), c.auth)
-			if c.status == 200 {
-				if d != nil {
-					t.Fatalf("%s\nrejected: %v", c.reason, d)
-				}
-				if id.Headers["X-Auth-Subject"] != "user-1" || id.Headers["X-Email"] != "u@example.com" {
-					t.Fatalf("%s\nidentity headers %v", c.reason, id.Headers)
-				}
-				return
-			}
-			rejected++
-			if d == nil {
-				t.Fatalf("%s\naccepted, want %d %s", c.reason, c.status, c.code)
-			}
-			if d.Status != c.status || d.Code != c.code || (c.why != "" && d.Reason != c.why) {
-				t.Fatalf("%s\ngot %d %q (%s: %s), want %d %q (%s)", c.reason, d.Status, d.Code, d.Reason, d.Description, c.status, c.code, c.why)
-			}
-			ch := d.Challenge()
-			if !strings.HasPrefix(ch, "Bearer ") || (c.code != "" && !strings.Contains(ch, `error="`+c.code+`"`)) {
-				t.Fatalf("%s\nWWW-Authenticate %q", c.reason, ch)
-			}
-		})
-	}
-	if rejected < 25 {
-		t.Fatalf("the attack suite has %d rejected cases, want at least 25", rejected)
-	}
+	runAttacks(t, attackCases(t, k, now, attacker.URL), "", authenticateDirect(v))
 	if n := attackerHits.Load(); n != 0 {
 		t.Fatalf("a URL from a token was fetched %d times", n)
 	}

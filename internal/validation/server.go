@@ -82,7 +82,11 @@ func (s *Server) Delete(key types.NamespacedName) {
 }
 
 func (s *Server) get(r *http.Request) *entry {
-	key := types.NamespacedName{Namespace: r.PathValue("namespace"), Name: r.PathValue("name")}
+	return s.lookup(types.NamespacedName{Namespace: r.PathValue("namespace"), Name: r.PathValue("name")})
+}
+
+// lookup is the validator of a TokenValidator, nil when there is none.
+func (s *Server) lookup(key types.NamespacedName) *entry {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.validators[key]
@@ -97,13 +101,12 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such TokenValidator", http.StatusNotFound)
 		return
 	}
-	id, d := v.Authenticate(r.Context(), r.Header["Authorization"])
-	v.observe(d, start)
+	id, d := v.check(r.Context(), r.Header["Authorization"], start)
 	if d != nil {
 		w.Header().Set("WWW-Authenticate", d.Challenge())
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(d.Status)
-		_ = json.NewEncoder(w).Encode(map[string]string{"error": d.Code, "error_description": d.Description})
+		_, _ = w.Write(d.body())
 		return
 	}
 	h := w.Header()
@@ -175,6 +178,20 @@ func (s serverLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// check is the forward-auth decision, the same over HTTP and gRPC: the request's Authorization
+// header values validated, and the result counted.
+func (e *entry) check(ctx context.Context, authorization []string, start time.Time) (*Identity, *Denial) {
+	id, d := e.Authenticate(ctx, authorization)
+	e.observe(d, start)
+	return id, d
+}
+
+// body is a denial's response body, as RFC 6750 errors are usually written.
+func (d *Denial) body() []byte {
+	b, _ := json.Marshal(map[string]string{"error": d.Code, "error_description": d.Description})
+	return append(b, '\n')
+}
+
 func (e *entry) observe(d *Denial, start time.Time) {
 	if d == nil {
 		e.allowed.Inc()
@@ -203,6 +220,9 @@ type Listener struct {
 	// DefaultMaxConnectionsPerClient. Ingress controllers and API servers each call from their
 	// pods' addresses, so this is how many connections one of their pods may keep.
 	MaxConnectionsPerClient int
+	// H2C also serves plaintext HTTP/2 (prior knowledge), for gRPC clients such as an Envoy
+	// sidecar on the same host; only without CertDir.
+	H2C bool
 	// maxConnections overrides MaxConnections, for tests.
 	maxConnections int
 }
@@ -235,6 +255,11 @@ func (l *Listener) serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Addr: l.Addr, Handler: l.Handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 15 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10, ConnState: guard.ConnState,
 		ErrorLog: log.New(serverLog{logf.FromContext(ctx).WithName("validation-server")}, "", 0)}
+	if l.H2C && l.CertDir == "" {
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
 	ln = guard
 	errc := make(chan error, 1)
 	go func() {
