@@ -30,11 +30,11 @@ type env struct {
 	issuerKey string // "ClusterIssuer/name" or "Issuer/name", for logs and messages
 	// labels are the issuer counters' labels but the last: the Credential's namespace and its
 	// issuer's namespace, kind and name.
-	labels []string
-	policy    policy.Effective
-	request   issuer.Request
-	client    *issuer.Client
-	headers   map[string]string
+	labels  []string
+	policy  policy.Effective
+	request issuer.Request
+	client  *issuer.Client
+	headers map[string]string
 	// serviceAccountAudience is the audience of a serviceAccount login's tokens.
 	serviceAccountAudience string
 	// inputsVersion changes whenever the Credential's spec, its input Secret, the issuer or the
