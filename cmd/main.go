@@ -163,6 +163,8 @@ func main() {
 		validationAddr string
 		validationSvc  string
 		validationConn int
+		extAuthzH2C    string
+		extAuthzDef    string
 		watch          string
 		qps            float64
 		burst          int
@@ -202,6 +204,12 @@ func main() {
 	flag.IntVar(&validationConn, "validation-max-connections-per-client", validation.DefaultMaxConnectionsPerClient,
 		fmt.Sprintf("Connections one client (remote IP address: an ingress controller or API server pod) may hold open to the validation endpoint, "+
 			"of %d in all; a client at its limit that opens another loses its oldest idle one.", validation.MaxConnections))
+	flag.StringVar(&extAuthzH2C, "ext-authz-h2c-bind-address", "",
+		"Address a plaintext HTTP/2 (h2c) listener binds to, serving Envoy ext_authz over gRPC (and the validation endpoints) to a sidecar or node-local proxy; "+
+			"empty (the default) disables it. The validation endpoint serves gRPC over TLS in any case.")
+	flag.StringVar(&extAuthzDef, "ext-authz-default-validator", "",
+		"TokenValidator (namespace/name) that checks ext_authz gRPC requests whose route names none (context extension tokenkeeper.io/validator); "+
+			"empty (the default): such requests are denied.")
 	flag.StringVar(&validationSvc, "validation-service", "tokenkeeper", "Name of the validation Service, for the certificate's DNS names.")
 	flag.StringVar(&watch, "watch-namespaces", "", "Comma-separated namespaces to watch; empty watches all.")
 	// Chosen from make bench (README, Scale): a rotation costs three writes, so 1,000 Credentials
@@ -301,10 +309,23 @@ func main() {
 		}
 	}
 	validationServer := validation.NewServer()
-	if err := mgr.Add(&validation.Listener{Addr: validationAddr, CertDir: certDir, Handler: validationServer,
+	extAuthz, err := validation.NewExtAuthz(validationServer, extAuthzDef)
+	if err != nil {
+		log.Error(err, "reading --ext-authz-default-validator")
+		os.Exit(1)
+	}
+	validationHandler := validation.GRPCHandler(extAuthz.GRPCServer(), validationServer)
+	if err := mgr.Add(&validation.Listener{Addr: validationAddr, CertDir: certDir, Handler: validationHandler,
 		MaxConnectionsPerClient: validationConn}); err != nil {
 		log.Error(err, "adding the validation endpoint")
 		os.Exit(1)
+	}
+	if extAuthzH2C != "" {
+		if err := mgr.Add(&validation.Listener{Addr: extAuthzH2C, H2C: true, Handler: validationHandler,
+			MaxConnectionsPerClient: validationConn}); err != nil {
+			log.Error(err, "adding the ext_authz h2c endpoint")
+			os.Exit(1)
+		}
 	}
 	if err := controllers.Setup(ctx, mgr, controllers.Options{ClusterResourceNamespace: resourceNS, Validation: validationServer,
 		IssuerCallsPerNamespace: callsPerNS, Egress: egress.Default(allowed)}); err != nil {
