@@ -170,6 +170,7 @@ func main() {
 		burst          int
 		concurrency    int
 		callsPerNS     int
+		restarts       credential.RestartOptions
 		allowEgress    string
 		webhookHost    string
 		webhooks       string
@@ -220,6 +221,12 @@ func main() {
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 8, "Reconciles run in parallel per controller.")
 	flag.IntVar(&callsPerNS, "max-issuer-calls-per-namespace", credential.DefaultCallsPerNamespace,
 		"Issuer calls in flight at once per namespace and per issuer; each holds a worker, so an issuer that hangs holds at most this many.")
+	flag.IntVar(&restarts.Budget, "rollout-restart-budget", credential.DefaultRestartBudget,
+		"Workloads restarted for new tokens (spec.rolloutRestart) rolling out at once, cluster-wide; the rest wait, as Credentials' status shows.")
+	flag.DurationVar(&restarts.Window, "rollout-restart-window", credential.DefaultRestartWindow,
+		"How long a workload's restart waits for other Credentials it reads to rotate too, so that they share one restart.")
+	flag.DurationVar(&restarts.Timeout, "rollout-restart-timeout", credential.DefaultRestartTimeout,
+		"How long a restart that does not finish rolling out holds its slot of --rollout-restart-budget.")
 	flag.StringVar(&allowEgress, "allow-egress-cidrs", "",
 		"Comma-separated CIDRs or addresses the manager may reach although they are loopback, link-local, metadata or its own "+
 			"(issuers on 127.0.0.1 for a local run, say). Everything else in those ranges is refused when connecting.")
@@ -328,7 +335,7 @@ func main() {
 		}
 	}
 	if err := controllers.Setup(ctx, mgr, controllers.Options{ClusterResourceNamespace: resourceNS, Validation: validationServer,
-		IssuerCallsPerNamespace: callsPerNS, Egress: egress.Default(allowed)}); err != nil {
+		IssuerCallsPerNamespace: callsPerNS, Egress: egress.Default(allowed), Restarts: restarts}); err != nil {
 		log.Error(err, "setting up controllers")
 		os.Exit(1)
 	}

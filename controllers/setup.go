@@ -33,6 +33,8 @@ type Options struct {
 	Egress *egress.Policy
 	// IssuerCallsPerNamespace bounds the issuer calls in flight per namespace and per issuer.
 	IssuerCallsPerNamespace int
+	// Restarts bound the rollout restarts of Credentials' spec.rolloutRestart manager-wide.
+	Restarts credential.RestartOptions
 }
 
 // CacheByObject restricts the manager's cache: of Secrets it holds only tokenkeeper's own.
@@ -58,7 +60,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: mgr.GetScheme(),
 		Recorder: mgr.GetEventRecorder("tokenkeeper"), Clock: clock.RealClock{},
 		ClusterResourceNamespace: opts.ClusterResourceNamespace, Transport: opts.Transport,
-		CallsPerNamespace: opts.IssuerCallsPerNamespace, Refs: refs, Egress: opts.Egress,
+		CallsPerNamespace: opts.IssuerCallsPerNamespace, Refs: refs, Egress: opts.Egress, Restarts: opts.Restarts,
 	}
 	if err := cr.SetupWithManager(ctx, mgr); err != nil {
 		return err

@@ -78,8 +78,13 @@ type CredentialSpec struct {
 	// +optional
 	SecretTemplate *SecretTemplate `json:"secretTemplate,omitempty"`
 
-	// rolloutRestart names workloads restarted when the token rotates, for applications that read
-	// the token only at start.
+	// rolloutRestart says which workloads are restarted when the token rotates, for applications
+	// that read the token only at start: by kind and name, by label selector, or auto (the
+	// workloads whose pod templates read the target Secret through env or envFrom; mounted
+	// volumes are updated in place by the kubelet). Restarts are coalesced per workload within
+	// the manager's window, bounded by its cluster-wide budget, and stamp the pod template with
+	// the token's fingerprint (tokenkeeper.io/restarted-for), so a workload is restarted once
+	// per token, never again for the same token.
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	RolloutRestart []WorkloadReference `json:"rolloutRestart,omitempty"`
@@ -363,18 +368,104 @@ type SecretTemplate struct {
 // +kubebuilder:validation:Enum=Deployment;StatefulSet;DaemonSet
 type WorkloadKind string
 
-// WorkloadReference names a workload in the Credential's namespace.
+// WorkloadReference selects workloads in the Credential's namespace to restart: one by kind
+// and name, those whose labels match selector, or (auto) those that read the target Secret
+// through env or envFrom.
+// +kubebuilder:validation:XValidation:rule="[has(self.name), has(self.selector), has(self.auto) && self.auto].filter(x, x).size() == 1",message="set exactly one of name, selector or auto: true"
+// +kubebuilder:validation:XValidation:rule="!has(self.name) || has(self.kind)",message="kind is required with name"
 type WorkloadReference struct {
+	// kind of the workload. Required with name; with selector or auto it narrows the choice to
+	// this kind (all three kinds when unset).
+	// +optional
+	Kind WorkloadKind `json:"kind,omitempty"`
+	// name of the workload.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name,omitempty"`
+	// selector restarts the workloads whose labels it matches.
+	// +optional
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+	// auto restarts exactly the workloads whose pod templates read the target Secret through
+	// env or envFrom (status.consumers), which see a new token only when restarted.
+	// +optional
+	Auto bool `json:"auto,omitempty"`
+}
+
+// SecretUse is how a pod template reads a Secret.
+// +kubebuilder:validation:Enum=volume;env;envFrom;projected
+type SecretUse string
+
+const (
+	// SecretUseVolume: a secret volume; the kubelet updates the files in place.
+	SecretUseVolume SecretUse = "volume"
+	// SecretUseProjected: a projected volume with a secret source; updated in place too.
+	SecretUseProjected SecretUse = "projected"
+	// SecretUseEnv: an environment variable from a secretKeyRef; read at container start only.
+	SecretUseEnv SecretUse = "env"
+	// SecretUseEnvFrom: envFrom a secretRef; read at container start only.
+	SecretUseEnvFrom SecretUse = "envFrom"
+)
+
+// SecretConsumer is a workload whose pod template reads the target Secret.
+type SecretConsumer struct {
 	// kind of the workload.
 	// +required
 	Kind WorkloadKind `json:"kind"`
 	// name of the workload.
 	// +required
-	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+	// via lists how its pod template reads the Secret.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=4
+	Via []SecretUse `json:"via,omitempty"`
+}
+
+// WorkloadName is one workload of the Credential's namespace.
+type WorkloadName struct {
+	// kind of the workload.
+	// +required
+	Kind WorkloadKind `json:"kind"`
+	// name of the workload.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 }
+
+// RolloutRestartStatus is the progress of the restarts spec.rolloutRestart asks for at a rotation.
+type RolloutRestartStatus struct {
+	// fingerprint is the token the workloads are restarted for; each restarted workload's pod
+	// template carries it in its tokenkeeper.io/restarted-for annotation.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// restarted counts the selected workloads whose pod template carries fingerprint.
+	// +optional
+	Restarted int32 `json:"restarted,omitempty"`
+	// queued are the selected workloads still to be restarted: waiting for the coalescing
+	// window, or for the manager's cluster-wide budget of restarts in progress.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	Queued []WorkloadName `json:"queued,omitempty"`
+	// queuedCount counts them all; more than queued lists when the list was cut.
+	// +optional
+	QueuedCount int32 `json:"queuedCount,omitempty"`
+	// message says what is waiting for what, and which named workloads are missing.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+}
+
+const (
+	// ReasonRolloutRestarted: a workload was restarted for a new token.
+	ReasonRolloutRestarted = "RolloutRestarted"
+	// AnnotationRestartedFor, on a pod template, names the tokens (credential=fingerprint, comma
+	// separated) it was last restarted for.
+	AnnotationRestartedFor = "tokenkeeper.io/restarted-for"
+)
 
 // CredentialStatus is the observed state of a Credential. It never holds a secret.
 type CredentialStatus struct {
@@ -440,6 +531,20 @@ type CredentialStatus struct {
 	// apart without revealing them.
 	// +optional
 	TokenFingerprint string `json:"tokenFingerprint,omitempty"`
+
+	// consumers are the workloads (Deployments, StatefulSets, DaemonSets) whose pod templates
+	// read the target Secret, and how; at most 32, sorted by kind and name.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	Consumers []SecretConsumer `json:"consumers,omitempty"`
+
+	// consumerCount counts the consumers; more than consumers lists when the list was cut.
+	// +optional
+	ConsumerCount int32 `json:"consumerCount,omitempty"`
+
+	// rolloutRestart is the progress of the restarts of spec.rolloutRestart for the current token.
+	// +optional
+	RolloutRestart *RolloutRestartStatus `json:"rolloutRestart,omitempty"`
 
 	// effectivePolicy is what the TokenPolicies in force resolved to for this Credential.
 	// +optional

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -65,6 +64,8 @@ type Reconciler struct {
 	// CallsPerNamespace bounds the issuer calls in flight per namespace and per issuer (each holds
 	// a worker); DefaultCallsPerNamespace when 0.
 	CallsPerNamespace int
+	// Restarts bound the rollout restarts of spec.rolloutRestart manager-wide.
+	Restarts RestartOptions
 
 	store          *stateStore
 	slots          *callSlots
@@ -73,6 +74,7 @@ type Reconciler struct {
 	inputs         *resolve.VersionedReader
 	echoes         *echoes
 	rotationEvents *eventGate
+	restarts       *restarter
 	// trace sees every issuer request, redacted (a dry run); nil in the manager.
 	trace func(issuer.Exchange)
 }
@@ -399,7 +401,7 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 			tok.Fingerprint(), e.issuerKey, d.Reason, tok.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	log.Info("token rotated", "method", o.method, "fingerprint", tok.Fingerprint(), "expiresAt", tok.ExpiresAt, "renewAt", renewAt)
-	r.rolloutRestart(ctx, cred)
+	r.rolloutRestart(cred)
 	return ctrl.Result{RequeueAfter: r.probeWake(cred, e, r.nextWake(renewAt, next)).Sub(now)}, nil
 }
 
@@ -782,26 +784,18 @@ func (r *Reconciler) revokeNow(ctx context.Context, cred *v1alpha1.Credential, e
 	}
 }
 
-// rolloutRestart restarts the named workloads, as `kubectl rollout restart` does.
-func (r *Reconciler) rolloutRestart(ctx context.Context, cred *v1alpha1.Credential) {
-	stamp := r.Clock.Now().UTC().Format(time.RFC3339)
-	for _, w := range cred.Spec.RolloutRestart {
-		var obj client.Object
-		switch w.Kind {
-		case "Deployment":
-			obj = &appsv1.Deployment{}
-		case "StatefulSet":
-			obj = &appsv1.StatefulSet{}
-		default:
-			obj = &appsv1.DaemonSet{}
-		}
-		patch := []byte(`{"spec":{"template":{"metadata":{"annotations":{"tokenkeeper.io/restartedAt":"` + stamp + `"}}}}}`)
-		obj.SetNamespace(cred.Namespace)
-		obj.SetName(w.Name)
-		if err := r.Patch(ctx, obj, client.RawPatch(types.MergePatchType, patch)); err != nil {
-			r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, v1alpha1.ReasonRolloutRestartFailed, "Restart", "restarting %s %s failed: %v", w.Kind, w.Name, err)
-		}
+// rolloutRestart asks for the restart of the workloads spec.rolloutRestart selects, for the token
+// just written. The restarter does them (restart.go): coalesced per workload, within the
+// manager-wide budget, once per token (the pod template records the fingerprint).
+func (r *Reconciler) rolloutRestart(cred *v1alpha1.Credential) {
+	if len(cred.Spec.RolloutRestart) == 0 || cred.Status.TokenFingerprint == "" {
+		return
 	}
+	if cred.Status.RolloutRestart == nil {
+		cred.Status.RolloutRestart = &v1alpha1.RolloutRestartStatus{}
+	}
+	cred.Status.RolloutRestart.Fingerprint = cred.Status.TokenFingerprint
+	r.restarts.requested(client.ObjectKeyFromObject(cred), cred.Status.TokenFingerprint)
 }
 
 func (r *Reconciler) patchStatus(ctx context.Context, before, cred *v1alpha1.Credential) error {

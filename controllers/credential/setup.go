@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -19,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
@@ -85,6 +87,9 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 			return err
 		}
 	}
+	if err := r.setupWorkloads(ctx, mgr); err != nil {
+		return err
+	}
 
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.Credential{}, builder.WithPredicates(predicate.Or(
@@ -108,6 +113,28 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.inNamespace),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		Complete(r)
+}
+
+// setupWorkloads indexes workloads by the Secrets they read and registers the restarter and the
+// controller that keeps status.consumers and status.rolloutRestart: a controller of its own, so
+// that a workload's change never queues a renewal pass.
+func (r *Reconciler) setupWorkloads(ctx context.Context, mgr ctrl.Manager) error {
+	r.restarts = newRestarter(mgr.GetClient(), r.Recorder, r.Clock, r.Restarts)
+	if err := mgr.Add(r.restarts); err != nil {
+		return err
+	}
+	b := ctrl.NewControllerManagedBy(mgr).Named("credential-workloads").For(&v1alpha1.Credential{}).
+		WatchesRawSource(source.Channel(r.restarts.notify, &handler.EnqueueRequestForObject{}))
+	for _, kind := range workloadKinds {
+		if err := mgr.GetFieldIndexer().IndexField(ctx, newWorkload(kind), indexWorkloadSecrets, workloadSecrets); err != nil {
+			return err
+		}
+		// Only changes of the pod template (generation) or labels change what a workload reads
+		// or whether a selector picks it; rollout progress is the restarter's to look at.
+		b = b.Watches(newWorkload(kind), handler.EnqueueRequestsFromMapFunc(r.forWorkload),
+			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{})))
+	}
+	return b.Complete(&workloadsReconciler{Client: mgr.GetClient(), restarts: r.restarts})
 }
 
 // NewRefs returns the reference watches, added to mgr: input Secrets are watched through them,
@@ -212,11 +239,17 @@ func (r *Reconciler) list(ctx context.Context, opts ...client.ListOption) []reco
 	return reqs
 }
 
-// CacheByObject restricts the manager's Secret cache to tokenkeeper's own Secrets.
+// CacheByObject restricts the manager's Secret cache to tokenkeeper's own Secrets, and reduces
+// the cached workloads to their Secret references, labels and rollout progress (stripWorkload).
 func CacheByObject() map[client.Object]cache.ByObject {
 	sel, err := metav1.LabelSelectorAsSelector(&metav1.LabelSelector{MatchLabels: map[string]string{LabelManagedBy: ManagedByValue}})
 	if err != nil {
 		panic(err)
 	}
-	return map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: sel}}
+	return map[client.Object]cache.ByObject{
+		&corev1.Secret{}:      {Label: sel},
+		&appsv1.Deployment{}:  {Transform: stripWorkload},
+		&appsv1.StatefulSet{}: {Transform: stripWorkload},
+		&appsv1.DaemonSet{}:   {Transform: stripWorkload},
+	}
 }

@@ -24,11 +24,14 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/controllers"
+	"github.com/tokenkeeper/tokenkeeper/controllers/credential"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer/issuertest"
 	"github.com/tokenkeeper/tokenkeeper/internal/testenv"
 )
 
 const resourceNamespace = "tokenkeeper-system"
+
+var defaultRestartOpts = credential.RestartOptions{Budget: 5, Window: 2 * time.Second, Timeout: 3 * time.Second}
 
 var (
 	env  *testenv.Env
@@ -38,6 +41,9 @@ var (
 	stopMgr context.CancelFunc
 	mgrDone chan struct{}
 	mgrSeen client.Reader // the running manager's cache
+	// restartOpts are the next manager's restart bounds: short, as envtest runs no rollouts
+	// (a restarted Deployment never finishes and holds its slot until Timeout).
+	restartOpts = defaultRestartOpts
 
 	serversMu sync.Mutex
 	servers   []*issuertest.Server
@@ -96,7 +102,7 @@ func startManager() error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := controllers.Setup(ctx, mgr, controllers.Options{ClusterResourceNamespace: resourceNamespace}); err != nil {
+	if err := controllers.Setup(ctx, mgr, controllers.Options{ClusterResourceNamespace: resourceNamespace, Restarts: restartOpts}); err != nil {
 		cancel()
 		return err
 	}
