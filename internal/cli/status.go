@@ -45,6 +45,12 @@ type CredentialStatus struct {
 	MaxSession  string   `json:"maxSession,omitempty"`
 	RenewalRule string   `json:"renewalRule,omitempty"`
 	SecretName  string   `json:"secretName"`
+	// Consumers are the workloads that read the token Secret, and how; ConsumerCount counts them
+	// all (the list stops at 32).
+	Consumers     []v1alpha1.SecretConsumer `json:"consumers,omitempty"`
+	ConsumerCount int32                     `json:"consumerCount,omitempty"`
+	// Restarts is the progress of spec.rolloutRestart's restarts for the current token.
+	Restarts *v1alpha1.RolloutRestartStatus `json:"restarts,omitempty"`
 	// Secret and Events are shown for one Credential only.
 	Secret *TargetSecret  `json:"secret,omitempty"`
 	Events []EventSummary `json:"events,omitempty"`
@@ -161,6 +167,7 @@ func (s *statusOptions) summarize(cred *v1alpha1.Credential) CredentialStatus {
 	cs := &cred.Status
 	st.ExpiresAt, st.RenewalTime, st.LastRotationTime = timeOf(cs.ExpiresAt), timeOf(cs.RenewalTime), timeOf(cs.LastRotationTime)
 	st.Failures, st.LastFailure, st.NextRetryTime = cs.FailedAttempts, cs.LastFailureReason, timeOf(cs.NextRetryTime)
+	st.Consumers, st.ConsumerCount, st.Restarts = cs.Consumers, cs.ConsumerCount, cs.RolloutRestart
 	if p := cs.EffectivePolicy; p != nil {
 		st.Policies = p.Policies
 		if p.SessionDuration != nil {
@@ -300,6 +307,7 @@ func (s *statusOptions) printOne(st CredentialStatus) error {
 		}
 		kv = append(kv, [2]string{"Target", v})
 	}
+	kv = append(kv, [2]string{"Consumers", consumers(st)}, [2]string{"Restarts", restarts(st)})
 	if err := pairs(s.Out, kv); err != nil {
 		return err
 	}
@@ -314,4 +322,44 @@ func (s *statusOptions) printOne(st CredentialStatus) error {
 		rows = append(rows, []string{"  " + e.Type, e.Reason, relative(now, e.Time), e.Message})
 	}
 	return table(s.Out, []string{"  TYPE", "REASON", "AGE", "MESSAGE"}, rows)
+}
+
+// consumers says which workloads read the token Secret and how: "Deployment/api (env),
+// StatefulSet/db (volume)".
+func consumers(st CredentialStatus) string {
+	if st.ConsumerCount == 0 {
+		return "none (no Deployment, StatefulSet or DaemonSet reads the Secret)"
+	}
+	parts := make([]string, 0, len(st.Consumers)+1)
+	for _, c := range st.Consumers {
+		via := make([]string, 0, len(c.Via))
+		for _, v := range c.Via {
+			via = append(via, string(v))
+		}
+		parts = append(parts, fmt.Sprintf("%s/%s (%s)", c.Kind, c.Name, strings.Join(via, ", ")))
+	}
+	if more := int(st.ConsumerCount) - len(st.Consumers); more > 0 {
+		parts = append(parts, fmt.Sprintf("and %d more", more))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// restarts says how far the restarts for the current token got.
+func restarts(st CredentialStatus) string {
+	r := st.Restarts
+	if r == nil {
+		return none
+	}
+	v := fmt.Sprintf("%d restarted for token %s", r.Restarted, r.Fingerprint)
+	if r.QueuedCount > 0 {
+		names := make([]string, 0, len(r.Queued))
+		for _, q := range r.Queued {
+			names = append(names, string(q.Kind)+"/"+q.Name)
+		}
+		v += fmt.Sprintf(", %d queued: %s", r.QueuedCount, strings.Join(names, ", "))
+	}
+	if r.Message != "" {
+		v += " — " + r.Message
+	}
+	return v
 }

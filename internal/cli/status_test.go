@@ -110,3 +110,33 @@ func TestStatusTargetSecret(t *testing.T) {
 		t.Errorf("a Secret with another expiry than status:\n%s", r.out)
 	}
 }
+
+// TestStatusConsumers: one Credential in detail names the workloads that read its Secret and how,
+// and the restarts for its token, the queued ones too.
+func TestStatusConsumers(t *testing.T) {
+	createNamespace(t, "cli-consumers", nil)
+	statusCredential(t, "cli-consumers", "api", v1alpha1.CredentialStatus{
+		Conditions: ready(metav1.ConditionTrue, v1alpha1.ReasonIssued, "token valid"),
+		Consumers: []v1alpha1.SecretConsumer{{Kind: "Deployment", Name: "web", Via: []v1alpha1.SecretUse{v1alpha1.SecretUseEnv}},
+			{Kind: "StatefulSet", Name: "db", Via: []v1alpha1.SecretUse{v1alpha1.SecretUseVolume, v1alpha1.SecretUseEnvFrom}}},
+		ConsumerCount: 3,
+		RolloutRestart: &v1alpha1.RolloutRestartStatus{Fingerprint: "0123456789abcdef", Restarted: 1, QueuedCount: 1,
+			Queued: []v1alpha1.WorkloadName{{Kind: "StatefulSet", Name: "db"}}, Message: "1 waiting: 0 for the window, 1 for the budget"},
+	})
+	r := run(t, "", "status", "api", "-n", "cli-consumers")
+	if r.code != 0 {
+		t.Fatalf("status api: %d %s", r.code, r.err)
+	}
+	for _, want := range []string{"Deployment/web (env), StatefulSet/db (volume, envFrom), and 1 more",
+		"1 restarted for token 0123456789abcdef, 1 queued: StatefulSet/db — 1 waiting"} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("status does not say %q:\n%s", want, r.out)
+		}
+	}
+	r = run(t, "", "status", "api", "-n", "cli-consumers", "-o", "json")
+	var one CredentialStatus
+	must(t, json.Unmarshal([]byte(r.out), &one))
+	if one.ConsumerCount != 3 || len(one.Consumers) != 2 || one.Restarts == nil || one.Restarts.QueuedCount != 1 {
+		t.Errorf("-o json: %+v", one)
+	}
+}
