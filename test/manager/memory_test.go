@@ -1,7 +1,6 @@
 package manager_test
 
 import (
-	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -77,7 +75,7 @@ func TestTenantsCannotExhaustMemory(t *testing.T) {
 		return nil
 	})
 	time.Sleep(2 * time.Second) // retries of the refused logins, if any, run meanwhile
-	rss := residentBytes(t, p.cmd.Process.Pid)
+	rss := testenv.ResidentBytes(t, p.cmd.Process.Pid)
 	t.Logf("manager RSS with %d refused multi-megabyte tokens: %d MiB (chart limit %d MiB)", tenants, rss>>20, chartMemoryLimit>>20)
 	if rss > chartMemoryLimit/4 {
 		t.Errorf("the manager holds %d MiB, over a quarter of the chart's %d MiB limit", rss>>20, chartMemoryLimit>>20)
@@ -85,26 +83,4 @@ func TestTenantsCannotExhaustMemory(t *testing.T) {
 	if err := p.running(); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// residentBytes reads a process's resident set size from /proc.
-func residentBytes(t *testing.T, pid int) int64 {
-	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = f.Close() }()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmRSS in /proc status")
-	return 0
 }

@@ -3,7 +3,6 @@
 package scale_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -20,6 +19,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/testenv"
 )
 
 // `make bench` runs these (go test -tags bench ./test/scale -run TestScale -v) and prints
@@ -272,23 +273,7 @@ func apiServerProfile(t testing.TB, cfg *rest.Config, file string, d time.Durati
 }
 
 // rssBytes is the manager's resident set size.
-func (m *manager) rssBytes(t testing.TB) int64 {
-	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", m.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = f.Close() }()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmRSS in /proc status")
-	return 0
-}
+func (m *manager) rssBytes(t testing.TB) int64 { return testenv.ResidentBytes(t, m.cmd.Process.Pid) }
 
 func mustCreate(t *testing.T, c client.Client, o client.Object) {
 	t.Helper()
