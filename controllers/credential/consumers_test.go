@@ -113,7 +113,7 @@ func TestConsumers(t *testing.T) {
 	waitFor(t, 20*time.Second, "the consumers to follow the workloads", func() (bool, string) {
 		c := f.cred()
 		return c.Status.ConsumerCount == 4 && !hasConsumer(c, "Deployment", "mounts", v1alpha1.SecretUseVolume) &&
-			hasConsumer(c, "Deployment", "other", v1alpha1.SecretUseEnvFrom) && !hasConsumer(c, "StatefulSet", "projected", v1alpha1.SecretUseProjected),
+				hasConsumer(c, "Deployment", "other", v1alpha1.SecretUseEnvFrom) && !hasConsumer(c, "StatefulSet", "projected", v1alpha1.SecretUseProjected),
 			consumersString(c)
 	})
 }

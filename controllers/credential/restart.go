@@ -3,6 +3,7 @@ package credential
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -158,9 +159,10 @@ func (s *restarter) sync(ctx context.Context, cred *v1alpha1.Credential, consume
 		fp = cred.Status.RolloutRestart.Fingerprint
 	}
 	if w, ok := s.want[key]; ok {
-		if w == fp {
+		switch w {
+		case fp:
 			delete(s.want, key)
-		} else if w == cred.Status.TokenFingerprint {
+		case cred.Status.TokenFingerprint:
 			fp = w // the rotation's status write was lost (a conflict): the token is current
 		}
 	}
@@ -197,7 +199,7 @@ func (s *restarter) sync(ctx context.Context, cred *v1alpha1.Credential, consume
 		queued = append(queued, v1alpha1.WorkloadName{Kind: k.Kind, Name: k.Name})
 	}
 	s.dequeue(key, keep)
-	next.QueuedCount = int32(len(queued))
+	next.QueuedCount = count(len(queued))
 	next.Queued = queued[:min(len(queued), maxConsumers)]
 	var msg []string
 	if len(queued) > 0 {
@@ -460,7 +462,7 @@ func (w *workloadsReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	cred.Status.ConsumerCount = int32(len(consumers))
+	cred.Status.ConsumerCount = count(len(consumers))
 	cred.Status.Consumers = consumers[:min(len(consumers), maxConsumers)]
 	queued, err := w.restarts.sync(ctx, cred, consumers)
 	if err != nil {
@@ -480,4 +482,12 @@ func (w *workloadsReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{RequeueAfter: statusConflictRetry}, nil
 	}
 	return res, client.IgnoreNotFound(err)
+}
+
+// count is n for a status count, capped at the largest int32.
+func count(n int) int32 {
+	if n > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return int32(n) //nolint:gosec // capped just above
 }

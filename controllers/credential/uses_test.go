@@ -36,8 +36,8 @@ func TestSecretUses(t *testing.T) {
 			reason: "init containers read Secrets at start too; each way is listed once, in a fixed order",
 			spec: corev1.PodSpec{
 				InitContainers: []corev1.Container{{Name: "i", EnvFrom: []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "a"}}}}}},
-				Containers: []corev1.Container{{Name: "c", Env: []corev1.EnvVar{envRef("a"), envRef("a"), envRef("b"), {Name: "PLAIN", Value: "x"}}}},
-				Volumes:    []corev1.Volume{{Name: "t", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "a"}}}},
+				Containers:     []corev1.Container{{Name: "c", Env: []corev1.EnvVar{envRef("a"), envRef("a"), envRef("b"), {Name: "PLAIN", Value: "x"}}}},
+				Volumes:        []corev1.Volume{{Name: "t", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "a"}}}},
 			},
 			want: map[string][]v1alpha1.SecretUse{"a": {v1alpha1.SecretUseVolume, v1alpha1.SecretUseEnv, v1alpha1.SecretUseEnvFrom}, "b": {v1alpha1.SecretUseEnv}},
 		},
