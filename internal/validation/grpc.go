@@ -2,6 +2,7 @@ package validation
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -158,13 +159,14 @@ func authorization(attrs *authv3.AttributeContext_HttpRequest) []string {
 // denied is the answer Envoy sends to the client for d: its status, the RFC 6750 challenge, and
 // the same JSON body /validate writes.
 func denied(d *Denial) *authv3.CheckResponse {
-	code := codes.PermissionDenied
+	code, status := codes.PermissionDenied, typev3.StatusCode_Forbidden
 	switch d.Status {
 	case http.StatusUnauthorized:
-		code = codes.Unauthenticated
+		code, status = codes.Unauthenticated, typev3.StatusCode_Unauthorized
 	case http.StatusBadRequest:
-		code = codes.InvalidArgument
+		code, status = codes.InvalidArgument, typev3.StatusCode_BadRequest
 	}
+	body, _ := json.Marshal(d.fields())
 	header := func(k, v string) *corev3.HeaderValueOption {
 		return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, Value: v}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
 	}
@@ -176,7 +178,7 @@ func denied(d *Denial) *authv3.CheckResponse {
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(code), Message: d.Description},
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-			Status: &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)}, Headers: headers, Body: string(d.body()),
+			Status: &typev3.HttpStatus{Code: status}, Headers: headers, Body: string(body) + "\n",
 		}},
 	}
 }

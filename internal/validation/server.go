@@ -106,7 +106,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("WWW-Authenticate", d.Challenge())
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(d.Status)
-		_, _ = w.Write(d.body())
+		_ = json.NewEncoder(w).Encode(d.fields())
 		return
 	}
 	h := w.Header()
@@ -186,10 +186,9 @@ func (e *entry) check(ctx context.Context, authorization []string, start time.Ti
 	return id, d
 }
 
-// body is a denial's response body, as RFC 6750 errors are usually written.
-func (d *Denial) body() []byte {
-	b, _ := json.Marshal(map[string]string{"error": d.Code, "error_description": d.Description})
-	return append(b, '\n')
+// fields are a denial's JSON response body, as RFC 6750 errors are usually written.
+func (d *Denial) fields() map[string]string {
+	return map[string]string{"error": d.Code, "error_description": d.Description}
 }
 
 func (e *entry) observe(d *Denial, start time.Time) {
