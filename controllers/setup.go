@@ -13,6 +13,7 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/controllers/credential"
 	"github.com/tokenkeeper/tokenkeeper/controllers/issuer"
+	"github.com/tokenkeeper/tokenkeeper/controllers/tokenpolicy"
 	"github.com/tokenkeeper/tokenkeeper/controllers/tokenvalidator"
 	"github.com/tokenkeeper/tokenkeeper/internal/egress"
 	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
@@ -51,6 +52,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		if err := r.SetupWithManager(mgr); err != nil {
 			return err
 		}
+	}
+	if err := (&tokenpolicy.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return err
 	}
 	refs, err := credential.NewRefs(mgr)
 	if err != nil {

@@ -51,6 +51,11 @@ const (
 	// labels or annotations, or another admission webhook): the token is kept in the state Secret
 	// and the write is tried again with backoff; the message quotes the API server.
 	ReasonSecretRejected = "SecretRejected"
+	// ReasonPolicyInForce: a TokenPolicy's Ready is True; the message says how many namespaces it
+	// selects and which policies of the same priority overlap it.
+	ReasonPolicyInForce = "InForce"
+	// ReasonInvalidSelector: a TokenPolicy's namespaceSelector cannot be evaluated (Ready False).
+	ReasonInvalidSelector = "InvalidSelector"
 )
 
 // Event reasons that are not condition reasons.

@@ -3,9 +3,7 @@
 package credential
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -33,6 +31,7 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
 	"github.com/tokenkeeper/tokenkeeper/internal/renewal"
 	"github.com/tokenkeeper/tokenkeeper/internal/resolve"
+	"github.com/tokenkeeper/tokenkeeper/internal/status"
 )
 
 // Finalizer lets a Credential revoke its session at the issuer before it goes.
@@ -799,23 +798,7 @@ func (r *Reconciler) rolloutRestart(cred *v1alpha1.Credential) {
 }
 
 func (r *Reconciler) patchStatus(ctx context.Context, before, cred *v1alpha1.Credential) error {
-	// Compared as stored: times in status keep whole seconds, so a time that differs only below
-	// the second (the same renewal time computed again) is no change.
-	old, err := json.Marshal(before.Status)
-	if err != nil {
-		return err
-	}
-	now, err := json.Marshal(cred.Status)
-	if err != nil {
-		return err
-	}
-	if bytes.Equal(old, now) {
-		return nil
-	}
-	// Optimistic lock: a reconcile that started from a stale cached copy must not write its
-	// view over a newer status (a Ready=True from the reconcile before it, say): it conflicts
-	// and runs again from the fresh copy.
-	return client.IgnoreNotFound(r.Status().Patch(ctx, cred, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})))
+	return status.Patch(ctx, r.Client, before, cred, func(c *v1alpha1.Credential) any { return c.Status })
 }
 
 func setCondition(cred *v1alpha1.Credential, typ string, status metav1.ConditionStatus, reason, msg string) {

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -22,6 +21,7 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/internal/egress"
 	issuerclient "github.com/tokenkeeper/tokenkeeper/internal/issuer"
 	"github.com/tokenkeeper/tokenkeeper/internal/resolve"
+	"github.com/tokenkeeper/tokenkeeper/internal/status"
 )
 
 // recheckMissing is how often an issuer waiting for a Secret looks again.
@@ -146,11 +146,5 @@ func (r *Reconciler) check(ctx context.Context, res *resolve.Resolver, iss v1alp
 }
 
 func (r *Reconciler) patchStatus(ctx context.Context, before, iss v1alpha1.GenericIssuer) error {
-	if equality.Semantic.DeepEqual(before.GetStatus(), iss.GetStatus()) {
-		return nil
-	}
-	// Optimistic lock: a reconcile that started from a stale cached copy must not write its
-	// view over a newer status (a Ready=True from the reconcile before it, say): it conflicts
-	// and runs again from the fresh copy.
-	return client.IgnoreNotFound(r.Status().Patch(ctx, iss, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})))
+	return status.Patch(ctx, r.Client, before, iss, func(i v1alpha1.GenericIssuer) any { return i.GetStatus() })
 }

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,6 +31,7 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
 	"github.com/tokenkeeper/tokenkeeper/internal/policy"
 	"github.com/tokenkeeper/tokenkeeper/internal/resolve"
+	"github.com/tokenkeeper/tokenkeeper/internal/status"
 	"github.com/tokenkeeper/tokenkeeper/internal/validation"
 )
 
@@ -386,11 +386,8 @@ func (r *Reconciler) leading() bool {
 }
 
 func (r *Reconciler) patchStatus(ctx context.Context, before, tv *v1alpha1.TokenValidator) error {
-	if !r.leading() || equality.Semantic.DeepEqual(before.Status, tv.Status) {
+	if !r.leading() {
 		return nil
 	}
-	// Optimistic lock: a reconcile that started from a stale cached copy must not write its
-	// view over a newer status (a Ready=True from the reconcile before it, say): it conflicts
-	// and runs again from the fresh copy.
-	return client.IgnoreNotFound(r.Status().Patch(ctx, tv, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})))
+	return status.Patch(ctx, r.Client, before, tv, func(v *v1alpha1.TokenValidator) any { return v.Status })
 }

@@ -162,3 +162,29 @@ func TestDisallowedIssuerNeverCalled(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// A TokenPolicy's status says where it is in force: Ready with the namespaces it selects, kept
+// up to date as namespaces gain its label (nothing wrote TokenPolicy status in v0.2).
+func TestPolicyStatusNamesItsNamespaces(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t, nil)
+	label := "reach-" + ns
+	p := &v1alpha1.TokenPolicy{ObjectMeta: metav1.ObjectMeta{Name: label}, Spec: v1alpha1.TokenPolicySpec{Priority: 7,
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{label: "yes"}}}}
+	must(t, env.Client.Create(t.Context(), p))
+	ready := func(want string) {
+		t.Helper()
+		waitFor(t, 15*time.Second, "TokenPolicy Ready: "+want, func() (bool, string) {
+			got := &v1alpha1.TokenPolicy{}
+			must(t, env.Client.Get(t.Context(), client.ObjectKeyFromObject(p), got))
+			c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady)
+			return c != nil && c.Status == metav1.ConditionTrue && c.Message == want && got.Status.ObservedGeneration == got.Generation, fmt.Sprint(c)
+		})
+	}
+	ready("in force in 0 namespaces")
+	nsObj := &corev1.Namespace{}
+	must(t, env.Client.Get(t.Context(), client.ObjectKey{Name: ns}, nsObj))
+	nsObj.Labels[label] = "yes"
+	must(t, env.Client.Update(t.Context(), nsObj))
+	ready("in force in 1 namespace: " + ns)
+}
