@@ -34,7 +34,7 @@ type extAuthzListener struct {
 	clientTLS *tls.Config // nil for h2c
 }
 
-func startExtAuthz(t *testing.T, s *Server, def string, withTLS bool) extAuthzListener {
+func startExtAuthz(t testing.TB, s *Server, def string, withTLS bool) extAuthzListener {
 	t.Helper()
 	a, err := NewExtAuthz(s, def)
 	if err != nil {
@@ -43,7 +43,7 @@ func startExtAuthz(t *testing.T, s *Server, def string, withTLS bool) extAuthzLi
 	l := &Listener{Handler: GRPCHandler(a.GRPCServer(), s), H2C: !withTLS}
 	var out extAuthzListener
 	if withTLS {
-		l.CertDir, out.clientTLS = writeServingCert(t)
+		l.CertDir, out.clientTLS = writeServingCert(t.(*testing.T)) // benchmarks use h2c
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -61,7 +61,7 @@ func startExtAuthz(t *testing.T, s *Server, def string, withTLS bool) extAuthzLi
 }
 
 // client is a real grpc-go client of the Authorization service, closed before the listener stops.
-func (l extAuthzListener) client(t *testing.T) authv3.AuthorizationClient {
+func (l extAuthzListener) client(t testing.TB) authv3.AuthorizationClient {
 	t.Helper()
 	creds := insecure.NewCredentials()
 	if l.clientTLS != nil {
