@@ -11,7 +11,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
+	"github.com/tokenkeeper/tokenkeeper/internal/status"
 )
 
 // RestartOptions bound rollout restarts manager-wide.
@@ -472,16 +472,13 @@ func (w *workloadsReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if queued { // woken when a restart is done; this is the fallback
 		res.RequeueAfter = w.restarts.opts.Window + time.Second
 	}
-	if equality.Semantic.DeepEqual(before.Status, cred.Status) {
-		return res, nil
-	}
-	// Optimistic lock: the fingerprint read must be the one in force, or this pass's counts
-	// would describe an older rotation.
-	err = w.Status().Patch(ctx, cred, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	// Optimistic lock (status.Patch): the fingerprint read must be the one in force, or this
+	// pass's counts would describe an older rotation.
+	err = status.Patch(ctx, w.Client, before, cred, func(c *v1alpha1.Credential) any { return c.Status })
 	if apierrors.IsConflict(err) {
 		return ctrl.Result{RequeueAfter: statusConflictRetry}, nil
 	}
-	return res, client.IgnoreNotFound(err)
+	return res, err
 }
 
 // count is n for a status count, capped at the largest int32.
