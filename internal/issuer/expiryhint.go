@@ -106,7 +106,8 @@ func expiryCandidates(root map[string]any, now time.Time, tokens ...string) []ex
 				continue
 			case json.Number:
 				c = numberCandidate(path, x.String(), now)
-				if len(x.String()) <= maxHintNumber {
+				// A number that reads as a token (a numeric token) is named, never shown.
+				if len(x.String()) <= maxHintNumber && !isToken(x.String(), tokens) {
 					c.shown = path + " = " + x.String()
 				}
 			case string:
