@@ -157,15 +157,19 @@ func BenchmarkHTTP(b *testing.B) {
 				latencies = append(latencies, local...)
 				mu.Unlock()
 			})
-			elapsed := time.Since(start)
-			b.StopTimer()
-			slices.Sort(latencies)
-			pct := func(p float64) float64 {
-				return float64(latencies[int(float64(len(latencies)-1)*p)].Microseconds())
-			}
-			b.ReportMetric(float64(len(latencies))/elapsed.Seconds(), "req/s")
-			b.ReportMetric(pct(0.50), "p50-µs")
-			b.ReportMetric(pct(0.99), "p99-µs")
+			reportLatencies(b, latencies, time.Since(start))
 		})
 	}
+}
+
+// reportLatencies stops the timer and reports the rate and the p50 and p99 of latencies.
+func reportLatencies(b *testing.B, latencies []time.Duration, elapsed time.Duration) {
+	b.StopTimer()
+	slices.Sort(latencies)
+	pct := func(p float64) float64 {
+		return float64(latencies[int(float64(len(latencies)-1)*p)].Microseconds())
+	}
+	b.ReportMetric(float64(len(latencies))/elapsed.Seconds(), "req/s")
+	b.ReportMetric(pct(0.50), "p50-µs")
+	b.ReportMetric(pct(0.99), "p99-µs")
 }

@@ -1,7 +1,6 @@
 package validation
 
 import (
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -52,15 +51,7 @@ func BenchmarkCheckGRPC(b *testing.B) {
 				latencies = append(latencies, local...)
 				mu.Unlock()
 			})
-			elapsed := time.Since(start)
-			b.StopTimer()
-			slices.Sort(latencies)
-			pct := func(p float64) float64 {
-				return float64(latencies[int(float64(len(latencies)-1)*p)].Microseconds())
-			}
-			b.ReportMetric(float64(len(latencies))/elapsed.Seconds(), "req/s")
-			b.ReportMetric(pct(0.50), "p50-µs")
-			b.ReportMetric(pct(0.99), "p99-µs")
+			reportLatencies(b, latencies, time.Since(start))
 		})
 	}
 }
