@@ -354,6 +354,9 @@ func TestFinalizerOnlyWhereDeleteRevokes(t *testing.T) {
 		if fin := f.cred().Finalizers; len(fin) != 0 {
 			t.Fatalf("finalizers %v on a Credential whose issuer cannot revoke", fin)
 		}
+		if fin := f.stateSecret().Finalizers; len(fin) != 0 {
+			t.Fatalf("finalizers %v on the state Secret of a Credential whose issuer cannot revoke", fin)
+		}
 		must(t, env.Client.Delete(t.Context(), f.cred()))
 		waitFor(t, 10*time.Second, "the Credential gone at once", func() (bool, string) {
 			err := env.Client.Get(t.Context(), f.key, &v1alpha1.Credential{})

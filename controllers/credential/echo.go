@@ -57,7 +57,9 @@ func (e *echoes) forget(key types.NamespacedName) {
 func (e *echoes) predicate() predicate.Predicate {
 	other := func(o client.Object) bool {
 		s, ok := o.(*corev1.Secret)
-		return !ok || !e.isEcho(s)
+		// A deletion under way is news even when the content is the manager's own (a state
+		// Secret held by the revoke finalizer).
+		return !ok || !s.DeletionTimestamp.IsZero() || !e.isEcho(s)
 	}
 	return predicate.Funcs{
 		CreateFunc: func(ev event.CreateEvent) bool { return other(ev.Object) },

@@ -35,6 +35,8 @@ type env struct {
 	request issuer.Request
 	client  *issuer.Client
 	headers map[string]string
+	// spec is the issuer's spec the client was built from (its CA bundle resolved).
+	spec v1alpha1.IssuerSpec
 	// serviceAccountAudience is the audience of a serviceAccount login's tokens.
 	serviceAccountAudience string
 	// inputsVersion changes whenever the Credential's spec, its input Secret, the issuer or the
@@ -140,6 +142,7 @@ func (r *Reconciler) prepare(ctx context.Context, cred *v1alpha1.Credential) (*e
 		fmt.Sprintf("issuer:%s:%d", iss.GetUID(), iss.GetGeneration()), in.Version()}, ";")
 	spec := *iss.GetSpec()
 	spec.CABundle = in.CABundle
+	e.spec = spec
 	// One client per issuer version, Secret versions and URL rules, shared by reconciles and
 	// Credentials: connections and the discovery document are reused, not fetched per renewal.
 	key := fmt.Sprintf("%s:%d|%s|%s", iss.GetUID(), iss.GetGeneration(), in.Version(), e.policy.URLRules())

@@ -102,8 +102,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	if err := r.Get(ctx, req.NamespacedName, cred); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.forget(req.NamespacedName)
+			return ctrl.Result{}, r.letOrphanedStateGo(ctx, req.NamespacedName)
 		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		return ctrl.Result{}, err
 	}
 	if !cred.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, cred)
@@ -123,6 +124,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	}()
 	cred.Status.ObservedGeneration = cred.Generation
 
+	if err := r.letDeletedStateGo(ctx, cred); err != nil {
+		return ctrl.Result{}, err
+	}
 	st, err := r.store.load(ctx, cred)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -135,6 +139,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		return r.blocked(cred, st, err)
 	}
 	if err := r.ensureFinalizer(ctx, cred, before, e); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.keepForRevocation(ctx, cred, e, st); err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := r.recover(ctx, cred, e, st); err != nil {
@@ -674,9 +681,11 @@ func setLifetimeCondition(cred *v1alpha1.Credential, tok *issuer.Token) {
 	}
 }
 
+// reconcileDelete revokes the Credential's sessions, then lets its state Secret and itself go:
+// within revokeDeadline, whether revoking worked or not.
 func (r *Reconciler) reconcileDelete(ctx context.Context, cred *v1alpha1.Credential) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(cred, Finalizer) {
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, r.store.release(ctx, stateKey(cred), nil)
 	}
 	release, ok := r.slots.acquire(slotKeys(cred)...)
 	if !ok { // revocation is an issuer call too: wait for a slot
@@ -685,6 +694,9 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, cred *v1alpha1.Credent
 	err := r.revoke(ctx, cred)
 	release()
 	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.store.release(ctx, stateKey(cred), nil); err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := r.patchFinalizers(ctx, cred, func(c *v1alpha1.Credential) { controllerutil.RemoveFinalizer(c, Finalizer) }); err != nil {
@@ -730,38 +742,40 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 	r.rotationEvents.forget(key)
 }
 
-// revoke ends the Credential's sessions at the issuer, best effort and bounded in time: the
-// current one, the retired ones, and one obtained but not yet saved.
+// revoke ends the Credential's sessions at the issuer — the current one, the retired ones, and
+// one obtained but not yet saved — best effort and within revokeDeadline in all. The issuer and
+// inputs come from the cluster or, when they are gone (a namespace being deleted removes them in
+// no particular order), from the state Secret's copy. A session it cannot revoke is reported
+// (abandon) and let go: the Credential must not hold its namespace in Terminating.
 func (r *Reconciler) revoke(ctx context.Context, cred *v1alpha1.Credential) error {
+	ctx, cancel := context.WithTimeout(ctx, revokeDeadline)
+	defer cancel()
 	held := r.store.unsavedOf(cred)
 	st, err := r.store.read(ctx, cred)
 	if err != nil {
 		return err
 	}
+	if st == nil {
+		st = r.store.lastOf(cred) // the state Secret is gone: the manager's own copy, if it has one
+	}
+	sessions := sessionsOf(st, held)
+	if len(sessions) == 0 {
+		return nil
+	}
 	e, err := r.prepare(ctx, cred)
 	if err != nil {
-		// Revocation is best effort: a Credential whose issuer, policy or inputs are gone is
-		// deleted without it rather than kept forever by its finalizer.
-		logf.FromContext(ctx).Info("not revoking the session: the issuer cannot be used", "reason", err.Error())
-		return nil
+		if e, err = r.fromSnapshot(ctx, cred, st, err); err != nil {
+			r.abandon(ctx, cred, sessions, err)
+			return nil
+		}
+		defer e.client.Close()
 	}
 	if !e.policy.RevokeOnDelete || !e.client.CanRevoke() {
 		return nil
 	}
-	seen := map[string]bool{}
-	for _, s := range []*state{st, held} {
-		if s == nil {
-			continue
-		}
-		tokens := []*issuer.Token{s.token}
-		for _, old := range s.retired {
-			tokens = append(tokens, old.Token)
-		}
-		for _, tok := range tokens {
-			if tok != nil && !seen[tok.AccessToken] {
-				seen[tok.AccessToken] = true
-				r.revokeNow(ctx, cred, e, tok)
-			}
+	for _, tok := range sessions {
+		if err := r.revokeSession(ctx, cred, e, tok); err != nil {
+			r.abandon(ctx, cred, []*issuer.Token{tok}, err)
 		}
 	}
 	return nil
@@ -769,6 +783,12 @@ func (r *Reconciler) revoke(ctx context.Context, cred *v1alpha1.Credential) erro
 
 // revokeNow ends one session at the issuer, best effort and bounded in time.
 func (r *Reconciler) revokeNow(ctx context.Context, cred *v1alpha1.Credential, e *env, tok *issuer.Token) {
+	_ = r.revokeSession(ctx, cred, e, tok) // the Event says how it went
+}
+
+// revokeSession ends one session at the issuer within revokeTimeout, with an Event either way.
+// Its error is nil when the issuer has no revocation endpoint.
+func (r *Reconciler) revokeSession(ctx context.Context, cred *v1alpha1.Credential, e *env, tok *issuer.Token) error {
 	ctx, cancel := context.WithTimeout(ctx, revokeTimeout)
 	defer cancel()
 	start := time.Now()
@@ -776,10 +796,13 @@ func (r *Reconciler) revokeNow(ctx context.Context, cred *v1alpha1.Credential, e
 	metrics.IssuerRequestDuration.WithLabelValues(e.metricLabels("revoke")...).Observe(time.Since(start).Seconds())
 	switch {
 	case errors.Is(err, issuer.ErrUnsupported):
+		return nil
 	case err != nil:
 		r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, v1alpha1.ReasonRevokeFailed, "Revoke", "revoking session %s failed: %v", tok.Fingerprint(), err)
+		return err
 	default:
 		r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, v1alpha1.ReasonRevoked, "Revoke", "session %s revoked at %s", tok.Fingerprint(), e.issuerKey)
+		return nil
 	}
 }
 

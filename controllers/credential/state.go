@@ -53,6 +53,12 @@ type state struct {
 	endedAfter time.Duration
 	// first: the token is the Credential's first (its renewal is spread wider).
 	first bool
+	// revokes: deleting the Credential revokes its sessions. The state Secret then carries the
+	// revoke finalizer, so that its tokens outlive any order of deletion (a namespace's).
+	revokes bool
+	// revocation is what revoking needs besides the tokens (a revocationSnapshot, JSON), for
+	// when the issuer or the inputs are deleted first; kept only while revokes.
+	revocation []byte
 
 	// resourceVersion is the state Secret's version this state was read at or written as; ""
 	// when there is no state Secret. Writes are conditional on it.
@@ -301,6 +307,32 @@ func (s *stateStore) drop(key types.NamespacedName) {
 	delete(s.unsaved, key)
 }
 
+// lastOf returns the newest state this manager read or wrote, nil if none.
+func (s *stateStore) lastOf(cred *v1alpha1.Credential) *state {
+	return s.get(s.last, client.ObjectKeyFromObject(cred), cred.UID)
+}
+
+// release removes the revoke finalizer from the state Secret named key, once its sessions are
+// revoked (or cannot be): the Secret then goes the way it was meant to (garbage collection, a
+// deletion). sec is its copy when the caller has one; it is read uncached otherwise.
+func (s *stateStore) release(ctx context.Context, key types.NamespacedName, sec *corev1.Secret) error {
+	if sec == nil {
+		sec = &corev1.Secret{}
+		if err := s.reader.Get(ctx, key, sec); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+	}
+	if !controllerutil.ContainsFinalizer(sec, Finalizer) {
+		return nil
+	}
+	before := sec.DeepCopy()
+	controllerutil.RemoveFinalizer(sec, Finalizer)
+	if err := s.client.Patch(ctx, sec, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("removing the finalizer of state Secret %s: %w", key.Name, err)
+	}
+	return nil
+}
+
 // unsavedOf returns a result not yet written, for revoking it when its Credential is deleted.
 func (s *stateStore) unsavedOf(cred *v1alpha1.Credential) *state {
 	return s.get(s.unsaved, client.ObjectKeyFromObject(cred), cred.UID)
@@ -332,6 +364,7 @@ const (
 	keyRetiredAccess = "retired-access-token" // one retired session, as v0.2 wrote it
 	keyFirst         = "first-token"
 	keyEndedAfter    = "ended-after"
+	keyRevocation    = "revocation" // revocationSnapshot, JSON
 )
 
 func decodeState(sec *corev1.Secret) *state {
@@ -348,6 +381,7 @@ func decodeState(sec *corev1.Secret) *state {
 		st.endedAfter, _ = time.ParseDuration(d(keyEndedAfter))
 		st.first = d(keyFirst) == "true"
 	}
+	st.revokes, st.revocation = controllerutil.ContainsFinalizer(sec, Finalizer), sec.Data[keyRevocation]
 	if d(keyRetiredAccess) != "" {
 		st.retired = []retiredSession{{Token: &issuer.Token{AccessToken: d(keyRetiredAccess), RefreshToken: d("retired-refresh-token"),
 			Scheme: d("retired-token-type")}, At: t("retire-at")}}
@@ -419,6 +453,12 @@ func encodeState(cred *v1alpha1.Credential, st *state) *corev1.Secret {
 	}
 	if st.rejected != "" {
 		sec.Data[keyRejected] = []byte(st.rejected)
+	}
+	if st.revokes {
+		sec.Finalizers = []string{Finalizer}
+		if len(st.revocation) > 0 {
+			sec.Data[keyRevocation] = st.revocation
+		}
 	}
 	return sec
 }
