@@ -209,10 +209,11 @@ func (r *Reconciler) wait(ctx context.Context, cred *v1alpha1.Credential, e *env
 		if r.probeDue(cred, e) {
 			release, ok := r.slots.acquire(slotKeys(cred)...)
 			if ok { // else the issuer's calls are all in flight: probe at the next wake
+				alive := lastAccepted(cred) // before this probe's answer replaces it
 				err := r.probe(ctx, cred, e, st.token)
 				release()
 				if errors.Is(err, issuer.ErrTokenRejected) {
-					r.endedEarly(cred, e, st, err)
+					r.endedEarly(cred, e, st, alive, err)
 					if err := r.store.commit(ctx, cred, st); err != nil {
 						return ctrl.Result{}, err
 					}
@@ -231,11 +232,16 @@ func (r *Reconciler) wait(ctx context.Context, cred *v1alpha1.Credential, e *env
 // endedEarly records a session the issuer ended before the expiry it stated: a failure
 // (counted, Ready=False until a new token passes the probe), and how long the session lived,
 // which later tokens of the same inputs are taken to live at most (renewed before that).
-func (r *Reconciler) endedEarly(cred *v1alpha1.Credential, e *env, st *state, err error) {
+func (r *Reconciler) endedEarly(cred *v1alpha1.Credential, e *env, st *state, alive time.Time, err error) {
 	now := r.Clock.Now()
 	st.rejected = st.token.Fingerprint()
-	if lived := now.Sub(st.token.IssuedAt).Round(time.Second); lived >= issuer.MinLifetime && now.Before(st.token.ExpiresAt) &&
-		(st.endedAfter == 0 || lived < st.endedAfter) {
+	// The session ended between the last probe that accepted it and now: take the earlier end,
+	// so later tokens are renewed before the issuer ends them, when it leaves a usable lifetime.
+	lived := now.Sub(st.token.IssuedAt).Round(time.Second)
+	if known := alive.Sub(st.token.IssuedAt).Round(time.Second); known >= issuer.MinLifetime*2 {
+		lived = known
+	}
+	if lived >= issuer.MinLifetime && now.Before(st.token.ExpiresAt) && (st.endedAfter == 0 || lived < st.endedAfter) {
 		st.endedAfter = lived
 	}
 	cred.Status.FailedAttempts++
@@ -244,6 +250,14 @@ func (r *Reconciler) endedEarly(cred *v1alpha1.Credential, e *env, st *state, er
 	setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonTokenRejected, fmt.Sprintf(
 		"the issuer rejected token %s %s after it was issued, %s before its stated expiry (%v): logging in again",
 		st.token.Fingerprint(), now.Sub(st.token.IssuedAt).Round(time.Second), st.token.ExpiresAt.Sub(now).Round(time.Second), err))
+}
+
+// lastAccepted is when the issuer's probe last accepted the current token, or zero.
+func lastAccepted(cred *v1alpha1.Credential) time.Time {
+	if t := cred.Status.LastProbeTime; t != nil && cred.Status.LastProbeResult == "Accepted" {
+		return t.Time
+	}
+	return time.Time{}
 }
 
 // probeDue reports whether the issuer's probe should check the current token now: the issuer

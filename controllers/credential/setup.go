@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"time"
 
+	"golang.org/x/time/rate"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -112,7 +114,24 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		Watches(&v1alpha1.TokenPolicy{}, r.spreadOverAll(), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.inNamespace),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		WithOptions(controller.Options{RateLimiter: errorRetries()}).
 		Complete(r)
+}
+
+// maxErrorRetry caps the wait before a Credential whose reconcile returned an error is tried
+// again. Such errors are the API server's (issuer failures have their own backoff, in status);
+// with controller-runtime's default (5 ms doubling to 1000 s) the retries of an API server outage
+// of a few seconds grew to seconds, and Secrets kept expired tokens for 10 s and more after it
+// came back.
+const maxErrorRetry = 2 * time.Second
+
+// errorRetries is the default controller rate limiter with its per-item backoff capped at
+// maxErrorRetry: exponential from 5 ms, and 10 retries a second overall (burst 100).
+func errorRetries() workqueue.TypedRateLimiter[reconcile.Request] {
+	return workqueue.NewTypedMaxOfRateLimiter(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, maxErrorRetry),
+		&workqueue.TypedBucketRateLimiter[reconcile.Request]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
+	)
 }
 
 // setupWorkloads indexes workloads by the Secrets they read and registers the restarter and the
