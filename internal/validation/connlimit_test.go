@@ -110,18 +110,7 @@ func startListener(t *testing.T, withTLS bool) (addr string, clientTLS *tls.Conf
 	if withTLS {
 		l.CertDir, clientTLS = writeServingCert(t)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- l.serve(t.Context(), ln) }()
-	t.Cleanup(func() { // t.Context() is done by now
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return ln.Addr().String(), clientTLS
+	return serveOnLoopback(t, l), clientTLS
 }
 
 // writeServingCert writes a self-signed certificate for 127.0.0.1 as tls.crt and tls.key.
@@ -267,4 +256,21 @@ func raiseFileLimit(t *testing.T, need uint64) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur < need {
 		t.Skipf("the flood needs %d file descriptors; RLIMIT_NOFILE allows %d (hard %d): %v", need, lim.Cur, lim.Max, err)
 	}
+}
+
+// serveOnLoopback serves l on a free loopback port until the test ends and returns its address.
+func serveOnLoopback(t testing.TB, l *Listener) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.serve(t.Context(), ln) }()
+	t.Cleanup(func() { // t.Context() is done by now
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return ln.Addr().String()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -45,18 +44,7 @@ func startExtAuthz(t testing.TB, s *Server, def string, withTLS bool) extAuthzLi
 	if withTLS {
 		l.CertDir, out.clientTLS = writeServingCert(t.(*testing.T)) // benchmarks use h2c
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- l.serve(t.Context(), ln) }()
-	t.Cleanup(func() { // t.Context() is done by now
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	out.addr = ln.Addr().String()
+	out.addr = serveOnLoopback(t, l)
 	return out
 }
 
