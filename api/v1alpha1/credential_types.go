@@ -89,10 +89,40 @@ type CredentialSpec struct {
 	// +kubebuilder:validation:MaxItems=16
 	RolloutRestart []WorkloadReference `json:"rolloutRestart,omitempty"`
 
+	// delivery serves the token to consumers besides the target Secret: Envoy proxies over the
+	// Secret Discovery Service (sds).
+	// +optional
+	Delivery *Delivery `json:"delivery,omitempty"`
+
 	// revokeOnDelete revokes the session at the issuer when the Credential is deleted, where the
 	// issuer has a revoke endpoint. Defaults to the TokenPolicy's choice, else true.
 	// +optional
 	RevokeOnDelete *bool `json:"revokeOnDelete,omitempty"`
+}
+
+// Delivery says how the token reaches consumers that do not read the target Secret.
+type Delivery struct {
+	// sds serves the token over Envoy's Secret Discovery Service, as the generic_secret
+	// tokenkeeper:<namespace>/<name> (the authorization value, "Bearer …") or
+	// tokenkeeper:<namespace>/<name>#token (the bare token), for Envoy's credential injector.
+	// New tokens are pushed to open streams as they rotate.
+	// +optional
+	SDS *SDSDelivery `json:"sds,omitempty"`
+}
+
+// SDSDelivery says who may fetch the token over SDS.
+type SDSDelivery struct {
+	// serviceAccounts are the names of the ServiceAccounts, of the Credential's namespace (never
+	// another's), whose tokens (audience: the manager's SDS audience) may fetch this Credential's
+	// token. Any other caller is refused as if the Credential did not exist.
+	// +required
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	ServiceAccounts []string `json:"serviceAccounts"`
 }
 
 // PasswordLogin reads a username and password from a Secret.
