@@ -8,7 +8,8 @@
 #   hack/local-cluster.sh import IMAGE.tar   # load an OCI image tar into containerd
 #   hack/local-cluster.sh node-ip   # the address pods reach this machine at (NODE_IP overrides)
 #   hack/local-cluster.sh deps   # install the Debian packages it needs (as root), if missing
-# KUBECONFIG for kubectl: bin/cluster/admin.kubeconfig
+# KUBECONFIG for kubectl: bin/cluster/admin.kubeconfig. KUBELET_SYNC_FREQUENCY sets the kubelet's
+# syncFrequency (default 10s, for tests; the kubelet's own default is 1m).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 state=${CLUSTER_DIR:-$root/bin/cluster}
@@ -184,7 +185,7 @@ cgroupDriver: cgroupfs
 failCgroupV1: false
 failSwapOn: false
 containerRuntimeEndpoint: unix://$sock
-syncFrequency: 10s
+syncFrequency: ${KUBELET_SYNC_FREQUENCY:-10s}
 authentication:
   anonymous: {enabled: false}
   x509: {clientCAFile: "$p/ca.crt"}

@@ -19,6 +19,12 @@ const (
 	AnnotationInputsVersion = "tokenkeeper.io/inputs-version"
 	// AnnotationFailedInputsVersion, on a state Secret, identifies the inputs the last failure was for.
 	AnnotationFailedInputsVersion = "tokenkeeper.io/failed-inputs-version"
+	// AnnotationSyncedToken, on a running pod, names the tokens (secret=fingerprint, comma
+	// separated, sorted) the manager last asked the kubelet to write into the pod's Secret
+	// volumes: patching it makes the kubelet sync the pod, and so rewrite its Secret volumes, at
+	// once rather than at its next periodic sync. A pod carrying a Secret's current fingerprint
+	// is never patched for it again.
+	AnnotationSyncedToken = "tokenkeeper.io/synced-token"
 )
 
 // Labels on the Secrets tokenkeeper manages. The manager caches only Secrets labelled
@@ -43,4 +49,20 @@ const (
 	SecretKeyTokenType = "token-type"
 	// SecretKeyExpiresAt is the token's expiry (RFC 3339).
 	SecretKeyExpiresAt = "expires-at"
+)
+
+// ClusterCredentials. The child Credential (cluster-<name>, in the cluster-credential namespace)
+// and every copy carry LabelClusterCredential; copies also carry LabelManagedBy (so the manager's
+// cache holds them) and LabelRole=RoleCopy, never LabelCredential.
+const (
+	// LabelClusterCredential is the name of the ClusterCredential a copy or child Credential
+	// belongs to (at most 63 characters, as ClusterCredential names are).
+	LabelClusterCredential = "tokenkeeper.io/cluster-credential"
+	// RoleCopy is LabelRole's value on a ClusterCredential's copy of its token Secret.
+	RoleCopy = "copy"
+	// FinalizerClusterCredentialCopies is on a ClusterCredential while copies may exist: deleting
+	// it first deletes every copy (they have no owner reference across namespaces).
+	FinalizerClusterCredentialCopies = "tokenkeeper.io/cluster-credential-copies"
+	// ClusterCredentialPrefix begins the child Credential's name: cluster-<name>.
+	ClusterCredentialPrefix = "cluster-"
 )
