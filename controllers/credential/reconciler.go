@@ -28,6 +28,7 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/internal/egress"
 	"github.com/tokenkeeper/tokenkeeper/internal/failpoint"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
+	"github.com/tokenkeeper/tokenkeeper/internal/login"
 	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
 	"github.com/tokenkeeper/tokenkeeper/internal/renewal"
 	"github.com/tokenkeeper/tokenkeeper/internal/resolve"
@@ -41,7 +42,7 @@ const Finalizer = v1alpha1.FinalizerRevokeSession
 const statusConflictRetry = time.Second
 
 // revokeTimeout bounds each best-effort revocation.
-const revokeTimeout = 10 * time.Second
+const revokeTimeout = login.RevokeTimeout
 
 // Reconciler reconciles Credentials.
 type Reconciler struct {
@@ -71,11 +72,10 @@ type Reconciler struct {
 	resolver       *resolve.Resolver
 	clients        *issuer.Pool
 	inputs         *resolve.VersionedReader
+	engine         *login.Engine
 	echoes         *echoes
 	rotationEvents *eventGate
 	restarts       *restarter
-	// trace sees every issuer request, redacted (a dry run); nil in the manager.
-	trace func(issuer.Exchange)
 }
 
 // issuerClients bounds the issuer clients kept between reconciles (one per issuer configuration
@@ -133,7 +133,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	}
 	e, err := r.prepare(ctx, cred)
 	if e != nil { // with a policy violation too: the policy the message names, and its limits
-		cred.Status.EffectivePolicy = e.policy.EffectiveStatus()
+		cred.Status.EffectivePolicy = e.Policy.EffectiveStatus()
 	}
 	if err != nil {
 		return r.blocked(cred, st, err)
@@ -152,8 +152,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	}
 
 	d := renewal.Decide(renewal.Input{
-		Now: r.Clock.Now(), Session: st.session(), Failure: lastFailure(cred, st), InputsVersion: e.inputsVersion,
-		Policy: e.policy, CanRefresh: e.client.CanRefresh(), JitterKey: string(cred.UID),
+		Now: r.Clock.Now(), Session: st.session(), Failure: lastFailure(cred, st), InputsVersion: e.InputsVersion,
+		Policy: e.Policy, CanRefresh: e.Client.CanRefresh(), JitterKey: string(cred.UID),
 	})
 	d = r.renewRequested(cred, e, st, d)
 	logf.FromContext(ctx).V(1).Info("decided", "action", d.Action, "reason", d.Reason, "at", d.At)
@@ -189,7 +189,7 @@ func (r *Reconciler) renewRequested(cred *v1alpha1.Credential, e *env, st *state
 	}
 	cred.Status.LastRenewRequest = asked
 	action := renewal.Login
-	if st.token != nil && st.token.RefreshToken != "" && e.client.CanRefresh() && !st.session().Rejected {
+	if st.token != nil && st.token.RefreshToken != "" && e.Client.CanRefresh() && !st.session().Rejected {
 		action = renewal.Refresh
 	}
 	return renewal.Decision{Action: action, At: now, Reason: "renewal requested (" + AnnotationRenewRequestedAt + ")"}
@@ -263,19 +263,19 @@ func lastAccepted(cred *v1alpha1.Credential) time.Time {
 // probeDue reports whether the issuer's probe should check the current token now: the issuer
 // names one, no failure is being backed off, and the last probe is an interval old.
 func (r *Reconciler) probeDue(cred *v1alpha1.Credential, e *env) bool {
-	if !e.client.CanProbe() || cred.Status.FailedAttempts > 0 {
+	if !e.Client.CanProbe() || cred.Status.FailedAttempts > 0 {
 		return false
 	}
 	last := cred.Status.LastProbeTime
-	return last == nil || !r.Clock.Now().Before(last.Add(e.client.ProbeInterval()))
+	return last == nil || !r.Clock.Now().Before(last.Add(e.Client.ProbeInterval()))
 }
 
 // probeWake is the earlier of wake and the next probe.
 func (r *Reconciler) probeWake(cred *v1alpha1.Credential, e *env, wake time.Time) time.Time {
-	if !e.client.CanProbe() || cred.Status.LastProbeTime == nil {
+	if !e.Client.CanProbe() || cred.Status.LastProbeTime == nil {
 		return wake
 	}
-	if next := cred.Status.LastProbeTime.Add(e.client.ProbeInterval()); next.Before(wake) {
+	if next := cred.Status.LastProbeTime.Add(e.Client.ProbeInterval()); next.Before(wake) {
 		return next
 	}
 	return wake
@@ -285,7 +285,7 @@ func (r *Reconciler) probeWake(cred *v1alpha1.Credential, e *env, wake time.Time
 // an Event; the caller logs in again.
 func (r *Reconciler) probe(ctx context.Context, cred *v1alpha1.Credential, e *env, tok *issuer.Token) error {
 	start := time.Now()
-	err := e.client.Probe(ctx, tok)
+	err := e.Client.Probe(ctx, tok)
 	metrics.IssuerRequestDuration.WithLabelValues(e.metricLabels("probe")...).Observe(time.Since(start).Seconds())
 	cred.Status.LastProbeTime = &metav1.Time{Time: r.Clock.Now()}
 	switch {
@@ -317,14 +317,14 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 	inputSpent := input != "" && st.spentInput == input
 	action := d.Action
 	if action == renewal.Login && inputSpent {
-		if st.token == nil || st.token.RefreshToken == "" || !e.client.CanRefresh() {
+		if st.token == nil || st.token.RefreshToken == "" || !e.Client.CanRefresh() {
 			return r.blocked(cred, st, errRefreshTokenSpent(cred))
 		}
 		action = renewal.Refresh
 	}
 	release, ok := r.slots.take(client.ObjectKeyFromObject(cred).String(), slotKeys(cred)...)
 	if !ok {
-		log.V(1).Info("issuer calls of this namespace or issuer are all in flight; waiting", "issuer", e.issuerKey)
+		log.V(1).Info("issuer calls of this namespace or issuer are all in flight; waiting", "issuer", e.IssuerKey)
 		setCondition(cred, v1alpha1.ConditionIssuing, metav1.ConditionTrue, v1alpha1.ReasonRenewing,
 			d.Reason+": waiting for one of the issuer calls of this namespace or issuer to finish")
 		return ctrl.Result{RequeueAfter: busyRetry(string(cred.UID))}, nil
@@ -348,7 +348,7 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 	// password, a client secret) spends nothing: interrupted, it is simply made again, so it
 	// needs no record and a rotation costs one API write less.
 	if op == "refresh" || sends != "" {
-		if err := r.store.begin(ctx, cred, st, op, e.issuerKey, sends); err != nil {
+		if err := r.store.begin(ctx, cred, st, op, e.IssuerKey, sends); err != nil {
 			return ctrl.Result{}, err // nothing was sent
 		}
 	}
@@ -380,13 +380,13 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 	failpoint.Inject("issuer-answered")
 	tok := o.tok
 	next := prev.clone()
-	if next.inputsVersion != e.inputsVersion {
+	if next.inputsVersion != e.InputsVersion {
 		next.endedAfter = 0 // new inputs or issuer: what an earlier session did says nothing
 	}
 	if next.endedAfter > 0 && tok.ExpiresAt.Sub(tok.IssuedAt) > next.endedAfter {
 		tok.ExpiresAt, tok.ExpirySource = tok.IssuedAt.Add(next.endedAfter), issuer.ExpiryObserved
 	}
-	next.token, next.inputsVersion, next.first = tok, e.inputsVersion, prev.token == nil
+	next.token, next.inputsVersion, next.first = tok, e.InputsVersion, prev.token == nil
 	if o.method == "login" {
 		next.sessionStart = tok.IssuedAt
 		r.retire(ctx, cred, e, prev, next)
@@ -399,14 +399,14 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 		return r.blocked(cred, nil, err) // the Secret does not hold the new token
 	}
 	failpoint.Inject("target-written")
-	if e.client.CanProbe() {
+	if e.Client.CanProbe() {
 		if err := r.probe(ctx, cred, e, tok); errors.Is(err, issuer.ErrTokenRejected) {
 			next.rejected = tok.Fingerprint()
 			return r.failed(ctx, cred, e, next, err)
 		}
 	}
 	now := r.Clock.Now()
-	renewAt := renewal.RenewalTime(*next.session(), e.policy, string(cred.UID))
+	renewAt := renewal.RenewalTime(*next.session(), e.Policy, string(cred.UID))
 	cred.Status.LastRotationTime = &metav1.Time{Time: now}
 	cred.Status.FailedAttempts, cred.Status.LastFailureReason, cred.Status.LastFailureTime, cred.Status.NextRetryTime = 0, "", nil, nil
 	cred.Status.RenewalTime = &metav1.Time{Time: renewAt}
@@ -418,7 +418,7 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 	metrics.Renewals.WithLabelValues(e.metricLabels(o.method)...).Inc()
 	if r.rotationEvents.allow(client.ObjectKeyFromObject(cred), now, !wasReady) {
 		r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, reason, o.method, "New token %s from %s (%s), expires %s",
-			tok.Fingerprint(), e.issuerKey, d.Reason, tok.ExpiresAt.UTC().Format(time.RFC3339))
+			tok.Fingerprint(), e.IssuerKey, d.Reason, tok.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	log.Info("token rotated", "method", o.method, "fingerprint", tok.Fingerprint(), "expiresAt", tok.ExpiresAt, "renewAt", renewAt)
 	r.rolloutRestart(cred)
@@ -427,10 +427,10 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 
 // inputToken is the fingerprint of the refresh token a refreshToken login would send, or "".
 func inputToken(e *env) string {
-	if e.request.Kind != issuer.LoginRefreshToken {
+	if e.Request.Kind != issuer.LoginRefreshToken {
 		return ""
 	}
-	return issuer.Fingerprint(e.request.Inputs[issuer.InputRefreshToken])
+	return issuer.Fingerprint(e.Request.Inputs[issuer.InputRefreshToken])
 }
 
 func errRefreshTokenSpent(cred *v1alpha1.Credential) error {
@@ -453,10 +453,10 @@ func slotKeys(cred *v1alpha1.Credential) []string {
 // pods have read the new token first. Issuers without revocation let it expire.
 func (r *Reconciler) retire(ctx context.Context, cred *v1alpha1.Credential, e *env, old, next *state) {
 	now := r.Clock.Now()
-	if old.token == nil || !now.Before(old.token.ExpiresAt) || !e.client.CanRevoke() {
+	if old.token == nil || !now.Before(old.token.ExpiresAt) || !e.Client.CanRevoke() {
 		return
 	}
-	at := now.Add(max(e.policy.MinimumLead, time.Second))
+	at := now.Add(max(e.Policy.MinimumLead, time.Second))
 	if !at.Before(old.token.ExpiresAt) {
 		return // it expires before pods would stop using it anyway
 	}
@@ -529,16 +529,16 @@ type outcome struct {
 func (r *Reconciler) obtain(ctx context.Context, e *env, st *state, action renewal.Action, loginAllowed bool) outcome {
 	var o outcome
 	if action == renewal.Refresh {
-		tok, err := timed(e, "refresh", func() (*issuer.Token, error) { return e.client.Refresh(ctx, e.request, st.token) })
+		tok, err := timed(e, "refresh", func() (*issuer.Token, error) { return e.Client.Refresh(ctx, e.Request, st.token) })
 		o.refreshSpent = issuer.MayHaveSpent(err)
 		if !loginAllowed || !errors.Is(err, issuer.ErrRefreshRejected) && !errors.Is(err, issuer.ErrUnsupported) {
 			o.tok, o.method, o.err = tok, "refresh", err
 			return o
 		}
 	}
-	o.tok, o.err = timed(e, "login", func() (*issuer.Token, error) { return e.client.Login(ctx, e.request) })
+	o.tok, o.err = timed(e, "login", func() (*issuer.Token, error) { return e.Client.Login(ctx, e.Request) })
 	o.method = "login"
-	o.inputSpent = e.request.Kind == issuer.LoginRefreshToken && issuer.MayHaveSpent(o.err)
+	o.inputSpent = e.Request.Kind == issuer.LoginRefreshToken && issuer.MayHaveSpent(o.err)
 	return o
 }
 
@@ -553,7 +553,7 @@ func timed(e *env, op string, f func() (*issuer.Token, error)) (*issuer.Token, e
 // the next attempt waits for the backoff (or a change of inputs).
 func (r *Reconciler) failed(ctx context.Context, cred *v1alpha1.Credential, e *env, st *state, err error) (ctrl.Result, error) {
 	now := r.Clock.Now()
-	reason := reasonOf(err)
+	reason := login.IssuerReason(err)
 	cred.Status.FailedAttempts++
 	cred.Status.LastFailureReason = reason
 	cred.Status.LastFailureTime = &metav1.Time{Time: now}
@@ -564,7 +564,7 @@ func (r *Reconciler) failed(ctx context.Context, cred *v1alpha1.Credential, e *e
 	if st.token != nil {
 		cred.Status.RenewalTime = &metav1.Time{Time: next}
 	}
-	st.failedInputs = e.inputsVersion
+	st.failedInputs = e.InputsVersion
 	if serr := r.store.commit(ctx, cred, st); serr != nil {
 		return ctrl.Result{}, serr
 	}
@@ -639,7 +639,7 @@ func (r *Reconciler) observeToken(cred *v1alpha1.Credential, e *env, st *state, 
 	}
 	setLifetimeCondition(cred, tok)
 	if p := cred.Status.EffectivePolicy; p != nil {
-		plan := renewal.Schedule(*st.session(), e.policy, string(cred.UID))
+		plan := renewal.Schedule(*st.session(), e.Policy, string(cred.UID))
 		if len(plan.Rule) > 512 {
 			plan.Rule = plan.Rule[:509] + "..."
 		}
@@ -726,7 +726,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, cred *v1alpha1.Credent
 // spared. A policy that turns revokeOnDelete on reaches every Credential it selects, which then
 // gets the finalizer at that reconcile.
 func (r *Reconciler) ensureFinalizer(ctx context.Context, cred, before *v1alpha1.Credential, e *env) error {
-	if !e.policy.RevokeOnDelete || !e.client.CanRevoke() || controllerutil.ContainsFinalizer(cred, Finalizer) {
+	if !e.Policy.RevokeOnDelete || !e.Client.CanRevoke() || controllerutil.ContainsFinalizer(cred, Finalizer) {
 		return nil
 	}
 	obj := before.DeepCopy() // metadata only: status changes of this pass are patched at its end
@@ -782,9 +782,9 @@ func (r *Reconciler) revoke(ctx context.Context, cred *v1alpha1.Credential) erro
 			r.abandon(ctx, cred, sessions, err)
 			return nil
 		}
-		defer e.client.Close()
+		defer e.Client.Close()
 	}
-	if !e.policy.RevokeOnDelete || !e.client.CanRevoke() {
+	if !e.Policy.RevokeOnDelete || !e.Client.CanRevoke() {
 		return nil
 	}
 	for _, tok := range sessions {
@@ -806,7 +806,7 @@ func (r *Reconciler) revokeSession(ctx context.Context, cred *v1alpha1.Credentia
 	ctx, cancel := context.WithTimeout(ctx, revokeTimeout)
 	defer cancel()
 	start := time.Now()
-	err := e.client.Revoke(ctx, e.request, tok)
+	err := e.Client.Revoke(ctx, e.Request, tok)
 	metrics.IssuerRequestDuration.WithLabelValues(e.metricLabels("revoke")...).Observe(time.Since(start).Seconds())
 	switch {
 	case errors.Is(err, issuer.ErrUnsupported):
@@ -815,7 +815,7 @@ func (r *Reconciler) revokeSession(ctx context.Context, cred *v1alpha1.Credentia
 		r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, v1alpha1.ReasonRevokeFailed, "Revoke", "revoking session %s failed: %v", tok.Fingerprint(), err)
 		return err
 	default:
-		r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, v1alpha1.ReasonRevoked, "Revoke", "session %s revoked at %s", tok.Fingerprint(), e.issuerKey)
+		r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, v1alpha1.ReasonRevoked, "Revoke", "session %s revoked at %s", tok.Fingerprint(), e.IssuerKey)
 		return nil
 	}
 }
@@ -851,23 +851,6 @@ func lastFailure(cred *v1alpha1.Credential, st *state) *renewal.Failure {
 	}
 	return &renewal.Failure{At: s.LastFailureTime.Time, Attempts: s.FailedAttempts, Kind: kindOf(s.LastFailureReason),
 		RetryAfter: s.NextRetryTime.Sub(s.LastFailureTime.Time), InputsVersion: st.failedInputs}
-}
-
-func reasonOf(err error) string {
-	if errors.Is(err, issuer.ErrTokenRejected) {
-		return v1alpha1.ReasonTokenRejected
-	}
-	switch issuer.ClassOf(err) {
-	case issuer.ClassInvalidCredentials, issuer.ClassRefreshRejected:
-		return v1alpha1.ReasonInvalidCredentials
-	case issuer.ClassRateLimited:
-		return v1alpha1.ReasonRateLimited
-	case issuer.ClassMalformedResponse:
-		return v1alpha1.ReasonMalformedResponse
-	case issuer.ClassConfig:
-		return v1alpha1.ReasonInvalidConfig
-	}
-	return v1alpha1.ReasonIssuerUnavailable
 }
 
 func kindOf(reason string) renewal.FailureKind {

@@ -47,7 +47,7 @@ func (r *Reconciler) interrupted(cred *v1alpha1.Credential, e *env, st *state, p
 		st.dropRefreshToken()
 		consequence = "its refresh token is never sent again; the next renewal logs in afresh"
 	}
-	if p.Op != "refresh" && e.request.Kind == issuer.LoginRefreshToken {
+	if p.Op != "refresh" && e.Request.Kind == issuer.LoginRefreshToken {
 		st.spentInput = p.InputToken
 		if st.spentInput == "" { // unreadable record: assume the current input token was sent
 			st.spentInput = inputToken(e)
@@ -83,6 +83,6 @@ func (r *Reconciler) adopt(ctx context.Context, cred *v1alpha1.Credential, e *en
 	if t := cred.Status.SessionStartTime; t != nil {
 		st.sessionStart = t.Time
 	}
-	st.inputsVersion = e.inputsVersion
+	st.inputsVersion = e.InputsVersion
 	return true
 }

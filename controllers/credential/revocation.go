@@ -16,6 +16,7 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
+	"github.com/tokenkeeper/tokenkeeper/internal/login"
 	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
 	"github.com/tokenkeeper/tokenkeeper/internal/names"
 	"github.com/tokenkeeper/tokenkeeper/internal/resolve"
@@ -50,10 +51,10 @@ type revocationSnapshot struct {
 // not revoke. It writes the state Secret only when either changed; a state Secret not written yet
 // gets them with its first write.
 func (r *Reconciler) keepForRevocation(ctx context.Context, cred *v1alpha1.Credential, e *env, st *state) error {
-	revokes := e.policy.RevokeOnDelete && e.client.CanRevoke()
+	revokes := e.Policy.RevokeOnDelete && e.Client.CanRevoke()
 	var snap []byte
 	if revokes {
-		b, err := json.Marshal(revocationSnapshot{Issuer: e.issuerKey, Spec: e.spec, Headers: e.headers, Request: e.request})
+		b, err := json.Marshal(revocationSnapshot{Issuer: e.IssuerKey, Spec: e.Spec, Headers: e.Headers, Request: e.Request})
 		switch {
 		case err == nil && len(b) <= maxRevocationSnapshot:
 			snap = b
@@ -121,13 +122,13 @@ func (r *Reconciler) fromSnapshot(ctx context.Context, cred *v1alpha1.Credential
 		return nil, fmt.Errorf("%w (and the state Secret's copy: %w)", cause, err)
 	}
 	c, err := issuer.New(issuer.Config{Spec: snap.Spec, Headers: snap.Headers, CheckURL: pol.CheckURL, Clock: r.Clock,
-		Transport: r.Transport, Egress: r.Egress, Trace: r.trace})
+		Transport: r.Transport, Egress: r.Egress})
 	if err != nil {
 		return nil, fmt.Errorf("%w (and the state Secret's copy: %w)", cause, err)
 	}
 	logf.FromContext(ctx).Info("revoking with the state Secret's copy of the issuer and inputs", "issuer", snap.Issuer, "reason", cause.Error())
-	return &env{issuer: iss, issuerKey: snap.Issuer, labels: append([]string{cred.Namespace}, metrics.IssuerLabelValues(cred)...),
-		policy: pol, request: snap.Request, client: c, headers: snap.Headers, spec: snap.Spec}, nil
+	return &env{Env: &login.Env{Issuer: iss, IssuerKey: snap.Issuer, Policy: pol, Request: snap.Request, Client: c, Headers: snap.Headers, Spec: snap.Spec},
+		labels: append([]string{cred.Namespace}, metrics.IssuerLabelValues(cred)...)}, nil
 }
 
 // abandon reports sessions a deleted Credential leaves open: counted and logged (a namespace

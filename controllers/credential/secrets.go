@@ -127,7 +127,7 @@ func targetData(cred *v1alpha1.Credential, e *env, tok *issuer.Token) (map[strin
 		KeyExpiresAt:     []byte(tok.ExpiresAt.UTC().Format(time.RFC3339)),
 	}
 	// The issuer's extra headers travel with the token (seed 002's Api-Key): key "api-key".
-	for name, value := range e.headers {
+	for name, value := range e.Headers {
 		if k := strings.ToLower(name); data[k] == nil { // never over the token's own keys
 			data[k] = []byte(value)
 		}

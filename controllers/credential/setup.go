@@ -26,6 +26,7 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
+	"github.com/tokenkeeper/tokenkeeper/internal/login"
 	"github.com/tokenkeeper/tokenkeeper/internal/resolve"
 )
 
@@ -54,11 +55,12 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 	// Input Secrets and issuer Secrets are read again only when their resourceVersion changed.
 	r.inputs = resolve.NewVersionedReader(mgr.GetAPIReader(), r.Refs)
 	r.resolver = &resolve.Resolver{Client: mgr.GetClient(), APIReader: r.inputs, ClusterResourceNamespace: r.ClusterResourceNamespace}
+	r.engine = &login.Engine{Resolver: r.resolver, Inputs: r.inputs, Clients: r.clients, Clock: r.Clock, Transport: r.Transport, Egress: r.Egress}
 	r.slots = newCallSlots(r.CallsPerNamespace)
 	r.rotationEvents = newEventGate(rotationEventInterval)
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &v1alpha1.Credential{}, indexInputSecret, func(o client.Object) []string {
-		return []string{inputSecretName(&o.(*v1alpha1.Credential).Spec)}
+		return []string{login.InputSecretName(&o.(*v1alpha1.Credential).Spec)}
 	}); err != nil {
 		return err
 	}
@@ -164,7 +166,12 @@ func NewRefs(mgr ctrl.Manager) (*resolve.Refs, error) {
 		return nil, fmt.Errorf("creating the metadata client: %w", err)
 	}
 	refs := resolve.NewRefs(mc)
-	return refs, refs.AddTo(mgr)
+	for _, w := range refs.All() {
+		if err := mgr.Add(w); err != nil {
+			return nil, err
+		}
+	}
+	return refs, nil
 }
 
 func managedByUs(o metav1.Object) bool { return o.GetLabels()[LabelManagedBy] == ManagedByValue }

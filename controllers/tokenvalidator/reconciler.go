@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,9 +26,7 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/internal/egress"
-	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
-	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
-	"github.com/tokenkeeper/tokenkeeper/internal/policy"
+	"github.com/tokenkeeper/tokenkeeper/internal/login"
 	"github.com/tokenkeeper/tokenkeeper/internal/resolve"
 	"github.com/tokenkeeper/tokenkeeper/internal/status"
 	"github.com/tokenkeeper/tokenkeeper/internal/validation"
@@ -54,16 +51,16 @@ type Reconciler struct {
 	// rotated HMAC and introspection Secrets. Optional.
 	Refs *resolve.Refs
 
-	resolver *resolve.Resolver
-	mu       sync.Mutex
-	built    map[types.NamespacedName]*built
+	resolver   *resolve.Resolver
+	validators *login.Validators
+	mu         sync.Mutex
+	built      map[types.NamespacedName]*built
 }
 
 // built is an installed validator and what it was built from.
 type built struct {
+	*login.Built
 	version string
-	keys    []*validation.KeySet
-	clients []*issuer.Client
 	// refreshed is when the key sets were last fetched; zero until the first fetch.
 	refreshed time.Time
 }
@@ -91,7 +88,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	// Key sets are fetched when the validator is (re)built and every keyRefresh, never because
 	// some watched object changed: events from other tenants' objects cost no fetches.
 	if due := b.refreshed.Add(keyRefresh); b.refreshed.IsZero() || !r.Clock.Now().Before(due) {
-		for _, ks := range b.keys {
+		for _, ks := range b.Keys {
 			if err := ks.Refresh(ctx); err != nil {
 				return r.notReady(tv, req.NamespacedName, resolve.Block(v1alpha1.ReasonKeysUnavailable, "%v", err))
 			}
@@ -100,7 +97,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		tv.Status.LastKeyRefresh = &metav1.Time{Time: b.refreshed}
 	}
 	keys := 0
-	for _, ks := range b.keys {
+	for _, ks := range b.Keys {
 		keys += ks.Len()
 	}
 	tv.Status.Keys = int32(min(keys, 1<<20))
@@ -111,7 +108,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 
 // ensure builds and installs the validator when the TokenValidator or its issuers changed.
 func (r *Reconciler) ensure(ctx context.Context, tv *v1alpha1.TokenValidator, key types.NamespacedName) (*built, error) {
-	eff, issuers, err := r.issuers(ctx, tv)
+	eff, issuers, err := r.validators.Issuers(ctx, tv)
 	if err != nil {
 		return nil, err
 	}
@@ -133,10 +130,11 @@ func (r *Reconciler) ensure(ctx context.Context, tv *v1alpha1.TokenValidator, ke
 	if old != nil && old.version == strings.Join(version, ";") {
 		return old, nil
 	}
-	cfg, b, err := r.build(ctx, tv, issuers, eff)
+	cfg, parts, err := r.validators.Build(ctx, tv, issuers, eff)
 	if err != nil {
 		return nil, err
 	}
+	b := &built{Built: parts}
 	b.version = strings.Join(version, ";")
 	r.Server.Set(key, validation.New(cfg))
 	r.mu.Lock()
@@ -145,9 +143,7 @@ func (r *Reconciler) ensure(ctx context.Context, tv *v1alpha1.TokenValidator, ke
 		r.built = map[types.NamespacedName]*built{}
 	}
 	if old != nil {
-		for _, c := range old.clients {
-			c.Close()
-		}
+		old.Close()
 	}
 	r.built[key] = b
 	return b, nil
@@ -200,147 +196,6 @@ func (r *Reconciler) metaVersion(ctx context.Context, key types.NamespacedName) 
 	return key.String() + ":" + s.ResourceVersion, nil
 }
 
-// issuers resolves the policy in force and the issuers tv trusts, each allowed by the policy.
-func (r *Reconciler) issuers(ctx context.Context, tv *v1alpha1.TokenValidator) (policy.Effective, []v1alpha1.GenericIssuer, error) {
-	eff, err := r.resolver.Policy(ctx, tv.Namespace, nil)
-	if err != nil {
-		return eff, nil, err
-	}
-	issuers := make([]v1alpha1.GenericIssuer, 0, len(tv.Spec.Issuers))
-	for _, ref := range tv.Spec.Issuers {
-		iss, err := r.resolver.Issuer(ctx, tv.Namespace, ref)
-		if err != nil {
-			return eff, nil, err
-		}
-		if err := resolve.CheckIssuer(eff, iss); err != nil {
-			return eff, nil, err
-		}
-		issuers = append(issuers, iss)
-	}
-	return eff, issuers, nil
-}
-
-func (r *Reconciler) build(ctx context.Context, tv *v1alpha1.TokenValidator, issuers []v1alpha1.GenericIssuer, eff policy.Effective) (validation.Config, *built, error) {
-	s := tv.Spec
-	cfg := validation.Config{
-		Audiences: s.Audiences, RequiredScopes: s.RequiredScopes, RequiredClaims: s.RequiredClaims,
-		ForwardClaims: map[string]string{}, AcceptTokenScheme: s.AcceptTokenScheme, DisableCache: s.DisableCache, RequiredType: s.RequiredType,
-		Leeway: eff.Leeway, MaxTokenAge: eff.MaxTokenAge, Clock: r.Clock,
-	}
-	for _, a := range s.Algorithms {
-		cfg.Algorithms = append(cfg.Algorithms, string(a))
-	}
-	for claim, header := range s.ForwardClaims {
-		cfg.ForwardClaims[claim] = string(header)
-	}
-	if s.Leeway != nil {
-		d := s.Leeway.Duration
-		cfg.Leeway = &d
-	}
-	if s.MaxTokenAge != nil {
-		cfg.MaxTokenAge = s.MaxTokenAge.Duration
-	}
-	if tr := s.TokenReview; tr != nil {
-		cfg.UsernameClaim, cfg.UsernamePrefix, cfg.GroupsClaim, cfg.GroupsPrefix = tr.UsernameClaim, tr.UsernamePrefix, tr.GroupsClaim, tr.GroupsPrefix
-	}
-	introspection := issuer.Request{Inputs: map[string]string{}}
-	if ref := s.IntrospectionSecretRef; ref != nil {
-		for _, k := range []string{issuer.InputClientID, issuer.InputClientSecret} {
-			v, _, err := r.resolver.SecretValue(ctx, types.NamespacedName{Namespace: tv.Namespace, Name: ref.Name}, k)
-			if err != nil {
-				return cfg, nil, err
-			}
-			introspection.Inputs[k] = v
-		}
-	}
-	b := &built{}
-	for i, iss := range issuers {
-		t, err := r.trust(ctx, tv.Spec.Issuers[i], iss, eff, introspection, b)
-		if err != nil {
-			return cfg, nil, err
-		}
-		cfg.Issuers = append(cfg.Issuers, t)
-	}
-	return cfg, b, nil
-}
-
-// trust turns one issuer into what the validator needs: its iss, key set, HMAC secret and
-// introspection.
-func (r *Reconciler) trust(ctx context.Context, ref v1alpha1.IssuerReference, iss v1alpha1.GenericIssuer, eff policy.Effective,
-	introspection issuer.Request, b *built) (validation.TrustedIssuer, error) {
-	spec := iss.GetSpec()
-	name := resolve.IssuerKey(ref)
-	in, err := r.resolver.IssuerInputs(ctx, iss)
-	if err != nil {
-		return validation.TrustedIssuer{}, err
-	}
-	withCA := *spec
-	withCA.CABundle = in.CABundle
-	c, err := issuer.New(issuer.Config{Spec: withCA, Headers: in.Headers, CheckURL: eff.CheckURL, Clock: r.Clock, Egress: r.Egress})
-	if err != nil {
-		return validation.TrustedIssuer{}, resolve.Block(v1alpha1.ReasonInvalidConfig, "%v", err)
-	}
-	b.clients = append(b.clients, c)
-	t := validation.TrustedIssuer{Name: name}
-	jwksURL := ""
-	if spec.JWKS != nil {
-		jwksURL, t.Iss = string(spec.JWKS.URL), spec.JWKS.Issuer
-	}
-	if spec.OAuth2 != nil && spec.OAuth2.IssuerURL != "" {
-		d, err := c.Discover(ctx)
-		if err != nil {
-			return t, resolve.Block(v1alpha1.ReasonKeysUnavailable, "%v", err)
-		}
-		if t.Iss == "" {
-			t.Iss = d.Issuer
-		}
-		if jwksURL == "" && d.JWKSURI != "" {
-			u, err := url.Parse(d.JWKSURI)
-			if err != nil {
-				return t, resolve.Block(v1alpha1.ReasonKeysUnavailable, "discovery names an unparsable jwks_uri")
-			}
-			if err := eff.CheckURL(u); err != nil {
-				return t, resolve.Block(v1alpha1.ReasonPolicyViolation, "%v", err)
-			}
-			jwksURL = d.JWKSURI
-		}
-		if d.IntrospectionEndpoint != "" || spec.TokenInfo != nil {
-			t.Inspect = inspector(c, introspection)
-		}
-	} else if spec.TokenInfo != nil {
-		t.Inspect = inspector(c, introspection)
-	}
-	if jwksURL != "" {
-		t.Keys = validation.NewKeySet(jwksURL, c.HTTPClient(), r.Clock)
-		t.Keys.OnRefresh = func(err error) {
-			result := "ok"
-			if err != nil {
-				result = "error"
-			}
-			metrics.KeySetRefreshes.WithLabelValues(name, result).Inc()
-		}
-		b.keys = append(b.keys, t.Keys)
-	}
-	if ref := spec.HMACSecretRef; ref != nil {
-		v, _, err := r.resolver.SecretValue(ctx, types.NamespacedName{Namespace: r.resolver.Namespace(iss, ref.Namespace), Name: ref.Name}, ref.Key)
-		if err != nil {
-			return t, err
-		}
-		t.HMAC = []byte(v)
-	}
-	if t.Iss == "" && t.Inspect == nil {
-		return t, resolve.Block(v1alpha1.ReasonInvalidConfig,
-			"%s has no way to validate tokens: set jwks (with issuer), oauth2.issuerURL, hmacSecretRef with jwks.issuer, or tokenInfo", name)
-	}
-	return t, nil
-}
-
-func inspector(c *issuer.Client, req issuer.Request) func(context.Context, string) (*issuer.Introspection, error) {
-	return func(ctx context.Context, token string) (*issuer.Introspection, error) {
-		return c.Inspect(ctx, req, token)
-	}
-}
-
 // notReady reports why the validator cannot work. A validator that worked before keeps serving.
 func (r *Reconciler) notReady(tv *v1alpha1.TokenValidator, key types.NamespacedName, err error) (ctrl.Result, error) {
 	nf, ok := resolve.AsBlocked(err)
@@ -360,9 +215,7 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if b := r.built[key]; b != nil {
-		for _, c := range b.clients {
-			c.Close()
-		}
+		b.Close()
 	}
 	delete(r.built, key)
 }

@@ -19,6 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/internal/login"
+	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
 	"github.com/tokenkeeper/tokenkeeper/internal/resolve"
 )
 
@@ -30,6 +32,13 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Elected = mgr.Elected()
 	}
 	r.resolver = &resolve.Resolver{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), ClusterResourceNamespace: r.ClusterResourceNamespace}
+	r.validators = &login.Validators{Resolver: r.resolver, Clock: r.Clock, Egress: r.Egress, OnKeyRefresh: func(issuer string, err error) {
+		result := "ok"
+		if err != nil {
+			result = "error"
+		}
+		metrics.KeySetRefreshes.WithLabelValues(issuer, result).Inc()
+	}}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.TokenValidator{}, indexIntrospection, func(o client.Object) []string {
 		if ref := o.(*v1alpha1.TokenValidator).Spec.IntrospectionSecretRef; ref != nil {
 			return []string{ref.Name}

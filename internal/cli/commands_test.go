@@ -21,9 +21,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
-	"github.com/tokenkeeper/tokenkeeper/controllers/tokenvalidator"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer/issuertest"
+	"github.com/tokenkeeper/tokenkeeper/internal/login"
 	"github.com/tokenkeeper/tokenkeeper/internal/testenv"
 	"github.com/tokenkeeper/tokenkeeper/internal/validation"
 )
@@ -290,7 +290,7 @@ func TestValidate(t *testing.T) {
 	// --endpoint asks a running webhook: the validation server with this validator installed.
 	tv := &v1alpha1.TokenValidator{}
 	must(t, env.Client.Get(t.Context(), types.NamespacedName{Namespace: ns, Name: "orders-api"}, tv))
-	val, closeFn, err := tokenvalidator.Local(t.Context(), env.Client, tv, "tokenkeeper-system")
+	val, closeFn, err := login.LocalValidator(t.Context(), env.Client, tv, "tokenkeeper-system")
 	must(t, err)
 	defer closeFn()
 	server := validation.NewServer()

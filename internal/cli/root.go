@@ -1,6 +1,6 @@
 // Package cli is kubectl-tokenkeeper: see, renew and test Credentials from the terminal. It reads
 // and writes through the user's own kubeconfig and permissions, and runs the controller's own
-// code for dry runs (credential.DryRun, tokenvalidator.Local): no copy of the engine.
+// code for dry runs (login.DryRun, login.LocalValidator): no copy of the engine.
 package cli
 
 import (

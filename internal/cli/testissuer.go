@@ -17,8 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
-	"github.com/tokenkeeper/tokenkeeper/controllers/credential"
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
+	"github.com/tokenkeeper/tokenkeeper/internal/login"
 )
 
 // ExitLoginFailed is test-issuer's exit code when the login fails.
@@ -129,7 +129,7 @@ func (t *testIssuerOptions) run(ctx context.Context, args []string) error {
 	// The file's Issuer, Secrets and ConfigMaps come before the cluster's: a new or changed
 	// issuer is tried before it is applied.
 	reads := &fileFirst{Client: c, file: t.fileName(), objects: m.objects}
-	res, err := credential.DryRun(ctx, reads, cred, t.ClusterResourceNamespace)
+	res, err := login.DryRun(ctx, reads, cred, t.ClusterResourceNamespace)
 	out := t.view(res, err)
 	out.Objects, out.Ignored = reads.objectsRead(), m.ignored
 	if t.file != "" {
@@ -237,7 +237,7 @@ func (t *testIssuerOptions) credentialFor(ctx context.Context, ns, name string) 
 	return cred, nil
 }
 
-func (t *testIssuerOptions) view(res *credential.DryRunResult, err error) DryRun {
+func (t *testIssuerOptions) view(res *login.DryRunResult, err error) DryRun {
 	out := DryRun{Issuer: res.Issuer, Policies: res.Policy.Policies, Exchanges: res.Exchanges, Revoked: res.Revoked, Reason: res.Reason}
 	if out.Exchanges == nil {
 		out.Exchanges = []issuer.Exchange{}

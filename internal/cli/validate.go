@@ -17,7 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
-	"github.com/tokenkeeper/tokenkeeper/controllers/tokenvalidator"
+	"github.com/tokenkeeper/tokenkeeper/internal/login"
 )
 
 // ExitDenied is validate's exit code when the token is refused.
@@ -136,7 +136,7 @@ func (v *validateOptions) local(ctx context.Context, ns, name, token string) (Va
 	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, tv); err != nil {
 		return Validation{}, err
 	}
-	val, closeFn, err := tokenvalidator.Local(ctx, c, tv, v.ClusterResourceNamespace)
+	val, closeFn, err := login.LocalValidator(ctx, c, tv, v.ClusterResourceNamespace)
 	if err != nil {
 		return Validation{}, fmt.Errorf("TokenValidator %s/%s cannot be built: %w", ns, name, err)
 	}

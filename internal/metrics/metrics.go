@@ -5,6 +5,8 @@ package metrics
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/validation"
 )
 
 var (
@@ -56,24 +58,11 @@ func init() {
 }
 
 var (
-	// Validations counts token validations by validator, result and reason.
-	Validations = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "tokenkeeper_validations_total",
-		Help: "Token validations, by TokenValidator, result (allowed, denied) and reason.",
-	}, []string{"validator", "result", "reason"})
-
-	// ValidationDuration is the latency of validations.
-	ValidationDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "tokenkeeper_validation_duration_seconds",
-		Help:    "Latency of token validations, by TokenValidator.",
-		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5, 1},
-	}, []string{"validator"})
-
-	// ValidationCacheHits counts cache hits by validator and cache (verified, negative).
-	ValidationCacheHits = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "tokenkeeper_validation_cache_hits_total",
-		Help: "Validation cache hits, by TokenValidator and cache (verified, negative).",
-	}, []string{"validator", "cache"})
+	// Validations, ValidationDuration and ValidationCacheHits are the validation server's,
+	// defined beside it (the kubectl plugin links that package and must register nothing).
+	Validations         = validation.Validations
+	ValidationDuration  = validation.ValidationDuration
+	ValidationCacheHits = validation.ValidationCacheHits
 
 	// KeySetRefreshes counts key set fetches by issuer and result.
 	KeySetRefreshes = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -16,7 +16,6 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 )
@@ -261,7 +260,7 @@ type Refs struct {
 	Secrets, ConfigMaps, ServiceAccounts *RefWatch
 }
 
-// NewRefs returns the watches; add them to the manager with AddTo.
+// NewRefs returns the watches; add each of All to the manager to run them.
 func NewRefs(c metadata.Interface) *Refs {
 	return &Refs{
 		Secrets:         NewRefWatch(c, "secrets", "Secret"),
@@ -270,14 +269,10 @@ func NewRefs(c metadata.Interface) *Refs {
 	}
 }
 
-// AddTo runs the watches with mgr.
-func (r *Refs) AddTo(mgr interface{ Add(manager.Runnable) error }) error {
-	for _, w := range []*RefWatch{r.Secrets, r.ConfigMaps, r.ServiceAccounts} {
-		if err := mgr.Add(w); err != nil {
-			return err
-		}
-	}
-	return nil
+// All are the watches, each a manager.Runnable. (A method taking the manager would link the
+// manager into the kubectl plugin, which shares this package.)
+func (r *Refs) All() []*RefWatch {
+	return []*RefWatch{r.Secrets, r.ConfigMaps, r.ServiceAccounts}
 }
 
 // of is the watch of obj's kind (a PartialObjectMetadata or a typed object).

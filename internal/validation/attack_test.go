@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	clocktesting "k8s.io/utils/clock/testing"
 
-	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
 )
 
 func newTestValidator(t testing.TB, k *keyServer, clk *clocktesting.FakeClock, edit func(*Config)) *Validator {
@@ -151,7 +150,7 @@ func runAttacks(t *testing.T, cases map[string]attackCase, counted string, call 
 			var denials prometheus.Counter
 			var before float64
 			if counted != "" && c.why != "" {
-				denials = metrics.Validations.WithLabelValues(counted, "denied", c.why)
+				denials = Validations.WithLabelValues(counted, "denied", c.why)
 				before = testutil.ToFloat64(denials)
 			}
 			got := call(t, c.auth)

@@ -23,7 +23,6 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
-	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
 )
 
 // extAuthzListener is a validation Listener on loopback serving s (and ext_authz with default
@@ -194,7 +193,7 @@ func TestExtAuthzHeaders(t *testing.T) {
 	s.Set(types.NamespacedName{Namespace: "shop", Name: "orders-api"}, newTestValidator(t, k, clk, func(c *Config) {
 		c.ForwardClaims = map[string]string{"email": "X-Email", "tenant": "x-tenant"}
 	}))
-	allowed := metrics.Validations.WithLabelValues("shop/orders-api", "allowed", "ok")
+	allowed := Validations.WithLabelValues("shop/orders-api", "allowed", "ok")
 	before := testutil.ToFloat64(allowed)
 	c := startExtAuthz(t, s, "shop/orders-api", true).client(t)
 	ok := check(t, c, checkRequest([]string{"Bearer " + k.sign(t, "RS256", "rsa1", claims(clk.Now(), nil), nil)}, nil, false))

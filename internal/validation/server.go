@@ -23,8 +23,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
-
-	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
 )
 
 // maxReviewSize caps a TokenReview request body.
@@ -63,12 +61,12 @@ func NewServer() *Server {
 func (s *Server) Set(key types.NamespacedName, v *Validator) {
 	name := key.String()
 	hits := map[string]prometheus.Counter{
-		"verified": metrics.ValidationCacheHits.WithLabelValues(name, "verified"),
-		"negative": metrics.ValidationCacheHits.WithLabelValues(name, "negative"),
+		"verified": ValidationCacheHits.WithLabelValues(name, "verified"),
+		"negative": ValidationCacheHits.WithLabelValues(name, "negative"),
 	}
 	v.OnCacheHit = func(kind string) { hits[kind].Inc() }
-	e := &entry{Validator: v, name: name, allowed: metrics.Validations.WithLabelValues(name, "allowed", "ok"),
-		duration: metrics.ValidationDuration.WithLabelValues(name)}
+	e := &entry{Validator: v, name: name, allowed: Validations.WithLabelValues(name, "allowed", "ok"),
+		duration: ValidationDuration.WithLabelValues(name)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.validators[key] = e
@@ -195,7 +193,7 @@ func (e *entry) observe(d *Denial, start time.Time) {
 	if d == nil {
 		e.allowed.Inc()
 	} else {
-		metrics.Validations.WithLabelValues(e.name, "denied", d.Reason).Inc()
+		Validations.WithLabelValues(e.name, "denied", d.Reason).Inc()
 	}
 	e.duration.Observe(time.Since(start).Seconds())
 }
