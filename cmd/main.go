@@ -33,6 +33,7 @@ import (
 
 	tokenkeeperv1alpha1 "github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/controllers"
+	"github.com/tokenkeeper/tokenkeeper/controllers/clustercredential"
 	"github.com/tokenkeeper/tokenkeeper/controllers/credential"
 	"github.com/tokenkeeper/tokenkeeper/internal/admission"
 	"github.com/tokenkeeper/tokenkeeper/internal/egress"
@@ -176,6 +177,8 @@ func main() {
 		webhooks       string
 		metricsSecure  bool
 		pprofAddr      string
+		ccNamespace    string
+		ccMaxNS        int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	flag.BoolVar(&metricsSecure, "metrics-secure", true,
@@ -227,6 +230,10 @@ func main() {
 		"How long a workload's restart waits for other Credentials it reads to rotate too, so that they share one restart.")
 	flag.DurationVar(&restarts.Timeout, "rollout-restart-timeout", credential.DefaultRestartTimeout,
 		"How long a restart that does not finish rolling out holds its slot of --rollout-restart-budget.")
+	flag.StringVar(&ccNamespace, "cluster-credential-namespace", "",
+		"Namespace of the Credentials that ClusterCredentials log in with, and of their input Secrets; defaults to --cluster-resource-namespace.")
+	flag.IntVar(&ccMaxNS, "cluster-credential-max-namespaces", clustercredential.DefaultMaxNamespaces,
+		"Namespaces one ClusterCredential copies its token into at most; beyond, the first ones by name, and Ready=False TooManyNamespaces.")
 	flag.StringVar(&allowEgress, "allow-egress-cidrs", "",
 		"Comma-separated CIDRs or addresses the manager may reach although they are loopback, link-local, metadata or its own "+
 			"(issuers on 127.0.0.1 for a local run, say). Everything else in those ranges is refused when connecting.")
@@ -335,7 +342,8 @@ func main() {
 		}
 	}
 	if err := controllers.Setup(ctx, mgr, controllers.Options{ClusterResourceNamespace: resourceNS, Validation: validationServer,
-		IssuerCallsPerNamespace: callsPerNS, Egress: egress.Default(allowed), Restarts: restarts}); err != nil {
+		IssuerCallsPerNamespace: callsPerNS, Egress: egress.Default(allowed), Restarts: restarts,
+		ClusterCredentialNamespace: ccNamespace, ClusterCredentialMaxNamespaces: ccMaxNS}); err != nil {
 		log.Error(err, "setting up controllers")
 		os.Exit(1)
 	}

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/controllers/clustercredential"
 	"github.com/tokenkeeper/tokenkeeper/controllers/credential"
 	"github.com/tokenkeeper/tokenkeeper/controllers/issuer"
 	"github.com/tokenkeeper/tokenkeeper/controllers/tokenpolicy"
@@ -36,6 +37,12 @@ type Options struct {
 	IssuerCallsPerNamespace int
 	// Restarts bound the rollout restarts of Credentials' spec.rolloutRestart manager-wide.
 	Restarts credential.RestartOptions
+	// ClusterCredentialNamespace holds ClusterCredentials' child Credentials and their input
+	// Secrets; empty: ClusterResourceNamespace.
+	ClusterCredentialNamespace string
+	// ClusterCredentialMaxNamespaces bounds the namespaces one ClusterCredential copies into;
+	// 0: clustercredential.DefaultMaxNamespaces.
+	ClusterCredentialMaxNamespaces int
 }
 
 // CacheByObject restricts the manager's cache: of Secrets it holds only tokenkeeper's own.
@@ -67,6 +74,16 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		CallsPerNamespace: opts.IssuerCallsPerNamespace, Refs: refs, Egress: opts.Egress, Restarts: opts.Restarts,
 	}
 	if err := cr.SetupWithManager(ctx, mgr); err != nil {
+		return err
+	}
+	home := opts.ClusterCredentialNamespace
+	if home == "" {
+		home = opts.ClusterResourceNamespace
+	}
+	ccr := &clustercredential.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+		Recorder: mgr.GetEventRecorder("tokenkeeper"), Clock: clock.RealClock{}, Namespace: home,
+		MaxNamespaces: opts.ClusterCredentialMaxNamespaces}
+	if err := ccr.SetupWithManager(mgr); err != nil {
 		return err
 	}
 	// Every Credential's series, read from the manager's cache at each scrape (by the leader).
