@@ -3,6 +3,7 @@ package controllers
 
 import (
 	"context"
+	"maps"
 	"net/http"
 
 	"k8s.io/utils/clock"
@@ -14,6 +15,7 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/controllers/clustercredential"
 	"github.com/tokenkeeper/tokenkeeper/controllers/credential"
 	"github.com/tokenkeeper/tokenkeeper/controllers/issuer"
+	"github.com/tokenkeeper/tokenkeeper/controllers/podrefresh"
 	"github.com/tokenkeeper/tokenkeeper/controllers/tokenpolicy"
 	"github.com/tokenkeeper/tokenkeeper/controllers/tokenvalidator"
 	"github.com/tokenkeeper/tokenkeeper/internal/egress"
@@ -43,10 +45,18 @@ type Options struct {
 	// ClusterCredentialMaxNamespaces bounds the namespaces one ClusterCredential copies into;
 	// 0: clustercredential.DefaultMaxNamespaces.
 	ClusterCredentialMaxNamespaces int
+	// PodRefresh bounds the refreshes of running pods that mount a rotated token; its zero
+	// value turns them off.
+	PodRefresh podrefresh.Options
 }
 
-// CacheByObject restricts the manager's cache: of Secrets it holds only tokenkeeper's own.
-func CacheByObject() map[client.Object]cache.ByObject { return credential.CacheByObject() }
+// CacheByObject restricts the manager's cache: of Secrets it holds only tokenkeeper's own, of
+// pods only running ones, reduced to the Secrets they mount.
+func CacheByObject() map[client.Object]cache.ByObject {
+	by := credential.CacheByObject()
+	maps.Copy(by, podrefresh.CacheByObject())
+	return by
+}
 
 // Setup registers every reconciler with mgr.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
@@ -85,6 +95,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		MaxNamespaces: opts.ClusterCredentialMaxNamespaces}
 	if err := ccr.SetupWithManager(mgr); err != nil {
 		return err
+	}
+	if opts.PodRefresh.MaxPodsPerRotation > 0 {
+		pr := &podrefresh.Reconciler{Client: mgr.GetClient(), Clock: clock.RealClock{}, Options: opts.PodRefresh}
+		if err := pr.SetupWithManager(ctx, mgr); err != nil {
+			return err
+		}
 	}
 	// Every Credential's series, read from the manager's cache at each scrape (by the leader).
 	if err := metrics.RegisterCredentials(metrics.NewCredentialCollector(mgr.GetCache(), mgr.Elected())); err != nil {
