@@ -35,6 +35,7 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/controllers"
 	"github.com/tokenkeeper/tokenkeeper/controllers/clustercredential"
 	"github.com/tokenkeeper/tokenkeeper/controllers/credential"
+	"github.com/tokenkeeper/tokenkeeper/controllers/podrefresh"
 	"github.com/tokenkeeper/tokenkeeper/internal/admission"
 	"github.com/tokenkeeper/tokenkeeper/internal/egress"
 	"github.com/tokenkeeper/tokenkeeper/internal/metricsauth"
@@ -179,6 +180,7 @@ func main() {
 		pprofAddr      string
 		ccNamespace    string
 		ccMaxNS        int
+		podRefresh     podrefresh.Options
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	flag.BoolVar(&metricsSecure, "metrics-secure", true,
@@ -234,6 +236,10 @@ func main() {
 		"Namespace of the Credentials that ClusterCredentials log in with, and of their input Secrets; defaults to --cluster-resource-namespace.")
 	flag.IntVar(&ccMaxNS, "cluster-credential-max-namespaces", clustercredential.DefaultMaxNamespaces,
 		"Namespaces one ClusterCredential copies its token into at most; beyond, the first ones by name, and Ready=False TooManyNamespaces.")
+	flag.IntVar(&podRefresh.MaxPodsPerRotation, "pod-refresh-max-pods", podrefresh.DefaultMaxPodsPerRotation,
+		"Running pods that mount a rotated token Secret patched per Secret and rotation, so that the kubelet rewrites the volume at once; "+
+			"the others get the token at the kubelet's periodic sync (about a minute). 0 turns the refresh off: no pod is cached or patched.")
+	flag.Float64Var(&podRefresh.QPS, "pod-refresh-qps", podrefresh.DefaultQPS, "Pod refresh patches per second, manager-wide.")
 	flag.StringVar(&allowEgress, "allow-egress-cidrs", "",
 		"Comma-separated CIDRs or addresses the manager may reach although they are loopback, link-local, metadata or its own "+
 			"(issuers on 127.0.0.1 for a local run, say). Everything else in those ranges is refused when connecting.")
@@ -343,7 +349,7 @@ func main() {
 	}
 	if err := controllers.Setup(ctx, mgr, controllers.Options{ClusterResourceNamespace: resourceNS, Validation: validationServer,
 		IssuerCallsPerNamespace: callsPerNS, Egress: egress.Default(allowed), Restarts: restarts,
-		ClusterCredentialNamespace: ccNamespace, ClusterCredentialMaxNamespaces: ccMaxNS}); err != nil {
+		ClusterCredentialNamespace: ccNamespace, ClusterCredentialMaxNamespaces: ccMaxNS, PodRefresh: podRefresh}); err != nil {
 		log.Error(err, "setting up controllers")
 		os.Exit(1)
 	}
