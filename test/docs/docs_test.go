@@ -1,7 +1,9 @@
 // Package docs_test keeps the documentation from rotting: every ```yaml block of README.md and of
 // every page under docs/ is a complete Kubernetes manifest, and each object in it is created with
-// a server-side dry run against a real kube-apiserver with tokenkeeper's CRDs (their schemas and
-// CEL rules) and its validating admission webhooks installed. A manifest the API refuses fails
+// a server-side dry run (strict field validation: an unknown field is refused) against a real
+// kube-apiserver with tokenkeeper's CRDs (their schemas and CEL rules), its validating admission
+// webhooks and the upstream CRDs of Istio, Envoy Gateway, Contour and Gateway API (mesh_test.go)
+// installed. A manifest the API refuses fails
 // the test with its file, line and the API's message. Relative links to Markdown pages resolve.
 //
 // Files are found when the test runs, so a new page is checked without changing this suite:
@@ -56,6 +58,8 @@ func TestMain(m *testing.M) {
 	ctx, stop := context.WithCancel(context.Background())
 	code := 1
 	if err = startAdmission(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	} else if err = installMeshCRDs(env.Config); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 	} else {
 		code = m.Run()
@@ -211,10 +215,11 @@ func stripComments(s string) string {
 }
 
 // knownGroup reports whether the API server must know every kind of an API group: Kubernetes'
-// own groups and tokenkeeper's. Kinds of other projects' CRDs (Traefik, Istio, …) are not
-// installed here; their manifests are only checked to be complete.
+// own groups, tokenkeeper's and those of the mesh CRDs installed from their upstream modules
+// (mesh_test.go: Istio, Envoy Gateway, Contour, Gateway API). Kinds of other projects' CRDs
+// (Traefik, …) are not installed here; their manifests are only checked to be complete.
 func knownGroup(group string) bool {
-	return group == "" || group == v1alpha1.GroupVersion.Group || strings.HasSuffix(group, ".k8s.io") ||
+	return group == "" || group == v1alpha1.GroupVersion.Group || strings.HasSuffix(group, ".k8s.io") || meshGroups[group] ||
 		slices.Contains([]string{"apps", "batch", "policy", "autoscaling"}, group)
 }
 
@@ -247,7 +252,7 @@ func TestManifestsAreAccepted(t *testing.T) {
 				if ns := obj.GetNamespace(); ns != "" {
 					ensureNamespace(t, ns)
 				}
-				err := env.Client.Create(t.Context(), obj, client.DryRunAll)
+				err := env.Client.Create(t.Context(), obj, client.DryRunAll, client.FieldValidation("Strict"))
 				gv := obj.GroupVersionKind().Group
 				switch {
 				case err == nil:
