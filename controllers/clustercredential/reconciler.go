@@ -65,6 +65,52 @@ type Reconciler struct {
 	MaxNamespaces int
 
 	resolver *resolve.Resolver
+	writes   writes
+}
+
+// expectWindow is how long a pass trusts that the cache is behind a copy it wrote.
+const expectWindow = 10 * time.Second
+
+// writes remembers, per copy ("namespace/name"), the resourceVersion each copy had when this
+// manager last wrote it ("" for a create), so that a pass which finds that version still in the
+// cache knows the cache is behind its own write: it waits for the watch event rather than write
+// again over a stale version (a conflict for each of hundreds of copies, and a retry).
+type writes struct {
+	mu sync.Mutex
+	m  map[string]writeMark
+}
+
+type writeMark struct {
+	before string
+	at     time.Time
+}
+
+func (w *writes) mark(key, before string, now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.m == nil {
+		w.m = map[string]writeMark{}
+	}
+	w.m[key] = writeMark{before: before, at: now}
+}
+
+// behind reports whether cur (nil: not in the cache) is the version this manager wrote over.
+func (w *writes) behind(key string, cur *corev1.Secret, now time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m, ok := w.m[key]
+	if !ok {
+		return false
+	}
+	rv := ""
+	if cur != nil {
+		rv = cur.ResourceVersion
+	}
+	if rv == m.before && now.Sub(m.at) < expectWindow {
+		return true
+	}
+	delete(w.m, key) // the cache caught up (or never will): judge by what it holds
+	return false
 }
 
 // +kubebuilder:rbac:groups=tokenkeeper.io,resources=clustercredentials,verbs=get;list;watch;patch
@@ -386,12 +432,19 @@ func (e *conflictError) Error() string { return e.msg }
 // Secret of that name that is not a copy is never touched.
 func (r *Reconciler) writeCopy(ctx context.Context, cc *v1alpha1.ClusterCredential, p *plan, ns string) (wrote, stale bool, err error) {
 	cur := p.copies[ns]
+	key, now := ns+"/"+cc.Spec.Target, r.Clock.Now()
+	if r.writes.behind(key, cur, now) {
+		return false, false, nil
+	}
 	if cur == nil {
 		// Not among the cached copies: usually a new namespace, so create it; a Secret that
 		// exists answers AlreadyExists and is read from the API server then.
 		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: cc.Spec.Target}}
 		fill(sec, p)
 		err := r.Create(ctx, sec)
+		if err == nil {
+			r.writes.mark(key, "", now)
+		}
 		if !apierrors.IsAlreadyExists(err) {
 			return err == nil, false, err
 		}
@@ -410,6 +463,9 @@ func (r *Reconciler) writeCopy(ctx context.Context, cc *v1alpha1.ClusterCredenti
 		return false, false, nil
 	}
 	err = r.Update(ctx, sec)
+	if err == nil {
+		r.writes.mark(key, cur.ResourceVersion, now)
+	}
 	if apierrors.IsConflict(err) {
 		return false, true, nil // the cache is behind: the watch brings the newer copy back
 	}
