@@ -39,6 +39,7 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/internal/admission"
 	"github.com/tokenkeeper/tokenkeeper/internal/egress"
 	"github.com/tokenkeeper/tokenkeeper/internal/metricsauth"
+	"github.com/tokenkeeper/tokenkeeper/internal/sds"
 	"github.com/tokenkeeper/tokenkeeper/internal/validation"
 	"github.com/tokenkeeper/tokenkeeper/internal/webhookcert"
 )
@@ -167,6 +168,9 @@ func main() {
 		validationConn int
 		extAuthzH2C    string
 		extAuthzDef    string
+		sdsAddr        string
+		sdsAudience    string
+		sdsOpts        sds.Options
 		watch          string
 		qps            float64
 		burst          int
@@ -216,6 +220,13 @@ func main() {
 	flag.StringVar(&extAuthzDef, "ext-authz-default-validator", "",
 		"TokenValidator (namespace/name) that checks ext_authz gRPC requests whose route names none (context extension tokenkeeper.io/validator); "+
 			"empty (the default): such requests are denied.")
+	flag.StringVar(&sdsAddr, "sds-bind-address", "",
+		"Address Envoy's Secret Discovery Service (gRPC over TLS, with the webhook certificate) listens on, serving Credentials' tokens to the "+
+			"ServiceAccounts their spec.delivery.sds lists; empty (the default) disables it.")
+	flag.StringVar(&sdsAudience, "sds-audience", sds.DefaultAudience, "Audience the ServiceAccount tokens of SDS clients must be issued for.")
+	flag.IntVar(&sdsOpts.MaxStreams, "sds-max-streams", sds.DefaultMaxStreams, "SDS streams open at once, of all clients.")
+	flag.IntVar(&sdsOpts.MaxStreamsPerServiceAccount, "sds-max-streams-per-service-account", sds.DefaultMaxStreamsPerServiceAccount,
+		"SDS streams one ServiceAccount may hold open at once, over all its pods (Envoy opens one per secret).")
 	flag.StringVar(&validationSvc, "validation-service", "tokenkeeper", "Name of the validation Service, for the certificate's DNS names.")
 	flag.StringVar(&watch, "watch-namespaces", "", "Comma-separated namespaces to watch; empty watches all.")
 	// Chosen from make bench (README, Scale): a rotation costs three writes, so 1,000 Credentials
@@ -344,6 +355,14 @@ func main() {
 		if err := mgr.Add(&validation.Listener{Addr: extAuthzH2C, H2C: true, Handler: validationHandler,
 			MaxConnectionsPerClient: validationConn}); err != nil {
 			log.Error(err, "adding the ext_authz h2c endpoint")
+			os.Exit(1)
+		}
+	}
+	if sdsAddr != "" {
+		auth := &sds.Authenticator{Reviewer: mgr.GetClient(), Audience: sdsAudience}
+		srv := sds.NewServer(mgr.GetCache(), auth, sdsOpts, ctrl.Log.WithName("sds"))
+		if err := mgr.Add(&sds.Listener{Addr: sdsAddr, CertDir: certDir, Server: srv, Cache: mgr.GetCache()}); err != nil {
+			log.Error(err, "adding the SDS endpoint")
 			os.Exit(1)
 		}
 	}

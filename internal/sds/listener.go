@@ -96,6 +96,9 @@ func (l *Listener) NeedLeaderElection() bool { return false }
 
 // Start serves until ctx ends.
 func (l *Listener) Start(ctx context.Context) error {
+	if l.Server.auth.Audience == "" {
+		return errors.New("SDS needs an audience for its clients' ServiceAccount tokens")
+	}
 	if err := l.Server.Watch(ctx, l.Cache); err != nil {
 		return err
 	}
