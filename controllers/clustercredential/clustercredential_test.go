@@ -129,7 +129,9 @@ func (f *fleet) copies() map[string]string {
 }
 
 // logins counts the issuer calls that obtain a token.
-func (f *fleet) logins() int { return f.srv.Calls(issuertest.OpLogin) + f.srv.Calls(issuertest.OpRefresh) }
+func (f *fleet) logins() int {
+	return f.srv.Calls(issuertest.OpLogin) + f.srv.Calls(issuertest.OpRefresh)
+}
 
 // waitCopies waits until every namespace of want, and no other, holds a copy of the child's
 // token, and that token is not old. It returns the token and when the child's Secret was first
@@ -312,5 +314,41 @@ func TestTwoHundredNamespaces(t *testing.T) {
 	must(t, env.Client.Get(ctx, client.ObjectKeyFromObject(mine), got))
 	if string(got.Data["token"]) != "theirs" {
 		t.Error("deleting the ClusterCredential changed a Secret it did not write")
+	}
+}
+
+// TestChildNameTaken: a Credential named cluster-<name> that the ClusterCredential did not
+// create is neither taken over nor copied from.
+func TestChildNameTaken(t *testing.T) {
+	ctx := t.Context()
+	f := newFleet(t, 2)
+	theirs := &v1alpha1.Credential{ObjectMeta: metav1.ObjectMeta{Namespace: home, Name: clustercredential.ChildName(f.name)},
+		Spec: v1alpha1.CredentialSpec{IssuerRef: v1alpha1.IssuerReference{Kind: v1alpha1.IssuerKindCluster, Name: "idp-" + f.id},
+			ClientCredentials: &v1alpha1.ClientCredentialsLogin{SecretRef: v1alpha1.LocalSecretReference{Name: "login-" + f.id}},
+			SecretName:        "someone-elses"}}
+	must(t, env.Client.Create(ctx, theirs))
+	waitSeen(t, theirs)
+	f.create()
+	testenv.WaitFor(t, 30*time.Second, "Ready=False CredentialConflict", func() (bool, string) {
+		c := meta.FindStatusCondition(f.get().Status.Conditions, v1alpha1.ConditionReady)
+		return c != nil && c.Reason == v1alpha1.ReasonCredentialConflict, fmt.Sprintf("%+v", c)
+	})
+	got := &v1alpha1.Credential{}
+	must(t, env.Client.Get(ctx, client.ObjectKeyFromObject(theirs), got))
+	if got.Spec.SecretName != "someone-elses" || len(got.OwnerReferences) != 0 {
+		t.Errorf("the Credential in the way was changed: secretName %q, owners %v", got.Spec.SecretName, got.OwnerReferences)
+	}
+	if n := len(f.copies()); n != 0 {
+		t.Errorf("%d copies of a Credential the ClusterCredential does not own", n)
+	}
+	// Deleting the ClusterCredential leaves the other Credential alone.
+	must(t, env.Client.Delete(ctx, f.get()))
+	testenv.WaitFor(t, 30*time.Second, "the ClusterCredential to go", func() (bool, string) {
+		err := env.Client.Get(ctx, types.NamespacedName{Name: f.name}, &v1alpha1.ClusterCredential{})
+		return apierrors.IsNotFound(err), fmt.Sprint(err)
+	})
+	must(t, env.Client.Get(ctx, client.ObjectKeyFromObject(theirs), got))
+	if !got.DeletionTimestamp.IsZero() {
+		t.Error("deleting the ClusterCredential deleted a Credential it did not own")
 	}
 }

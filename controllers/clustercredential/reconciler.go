@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -192,7 +193,7 @@ func (r *Reconciler) ensureChild(ctx context.Context, cc *v1alpha1.ClusterCreden
 	if apierrors.IsNotFound(err) {
 		child = &v1alpha1.Credential{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
 		r.desire(cc, child)
-		if err := controllerutil.SetControllerReference(cc, child, r.Client.Scheme()); err != nil {
+		if err := controllerutil.SetControllerReference(cc, child, r.Scheme()); err != nil {
 			return nil, err
 		}
 		err = r.Create(ctx, child)
@@ -490,7 +491,7 @@ func fill(sec *corev1.Secret, p *plan) {
 // fingerprint and expiry, Ready.
 func (r *Reconciler) report(cc *v1alpha1.ClusterCredential, child *v1alpha1.Credential, src *corev1.Secret, p *plan, res result) {
 	s := &cc.Status
-	s.Selected = int32(p.selected)
+	s.Selected = int32(min(p.selected, math.MaxInt32)) //nolint:gosec // bounded just before
 	s.Copied, s.Pending, s.Forbidden, s.Conflicts, s.Failed = 0, 0, 0, 0, 0
 	entries := make([]v1alpha1.ClusterCredentialNamespace, 0, len(p.targets))
 	for _, t := range p.targets {
