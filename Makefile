@@ -15,6 +15,10 @@ PROMTOOL_VERSION ?= v0.316.0
 # The validators `make bench-peers` measures tokenkeeper against (built from Go modules).
 OATHKEEPER_VERSION ?= v0.40.9
 OAUTH2_PROXY_VERSION ?= v7.6.0
+# `make bench-grpc`: ghz, the gRPC load generator, and the gRPC ext_authz peer, OPA's Rego engine
+# behind Envoy's Check (test/peers/opaextauthz; the OPA-Envoy plugin's module is not served).
+GHZ_VERSION ?= v0.93.0
+OPA_VERSION ?= v1.22.4
 
 CONTROLLER_GEN ?= $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 GOLANGCI_LINT ?= $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
@@ -22,6 +26,8 @@ HELM ?= $(BIN)/helm-$(HELM_VERSION)
 PROMTOOL ?= $(BIN)/promtool-$(PROMTOOL_VERSION)
 OATHKEEPER ?= $(BIN)/oathkeeper-$(OATHKEEPER_VERSION)
 OAUTH2_PROXY ?= $(BIN)/oauth2-proxy-$(OAUTH2_PROXY_VERSION)
+GHZ ?= $(BIN)/ghz-$(GHZ_VERSION)
+OPA_EXT_AUTHZ ?= $(BIN)/opa-ext-authz-$(OPA_VERSION)
 
 # go test flags; FUZZTIME bounds each fuzz target in `make test` (longer in `make fuzz`). It is a
 # count, not a duration: a duration is a wall-clock deadline that Go 1.26's coordinator can report
@@ -104,15 +110,21 @@ helm-lint: $(HELM) ## Lint the Helm chart and render it with every option.
 	$(HELM) template tokenkeeper charts/tokenkeeper -n tokenkeeper-system >/dev/null
 
 .PHONY: bench
-bench: envtest-assets $(OATHKEEPER) $(OAUTH2_PROXY) ## Benchmark token validation (medians of 5 runs), against Oathkeeper and oauth2-proxy, then the manager at scale (test/scale, about 35 min).
+bench: envtest-assets $(OATHKEEPER) $(OAUTH2_PROXY) $(GHZ) $(OPA_EXT_AUTHZ) ## Benchmark token validation (medians of 5 runs), against Oathkeeper and oauth2-proxy, ext_authz over gRPC, then the manager at scale (test/scale, about 45 min).
 	hack/bench.sh
 	$(MAKE) --no-print-directory bench-peers
+	$(MAKE) --no-print-directory bench-grpc
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test -tags bench -count=1 -timeout=2h -run 'TestScale' -v ./test/scale/ | grep -v '^=== RUN'
 
 .PHONY: bench-peers
 bench-peers: $(OATHKEEPER) $(OAUTH2_PROXY) ## Only validation against Ory Oathkeeper and oauth2-proxy (test/peers, about 7 min): BENCH_PEER_ROUNDS, BENCH_PEER_ROUND, BENCH_PEER_TOKENS.
 	BENCH_OATHKEEPER="$(OATHKEEPER)" BENCH_OAUTH2_PROXY="$(OAUTH2_PROXY)" \
 		go test -tags bench -count=1 -timeout=1h -run TestPeers -v ./test/peers/ | grep -v '^=== RUN'
+
+.PHONY: bench-grpc
+bench-grpc: $(GHZ) $(OPA_EXT_AUTHZ) ## Only ext_authz over gRPC against the HTTP path and OPA (test/peers, ghz; about 7 min): BENCH_GRPC_ROUNDS, BENCH_GRPC_ROUND, BENCH_GRPC_TOKENS, BENCH_GRPC_CLIENTS, BENCH_GRPC_CONNECTIONS.
+	BENCH_GHZ="$(GHZ)" BENCH_OPA_EXT_AUTHZ="$(OPA_EXT_AUTHZ)" \
+		go test -tags bench -count=1 -timeout=1h -run TestGRPC -v ./test/peers/ | grep -v '^=== RUN'
 
 .PHONY: bench-scale
 bench-scale: envtest-assets ## Only the manager at scale: BENCH_CREDENTIALS, BENCH_UNRELATED, BENCH_ROTATING, BENCH_ROTATING_FOR, BENCH_FLAGS.
@@ -228,6 +240,12 @@ $(OATHKEEPER):
 
 $(OAUTH2_PROXY):
 	hack/build-module.sh github.com/oauth2-proxy/oauth2-proxy/v7 $(OAUTH2_PROXY_VERSION) github.com/oauth2-proxy/oauth2-proxy/v7 $@
+
+$(GHZ):
+	hack/build-module.sh github.com/bojand/ghz/cmd/ghz $(GHZ_VERSION) github.com/bojand/ghz/cmd/ghz $@
+
+$(OPA_EXT_AUTHZ): test/peers/opaextauthz/main.go
+	hack/build-opa-ext-authz.sh $(OPA_VERSION) $@
 
 $(GOLANGCI_LINT):
 	GOBIN=$(BIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)

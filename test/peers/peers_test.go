@@ -50,8 +50,8 @@ import (
 const (
 	audience = "bench"
 	kid      = "bench-rsa"
-	// serveEnv makes the test binary a server process instead of running tests: "tokenkeeper"
-	// or "bare", listening on serveAddrEnv and trusting serveIssuerEnv.
+	// serveEnv makes the test binary a server process instead of running tests: "tokenkeeper",
+	// "tokenkeeper-grpc", "tokenkeeper-grpc-native" or "bare", listening on serveAddrEnv and trusting serveIssuerEnv.
 	serveEnv       = "TOKENKEEPER_PEERS_SERVE"
 	serveAddrEnv   = "TOKENKEEPER_PEERS_ADDR"
 	serveIssuerEnv = "TOKENKEEPER_PEERS_ISSUER"
@@ -84,7 +84,7 @@ func serve(mode, addr, iss string) error {
 			w.WriteHeader(http.StatusOK)
 		})
 		return (&validation.Listener{Addr: addr, Handler: bare}).Start(ctx)
-	case "tokenkeeper":
+	case "tokenkeeper", "tokenkeeper-grpc", "tokenkeeper-grpc-native":
 		keys := validation.NewKeySet(iss+"/jwks", &http.Client{Timeout: 10 * time.Second}, clock.RealClock{})
 		if err := keys.Refresh(ctx); err != nil {
 			return err
@@ -98,7 +98,22 @@ func serve(mode, addr, iss string) error {
 		mux.Handle("/", srv)
 		mux.Handle("/metrics", promhttp.HandlerFor(ctrlmetrics.Registry, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		return (&validation.Listener{Addr: addr, Handler: mux}).Start(ctx)
+		l := &validation.Listener{Addr: addr, Handler: mux}
+		if mode == "tokenkeeper-grpc-native" {
+			// The same Authorization service on grpc-go's own HTTP/2 transport instead of
+			// net/http's: not what the manager runs, what it would gain (grpc_test.go).
+			return serveNative(ctx, srv, addr, mux)
+		}
+		if mode == "tokenkeeper-grpc" {
+			// ext_authz as the manager serves it with --ext-authz-h2c-bind-address: the gRPC
+			// service beside the HTTP endpoints on one plaintext HTTP/2 port (grpc_test.go).
+			a, err := validation.NewExtAuthz(srv, "")
+			if err != nil {
+				return err
+			}
+			l.Handler, l.H2C = validation.GRPCHandler(a.GRPCServer(), mux), true
+		}
+		return l.Start(ctx)
 	}
 	return fmt.Errorf("unknown %s=%q", serveEnv, mode)
 }

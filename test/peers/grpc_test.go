@@ -1,0 +1,543 @@
+//go:build bench
+
+package peers_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/validation"
+)
+
+// opaPolicy is the OPA peer's decision: the same RS256 JWT checks as tokenkeeper's TokenValidator
+// (signature by the issuer's JWKS, iss, aud, exp and nbf) with io.jwt.decode_verify, on the
+// Bearer token of the request's Authorization header.
+const opaPolicy = `package envoy.authz
+
+import rego.v1
+
+default allow := false
+
+allow if {
+	[valid, _, _] := io.jwt.decode_verify(bearer_token, {"cert": data.jwks, "iss": data.iss, "aud": data.aud, "alg": "RS256"})
+	valid
+}
+
+bearer_token := t if {
+	v := input.attributes.request.http.headers.authorization
+	startswith(v, "Bearer ")
+	t := substring(v, count("Bearer "), -1)
+}
+`
+
+// grpcServer is an ext_authz server under load: its process and its h2c address.
+type grpcServer struct {
+	*server
+	addr string
+}
+
+// selfGRPC runs tokenkeeper's ext_authz: mode "tokenkeeper-grpc" as the manager serves it (h2c,
+// grpc-go behind net/http's HTTP/2 server, beside /validate), or "tokenkeeper-grpc-native" on
+// grpc-go's own transport (with /healthz on a second port for readiness).
+func selfGRPC(t *testing.T, name, mode, iss string) *grpcServer {
+	addr := freeAddr(t)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), serveEnv+"="+mode, serveAddrEnv+"="+addr, serveIssuerEnv+"="+iss)
+	ready := "http://" + addr + "/healthz"
+	if mode == "tokenkeeper-grpc-native" {
+		health := freeAddr(t)
+		cmd.Env = append(cmd.Env, serveHealthEnv+"="+health)
+		ready = "http://" + health + "/healthz"
+	}
+	return &grpcServer{start(t, name, cmd, "", 0, ready), addr}
+}
+
+// serveHealthEnv is the HTTP address of mode tokenkeeper-grpc-native's /healthz.
+const serveHealthEnv = "TOKENKEEPER_PEERS_HEALTH_ADDR"
+
+// serveNative serves the Authorization service of srv with grpc-go's own server on addr, and
+// mux (/healthz) over HTTP on serveHealthEnv's address.
+func serveNative(ctx context.Context, srv *validation.Server, addr string, mux http.Handler) error {
+	a, err := validation.NewExtAuthz(srv, "")
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	g := a.GRPCServer()
+	go func() { _ = g.Serve(ln) }()
+	return (&validation.Listener{Addr: os.Getenv(serveHealthEnv), Handler: mux}).Start(ctx)
+}
+
+// opaExtAuthz runs OPA's Rego engine behind ext_authz (test/peers/opaextauthz) with opaPolicy and
+// the issuer's JWKS as data.
+func opaExtAuthz(t *testing.T, bin string, p *idp) *grpcServer {
+	dir := t.TempDir()
+	resp, err := http.Get(p.URL + "/jwks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	data, _ := json.Marshal(map[string]string{"jwks": string(jwks), "iss": p.URL, "aud": audience})
+	write(t, filepath.Join(dir, "policy.rego"), opaPolicy)
+	write(t, filepath.Join(dir, "data.json"), string(data))
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, "-addr", addr, "-policy", filepath.Join(dir, "policy.rego"), "-data", filepath.Join(dir, "data.json"))
+	s := &server{name: "OPA ext_authz", cmd: cmd, output: &bytes.Buffer{}}
+	cmd.Stdout, cmd.Stderr = s.output, s.output
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", s.name, err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s output:\n%s", s.name, tail(s.output.String(), 4000))
+		}
+	})
+	g := &grpcServer{s, addr}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		c := g.dial(t, 1)
+		_, err := c[0].Check(t.Context(), checkRequest("x"))
+		if err == nil {
+			return g
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready after 60 s (%v):\n%s", s.name, err, tail(s.output.String(), 4000))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// dial opens n h2c connections to g, closed at the end of the test.
+func (g *grpcServer) dial(t *testing.T, n int) []authv3.AuthorizationClient {
+	var out []authv3.AuthorizationClient
+	for range n {
+		conn, err := grpc.NewClient("passthrough:///"+g.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		out = append(out, authv3.NewAuthorizationClient(conn))
+	}
+	return out
+}
+
+// checkRequest is what Envoy sends for GET /orders/1 with this Bearer token, on a route that names
+// tokenkeeper's TokenValidator bench/v (the OPA peer ignores the context extension).
+func checkRequest(token string) *authv3.CheckRequest {
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Id: "1", Method: "GET", Path: "/orders/1", Host: "shop.example", Scheme: "https", Protocol: "HTTP/1.1",
+			Headers: map[string]string{":method": "GET", ":path": "/orders/1", ":authority": "shop.example",
+				"authorization": "Bearer " + token, "user-agent": "bench", "x-request-id": "1"},
+		}},
+		ContextExtensions: map[string]string{validation.ValidatorContextKey: "bench/v"},
+	}}
+}
+
+func allowed(resp *authv3.CheckResponse) bool {
+	_, ok := resp.GetHttpResponse().(*authv3.CheckResponse_OkResponse)
+	return ok && resp.GetStatus().GetCode() == int32(codes.OK)
+}
+
+// checkDecisions: g allows valid tokens and denies the forged one, so a fast answer is a checked one.
+func checkDecisions(t *testing.T, g *grpcServer, valid []string, forged string) {
+	c := g.dial(t, 1)[0]
+	for _, tok := range valid {
+		resp, err := c.Check(t.Context(), checkRequest(tok))
+		if err != nil || !allowed(resp) {
+			t.Fatalf("%s denied a valid token: %v %v", g.name, err, resp.GetStatus())
+		}
+	}
+	resp, err := c.Check(t.Context(), checkRequest(forged))
+	if err != nil || allowed(resp) {
+		t.Fatalf("%s allowed a token signed by another key (%v)", g.name, err)
+	}
+}
+
+// result is one measurement: requests per second and the 99th percentile latency.
+type result struct {
+	rps float64
+	p99 time.Duration
+}
+
+// recorder keeps the latencies of one run.
+type recorder struct {
+	mu  sync.Mutex
+	all []time.Duration
+}
+
+func (r *recorder) add(l []time.Duration) {
+	r.mu.Lock()
+	r.all = append(r.all, l...)
+	r.mu.Unlock()
+}
+
+func (r *recorder) p99() time.Duration {
+	if len(r.all) == 0 {
+		return 0
+	}
+	slices.Sort(r.all)
+	return r.all[len(r.all)*99/100]
+}
+
+// loadHTTP is load with latencies: forward-auth GETs from clients goroutines, one connection each.
+func loadHTTP(t *testing.T, s *server, clients int, d time.Duration, tokens []string, next *atomic.Uint64) result {
+	transport := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport, Timeout: 10 * time.Second}
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	defer cancel()
+	var rec recorder
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	begin := time.Now()
+	for range clients {
+		wg.Go(func() {
+			var local []time.Duration
+			defer func() { rec.add(local) }()
+			for ctx.Err() == nil {
+				req, _ := http.NewRequest(http.MethodGet, s.url, nil)
+				req.Header.Set("Authorization", "Bearer "+tokens[next.Add(1)%uint64(len(tokens))])
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					errs <- fmt.Errorf("%s: %w", s.name, err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				local = append(local, time.Since(t0))
+				if resp.StatusCode != s.ok {
+					errs <- fmt.Errorf("%s answered %d to a valid token, want %d", s.name, resp.StatusCode, s.ok)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(begin)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	return result{float64(len(rec.all)) / elapsed.Seconds(), rec.p99()}
+}
+
+// loadGRPC is loadHTTP for ext_authz: Check calls from clients goroutines spread over conns
+// HTTP/2 connections (as Envoy's workers each keep one), every answer must allow.
+func loadGRPC(t *testing.T, g *grpcServer, conns []authv3.AuthorizationClient, clients int, d time.Duration, tokens []string, next *atomic.Uint64) result {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	defer cancel()
+	var rec recorder
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	begin := time.Now()
+	for i := range clients {
+		c := conns[i%len(conns)]
+		wg.Go(func() {
+			var local []time.Duration
+			defer func() { rec.add(local) }()
+			for ctx.Err() == nil {
+				req := checkRequest(tokens[next.Add(1)%uint64(len(tokens))])
+				t0 := time.Now()
+				resp, err := c.Check(ctx, req)
+				if err != nil {
+					if ctx.Err() != nil || status.Code(err) == codes.DeadlineExceeded {
+						return // the run ended during the call (gRPC's own timer can fire first)
+					}
+					errs <- fmt.Errorf("%s: %w", g.name, err)
+					return
+				}
+				local = append(local, time.Since(t0))
+				if !allowed(resp) {
+					errs <- fmt.Errorf("%s denied a valid token: %v", g.name, resp.GetStatus())
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(begin)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	return result{float64(len(rec.all)) / elapsed.Seconds(), rec.p99()}
+}
+
+// protoset writes the descriptors of envoy.service.auth.v3 and everything it imports, for ghz.
+func protoset(t *testing.T, dir string) string {
+	set := &descriptorpb.FileDescriptorSet{}
+	seen := map[string]bool{}
+	var add func(fd protoreflect.FileDescriptor)
+	add = func(fd protoreflect.FileDescriptor) {
+		if seen[fd.Path()] {
+			return
+		}
+		seen[fd.Path()] = true
+		imports := fd.Imports()
+		for i := range imports.Len() {
+			add(imports.Get(i).FileDescriptor)
+		}
+		set.File = append(set.File, protodesc.ToFileDescriptorProto(fd))
+	}
+	add(authv3.File_envoy_service_auth_v3_external_auth_proto)
+	raw, err := proto.Marshal(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "auth.protoset")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// ghzRun drives g with ghz (a separate process) for d: clients concurrent calls over conns
+// connections, each call the next of the count-delimited CheckRequests in a binary file
+// written from tokens at *next (n of them, fewer when the list is shorter), and advances *next by
+// the calls made. ghz cannot tell an allow from a deny (both are gRPC OK): checkDecisions has
+// checked the server before, and a run with any non-OK status fails.
+func ghzRun(t *testing.T, bin, protosetFile string, g *grpcServer, clients, conns int, d time.Duration, tokens []string, next *atomic.Uint64, n int) result {
+	n = min(n, len(tokens))
+	start := next.Load()
+	var data []byte
+	for i := range n {
+		msg, err := proto.Marshal(checkRequest(tokens[(start+uint64(i))%uint64(len(tokens))]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = protowire.AppendVarint(data, uint64(len(msg)))
+		data = append(data, msg...)
+	}
+	file := filepath.Join(t.TempDir(), "calls.bin")
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "--insecure", "--protoset", protosetFile,
+		"--call", "envoy.service.auth.v3.Authorization.Check", "--binary-file", file,
+		"-c", strconv.Itoa(clients), "--connections", strconv.Itoa(conns), "-z", d.String(),
+		"--format", "json", g.addr).Output()
+	if err != nil {
+		t.Fatalf("ghz against %s: %v\n%s", g.name, err, tail(string(stderrOf(err)), 2000))
+	}
+	var report struct {
+		Count                  int64
+		Rps                    float64
+		StatusCodeDistribution map[string]int64
+		ErrorDistribution      map[string]int64
+		LatencyDistribution    []struct {
+			Percentage int
+			Latency    time.Duration
+		}
+	}
+	if err := json.Unmarshal(out, &report); err != nil {
+		t.Fatalf("ghz's report: %v\n%s", err, tail(string(out), 2000))
+	}
+	// -z ends the calls in flight when the time is up (Canceled, or Unavailable when the
+	// connection closes under them): at most one per concurrent caller. Anything else fails.
+	var ended int64
+	for code, c := range report.StatusCodeDistribution {
+		switch code {
+		case "OK":
+		case "Canceled", "Unavailable":
+			ended += c
+		default:
+			t.Fatalf("ghz against %s: %d calls ended %s: %v", g.name, c, code, report.ErrorDistribution)
+		}
+	}
+	if ended > int64(clients) {
+		t.Fatalf("ghz against %s: %d calls ended early, more than the %d in flight: %v", g.name, ended, clients, report.ErrorDistribution)
+	}
+	if report.Count > int64(n) && n < len(tokens) {
+		t.Logf("ghz against %s: %d calls over %d distinct requests: some tokens came back within the run", g.name, report.Count, n)
+	}
+	next.Add(uint64(report.Count))
+	r := result{rps: report.Rps}
+	for _, l := range report.LatencyDistribution {
+		if l.Percentage == 99 {
+			r.p99 = l.Latency
+		}
+	}
+	return r
+}
+
+func stderrOf(err error) []byte {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.Stderr
+	}
+	return nil
+}
+
+// TestGRPC measures ext_authz over gRPC: tokenkeeper's Check (the manager's handler: grpc-go
+// behind net/http's HTTP/2 server, h2c) against tokenkeeper's own HTTP forward-auth path
+// (/validate, HTTP/1.1 keep-alive) and against OPA's Rego engine behind the same gRPC service
+// (io.jwt.decode_verify, its JWT cache on), every server its own process checking the same RS256
+// JWTs, with one token repeated and with distinct tokens cycled. Two load generators: ghz (a
+// separate process, the common gRPC benchmark tool) and an in-process grpc-go client shaped
+// exactly like the HTTP one (same goroutines, same process), so gRPC and HTTP are also compared
+// with like generators. `make bench-grpc` (part of `make bench`) builds ghz and the OPA peer.
+func TestGRPC(t *testing.T) {
+	ghzBin, opaBin := os.Getenv("BENCH_GHZ"), os.Getenv("BENCH_OPA_EXT_AUTHZ")
+	if ghzBin == "" || opaBin == "" {
+		t.Fatal("BENCH_GHZ and BENCH_OPA_EXT_AUTHZ name ghz's and the OPA peer's binaries: run `make bench-grpc`")
+	}
+	rounds, clients := envInt("BENCH_GRPC_ROUNDS", 5), envInt("BENCH_GRPC_CLIENTS", 32)
+	conns := envInt("BENCH_GRPC_CONNECTIONS", 4)
+	round, err := time.ParseDuration(os.Getenv("BENCH_GRPC_ROUND"))
+	if err != nil {
+		round = 5 * time.Second
+	}
+	p := newIDP(t)
+	began := time.Now()
+	distinct := p.tokens(t, envInt("BENCH_GRPC_TOKENS", 200000))
+	t.Logf("signed %d distinct RS256 tokens in %s", len(distinct), time.Since(began).Round(time.Second))
+	repeated := distinct[:1]
+	other := &idp{Server: p.Server}
+	other.key, _ = rsa.GenerateKey(rand.Reader, 2048)
+	forged := other.tokens(t, 1)[0]
+	protosetFile := protoset(t, t.TempDir())
+	// ghz reads its calls from a file: enough distinct ones for a round at a rate well above
+	// what 2 cores verify, fewer on a bigger machine's faster rounds only if BENCH_GRPC_TOKENS is.
+	perRun := envInt("BENCH_GRPC_GHZ_CALLS", 100000)
+
+	httpTK := self(t, "tokenkeeper", p.URL)
+	grpcTK := selfGRPC(t, "tokenkeeper gRPC", "tokenkeeper-grpc", p.URL)
+	nativeTK := selfGRPC(t, "tokenkeeper on grpc-go's transport", "tokenkeeper-grpc-native", p.URL)
+	opa := opaExtAuthz(t, opaBin, p)
+	rejects(t, httpTK, forged)
+	for _, g := range []*grpcServer{grpcTK, nativeTK, opa} {
+		checkDecisions(t, g, distinct[:100], forged)
+	}
+	tkConns, nativeConns, opaConns := grpcTK.dial(t, conns), nativeTK.dial(t, conns), opa.dial(t, conns)
+
+	type run struct {
+		name string
+		do   func(toks []string, pos *atomic.Uint64, d time.Duration) result
+	}
+	runs := []run{
+		{"tokenkeeper HTTP /validate (Go net/http client)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
+			return loadHTTP(t, httpTK, clients, d, toks, pos)
+		}},
+		{"tokenkeeper gRPC Check (grpc-go client)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
+			return loadGRPC(t, grpcTK, tkConns, clients, d, toks, pos)
+		}},
+		{"tokenkeeper gRPC Check (ghz)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
+			return ghzRun(t, ghzBin, protosetFile, grpcTK, clients, conns, d, toks, pos, perRun)
+		}},
+		{"tokenkeeper on grpc-go's transport (grpc-go client)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
+			return loadGRPC(t, nativeTK, nativeConns, clients, d, toks, pos)
+		}},
+		{"tokenkeeper on grpc-go's transport (ghz)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
+			return ghzRun(t, ghzBin, protosetFile, nativeTK, clients, conns, d, toks, pos, perRun)
+		}},
+		{"OPA ext_authz (grpc-go client)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
+			return loadGRPC(t, opa, opaConns, clients, d, toks, pos)
+		}},
+		{"OPA ext_authz (ghz)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
+			return ghzRun(t, ghzBin, protosetFile, opa, clients, conns, d, toks, pos, perRun)
+		}},
+	}
+	// results[case][run] holds one result per round.
+	results := map[string]map[string][]result{"repeated": {}, "distinct": {}}
+	// Each server walks the distinct tokens with its own position, kept across rounds and
+	// generators, so no token comes back to a server before all the others have.
+	servers := map[string]*atomic.Uint64{"tokenkeeper HTTP": {}, "tokenkeeper gRPC": {}, "tokenkeeper on grpc-go's transport": {}, "OPA": {}}
+	position := func(name string) *atomic.Uint64 {
+		for prefix, pos := range servers {
+			if strings.HasPrefix(name, prefix+" ") {
+				return pos
+			}
+		}
+		t.Fatalf("no position for %s", name)
+		return nil
+	}
+	for r := range rounds {
+		order := slices.Clone(runs)
+		if r%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, rn := range order {
+			for _, c := range []string{"repeated", "distinct"} {
+				toks, pos := distinct, position(rn.name)
+				if c == "repeated" {
+					toks, pos = repeated, &atomic.Uint64{}
+				}
+				rn.do(toks, pos, round/5) // warm up: connections, the repeated token cached
+				results[c][rn.name] = append(results[c][rn.name], rn.do(toks, pos, round))
+			}
+		}
+		t.Logf("round %d of %d done", r+1, rounds)
+	}
+
+	med := func(c, name string) (float64, time.Duration) {
+		var rps, p99 []float64
+		for _, x := range results[c][name] {
+			rps, p99 = append(rps, x.rps), append(p99, float64(x.p99))
+		}
+		return median(rps), time.Duration(median(p99))
+	}
+	ratio := func(c, a, b string) float64 {
+		var rs []float64
+		for i := range results[c][a] {
+			rs = append(rs, results[c][a][i].rps/results[c][b][i].rps)
+		}
+		return median(rs)
+	}
+	fmt.Printf("\n%d rounds of %s per server, generator and case, %d concurrent calls (gRPC over %d connections, HTTP over %d), "+
+		"%d distinct tokens, GOMAXPROCS %d\n\n", rounds, round, clients, conns, clients, len(distinct), runtime.GOMAXPROCS(0))
+	fmt.Println("| server (load generator) | repeated token: req/s | p99 | distinct tokens: req/s | p99 |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: |")
+	for _, rn := range runs {
+		rr, rp := med("repeated", rn.name)
+		dr, dp := med("distinct", rn.name)
+		fmt.Printf("| %s | %.0f | %s | %.0f | %s |\n", rn.name, rr, rp.Round(10*time.Microsecond), dr, dp.Round(10*time.Microsecond))
+	}
+	fmt.Println("\n| ratio of req/s (median of per-round ratios) | repeated | distinct | target |")
+	fmt.Println("| --- | ---: | ---: | ---: |")
+	for _, row := range []struct{ label, a, b, target string }{
+		{"tokenkeeper gRPC / tokenkeeper HTTP (like Go generators)", runs[1].name, runs[0].name, "≥ 0.9"},
+		{"tokenkeeper gRPC (ghz) / tokenkeeper HTTP (Go net/http)", runs[2].name, runs[0].name, ""},
+		{"tokenkeeper gRPC / OPA ext_authz (ghz)", runs[2].name, runs[6].name, "≥ 2"},
+		{"tokenkeeper gRPC / OPA ext_authz (grpc-go client)", runs[1].name, runs[5].name, "≥ 2"},
+		{"tokenkeeper on grpc-go's transport / tokenkeeper HTTP (like Go generators)", runs[3].name, runs[0].name, ""},
+		{"tokenkeeper on grpc-go's transport / OPA ext_authz (ghz)", runs[4].name, runs[6].name, ""},
+	} {
+		fmt.Printf("| %s | %.2f | %.2f | %s |\n", row.label, ratio("repeated", row.a, row.b), ratio("distinct", row.a, row.b), row.target)
+	}
+}
