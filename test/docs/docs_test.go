@@ -3,8 +3,8 @@
 // a server-side dry run (strict field validation: an unknown field is refused) against a real
 // kube-apiserver with tokenkeeper's CRDs (their schemas and CEL rules), its validating admission
 // webhooks and the upstream CRDs of Istio, Envoy Gateway, Contour and Gateway API (mesh_test.go)
-// installed. A manifest the API refuses fails
-// the test with its file, line and the API's message. Relative links to Markdown pages resolve.
+// installed. A manifest the API refuses fails the test with its file, line and the API's
+// message. Relative links to Markdown pages resolve.
 //
 // Files are found when the test runs, so a new page is checked without changing this suite:
 //
