@@ -214,6 +214,10 @@ demo-down: ## Stop everything make demo started.
 demo-smoke: $(HELM) ## make demo, bounded (CI): every Credential Ready, the app's first 200s, then down and nothing left behind.
 	HELM="$(HELM)" hack/demo-smoke.sh
 
+.PHONY: measure-refresh
+measure-refresh: ## Time from a Secret update to the new file in a running container, without and with the pod refresh, on the local cluster (kubelet defaults; about 8 min, as root).
+	hack/measure-refresh.sh
+
 .PHONY: help
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-16s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)

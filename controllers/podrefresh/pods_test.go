@@ -36,7 +36,7 @@ func TestStripPod(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "u", Labels: map[string]string{"app": "x"},
 			Annotations: map[string]string{v1alpha1.AnnotationSyncedToken: "tok=1", "other": "big"}},
 		Spec: corev1.PodSpec{
-			Volumes: []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "tok"}}}},
+			Volumes:    []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "tok"}}}},
 			Containers: []corev1.Container{{Name: "app", Image: "img", Env: []corev1.EnvVar{{Name: "A", Value: "b"}}}},
 		},
 		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1"},
@@ -57,9 +57,9 @@ func TestStripPod(t *testing.T) {
 
 func TestSyncedAnnotation(t *testing.T) {
 	cases := map[string]struct {
-		reason                   string
+		reason                    string
 		current, secret, fp, want string
-		mounted                  []string
+		mounted                   []string
 	}{
 		"First": {reason: "a pod without the annotation gets one entry", secret: "tok", fp: "f1", want: "tok=f1"},
 		"Replace": {reason: "a Secret's entry is replaced, others kept, sorted", current: "z=9,tok=f0", secret: "tok", fp: "f1",
