@@ -155,6 +155,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		return ctrl.Result{}, err
 	}
 	p, err := r.plan(ctx, cc, child, src)
+	if b, ok := resolve.AsBlocked(err); ok {
+		setReady(cc, metav1.ConditionFalse, b.Reason, b.Message)
+		return ctrl.Result{}, nil // until the spec changes
+	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -200,7 +204,7 @@ func (r *Reconciler) ensureChild(ctx context.Context, cc *v1alpha1.ClusterCreden
 		if apierrors.IsAlreadyExists(err) {
 			err = r.APIReader.Get(ctx, key, child)
 		} else {
-			return child, err
+			return child, refused(key, err)
 		}
 	}
 	if err != nil {
@@ -215,7 +219,17 @@ func (r *Reconciler) ensureChild(ctx context.Context, cc *v1alpha1.ClusterCreden
 	if equality.Semantic.DeepEqual(orig.Spec, child.Spec) && maps.Equal(orig.Labels, child.Labels) && maps.Equal(orig.Annotations, child.Annotations) {
 		return child, nil
 	}
-	return child, r.Patch(ctx, child, client.MergeFrom(orig))
+	return child, refused(key, r.Patch(ctx, child, client.MergeFrom(orig)))
+}
+
+// refused turns the API server's refusal of the child Credential (its schema, or the admission
+// webhook enforcing the cluster-credential namespace's TokenPolicies) into a blocked state that
+// waits for the spec to change, quoting the API server; other errors are retried.
+func refused(key types.NamespacedName, err error) error {
+	if apierrors.IsInvalid(err) || apierrors.IsForbidden(err) && !strings.Contains(err.Error(), "cannot ") {
+		return resolve.Block(v1alpha1.ReasonInvalidConfig, "the API server refused Credential %s: %s", key, bounded(err.Error()))
+	}
+	return err
 }
 
 // desire sets what the ClusterCredential decides of its child.

@@ -3,6 +3,7 @@ package clustercredential_test
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -17,8 +18,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 	"github.com/tokenkeeper/tokenkeeper/controllers"
+	"github.com/tokenkeeper/tokenkeeper/internal/admission"
 	"github.com/tokenkeeper/tokenkeeper/internal/testenv"
 )
 
@@ -34,7 +38,7 @@ var (
 func TestMain(m *testing.M) {
 	testenv.ExitUnlessAvailable()
 	var err error
-	if env, err = testenv.Start(); err != nil {
+	if env, err = testenv.StartWithWebhooks(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -64,11 +68,16 @@ func start(ctx context.Context) error {
 		HealthProbeBindAddress: "0",
 		Cache:                  cache.Options{ByObject: controllers.CacheByObject(), DefaultTransform: cache.TransformStripManagedFields()},
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: 8},
+		WebhookServer:          webhook.NewServer(env.WebhookOptions()),
 	})
 	if err != nil {
 		return err
 	}
 	if err := controllers.Setup(ctx, mgr, controllers.Options{ClusterResourceNamespace: home, ClusterCredentialMaxNamespaces: maxNamespaces}); err != nil {
+		return err
+	}
+	// The admission webhooks, as the chart serves them; the conformance issuers are on loopback.
+	if err := admission.Setup(mgr, netip.MustParsePrefix("127.0.0.0/8")); err != nil {
 		return err
 	}
 	mgrSeen = mgr.GetCache()
@@ -77,7 +86,19 @@ func start(ctx context.Context) error {
 			fmt.Fprintln(os.Stderr, "manager:", err)
 		}
 	}()
-	return nil
+	// Objects are admitted only once the webhook server answers.
+	probe := &v1alpha1.ClusterCredential{ObjectMeta: metav1.ObjectMeta{Name: "probe"}, Spec: v1alpha1.ClusterCredentialSpec{
+		NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{"probe": "true"}}, Target: "probe",
+		Credential: v1alpha1.CredentialTemplate{IssuerRef: v1alpha1.IssuerReference{Kind: v1alpha1.IssuerKindCluster, Name: "probe"},
+			APIKey: &v1alpha1.APIKeyLogin{SecretRef: v1alpha1.LocalSecretReference{Name: "probe"}}},
+	}}
+	for range 100 {
+		if err = env.Client.Create(ctx, probe.DeepCopy(), client.DryRunAll); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("the webhook server does not answer: %w", err)
 }
 
 // maxNamespaces is the suite manager's --cluster-credential-max-namespaces.

@@ -41,6 +41,7 @@ func Setup(mgr ctrl.Manager, allowEgress ...netip.Prefix) error {
 		ctrl.NewWebhookManagedBy(mgr, &v1alpha1.Issuer{}).WithValidator(&issuerValidator[*v1alpha1.Issuer]{p, allowEgress}).Complete(),
 		ctrl.NewWebhookManagedBy(mgr, &v1alpha1.ClusterIssuer{}).WithValidator(&issuerValidator[*v1alpha1.ClusterIssuer]{p, allowEgress}).Complete(),
 		ctrl.NewWebhookManagedBy(mgr, &v1alpha1.TokenPolicy{}).WithValidator(tokenPolicyValidator{}).Complete(),
+		ctrl.NewWebhookManagedBy(mgr, &v1alpha1.ClusterCredential{}).WithValidator(clusterCredentialValidator{}).Complete(),
 	)
 }
 
