@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
@@ -19,6 +20,9 @@ import (
 
 // ErrNotAuthenticated is the answer for a token the API server does not accept for the audience.
 var ErrNotAuthenticated = errors.New("the API server does not accept the token for this audience")
+
+// ErrBusy is the answer for a token not cached while reviews run at their limit.
+var ErrBusy = errors.New("too many token reviews: try again")
 
 // Reviewer asks the API server whose token it is (a TokenReview for the given audiences).
 type Reviewer interface {
@@ -35,9 +39,16 @@ type Authenticator struct {
 	SuccessTTL time.Duration
 	FailureTTL time.Duration
 	MaxEntries int
-	Clock      clock.PassiveClock
+	// ReviewsPerSecond and ReviewBurst bound the TokenReviews sent for tokens not cached, so
+	// that clients presenting ever new tokens cannot flood the API server nor use up the
+	// manager's own API budget; a review that would wait longer than maxReviewWait is refused
+	// (ErrBusy). Zero means DefaultReviewsPerSecond and DefaultReviewBurst.
+	ReviewsPerSecond float64
+	ReviewBurst      int
+	Clock            clock.PassiveClock
 
 	mu       sync.Mutex
+	limiter  *rate.Limiter
 	entries  map[[32]byte]*list.Element
 	lru      list.List // of *authEntry, most recent first
 	inflight map[[32]byte]*review
@@ -57,10 +68,13 @@ type review struct {
 
 // Defaults of an Authenticator.
 const (
-	DefaultAuthSuccessTTL = time.Minute
-	DefaultAuthFailureTTL = 10 * time.Second
-	DefaultAuthMaxEntries = 4096
-	serviceAccountPrefix  = "system:serviceaccount:"
+	DefaultAuthSuccessTTL   = time.Minute
+	DefaultAuthFailureTTL   = 10 * time.Second
+	DefaultAuthMaxEntries   = 4096
+	DefaultReviewsPerSecond = 50
+	DefaultReviewBurst      = 100
+	maxReviewWait           = 5 * time.Second
+	serviceAccountPrefix    = "system:serviceaccount:"
 )
 
 // ServiceAccount authenticates token: the ServiceAccount (namespace/name) it was issued to.
@@ -72,6 +86,14 @@ func (a *Authenticator) ServiceAccount(ctx context.Context, token string) (types
 	a.mu.Lock()
 	if a.entries == nil {
 		a.entries, a.inflight = map[[32]byte]*list.Element{}, map[[32]byte]*review{}
+		rps, burst := a.ReviewsPerSecond, a.ReviewBurst
+		if rps <= 0 {
+			rps = DefaultReviewsPerSecond
+		}
+		if burst <= 0 {
+			burst = DefaultReviewBurst
+		}
+		a.limiter = rate.NewLimiter(rate.Limit(rps), burst)
 	}
 	if el, ok := a.entries[key]; ok {
 		e := el.Value.(*authEntry)
@@ -95,9 +117,21 @@ func (a *Authenticator) ServiceAccount(ctx context.Context, token string) (types
 			return types.NamespacedName{}, ctx.Err()
 		}
 	}
+	res := a.limiter.Reserve()
+	if d := res.Delay(); d > maxReviewWait {
+		res.Cancel()
+		a.mu.Unlock()
+		return types.NamespacedName{}, ErrBusy
+	}
 	r := &review{done: make(chan struct{})}
 	a.inflight[key] = r
 	a.mu.Unlock()
+	if d := res.Delay(); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+	}
 
 	r.id, r.err = a.review(ctx, token)
 	a.mu.Lock()

@@ -3,6 +3,7 @@ package sds
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -134,5 +135,27 @@ func TestAuthenticatorOneReviewPerToken(t *testing.T) {
 	wg.Wait()
 	if n := r.reviews.Load(); n != 1 {
 		t.Fatalf("%d reviews for 50 concurrent calls with one token, want 1", n)
+	}
+}
+
+// Reviews of tokens not cached are rate-limited: a flood of new tokens is refused (ErrBusy), not
+// passed on to the API server, and cached tokens are still answered.
+func TestAuthenticatorRateLimited(t *testing.T) {
+	r := &fakeReviewer{users: map[string]string{"sa": "system:serviceaccount:team:envoy"}}
+	a := &Authenticator{Reviewer: r, Audience: "aud", ReviewsPerSecond: 0.001, ReviewBurst: 2}
+	if _, err := a.ServiceAccount(t.Context(), "sa"); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = a.ServiceAccount(t.Context(), "flood-1")
+	for i := range 10 {
+		if _, err := a.ServiceAccount(t.Context(), fmt.Sprintf("flood-%d", i+2)); !errors.Is(err, ErrBusy) {
+			t.Fatalf("review %d past the limit: got %v, want ErrBusy", i+3, err)
+		}
+	}
+	if n := r.reviews.Load(); n != 2 {
+		t.Fatalf("%d reviews sent, want the burst of 2", n)
+	}
+	if _, err := a.ServiceAccount(t.Context(), "sa"); err != nil {
+		t.Fatalf("a cached token is refused while reviews are busy: %v", err)
 	}
 }

@@ -29,6 +29,8 @@ const (
 	// maxRequestSize bounds one DiscoveryRequest: Envoy's node description (with its list of
 	// extensions) is its largest part, some tens of KiB.
 	maxRequestSize = 256 << 10
+	// maxHeaderListSize bounds a call's metadata: the ServiceAccount token and gRPC's own.
+	maxHeaderListSize = 64 << 10
 	// DefaultMaxConnections bounds the connections of all clients.
 	DefaultMaxConnections = 4096
 	// maxStreamsPerConnection bounds the streams of one HTTP/2 connection (Envoy multiplexes its
@@ -143,6 +145,7 @@ func (l *Listener) Start(ctx context.Context) error {
 func ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRequestSize),
+		grpc.MaxHeaderListSize(maxHeaderListSize),
 		grpc.MaxConcurrentStreams(maxStreamsPerConnection),
 		grpc.ConnectionTimeout(10 * time.Second),
 		grpc.KeepaliveParams(keepalive.ServerParameters{

@@ -136,6 +136,8 @@ func (s *Server) authenticate(ctx context.Context) (types.NamespacedName, error)
 	switch {
 	case errors.Is(err, ErrNotAuthenticated):
 		return types.NamespacedName{}, status.Errorf(codes.Unauthenticated, "the token is not a ServiceAccount token for audience %q", s.auth.Audience)
+	case errors.Is(err, ErrBusy):
+		return types.NamespacedName{}, status.Error(codes.Unavailable, err.Error())
 	case err != nil:
 		s.log.Error(err, "reviewing an SDS client's token")
 		return types.NamespacedName{}, status.Error(codes.Unavailable, "the token cannot be reviewed now")

@@ -76,6 +76,14 @@ func TestFetch(t *testing.T) {
 	if _, value := secretOf(t, resp); value != "fetched" || resp.GetVersionInfo() != issuer.Fingerprint("fetched") {
 		t.Fatalf("got version %s", resp.GetVersionInfo())
 	}
+	// The incremental protocol is not served: Envoy's SDS speaks state of the world.
+	d, err := dial(t, srv.addr).DeltaSecrets(withToken(t.Context(), saToken(t, f.sa, testAudience)))
+	if err == nil {
+		_, err = d.Recv()
+	}
+	if status.Code(err) != codes.Unimplemented {
+		t.Fatalf("DeltaSecrets: got %v, want Unimplemented", err)
+	}
 }
 
 // Who may fetch what: only a ServiceAccount the Credential lists, of its namespace, with a token
@@ -107,6 +115,7 @@ func TestAuthorization(t *testing.T) {
 		"other audience":    {"a token for the API server is not a token for SDS", otherAudience, granted.resource(""), codes.Unauthenticated},
 		"garbage":           {"a token the API server does not know", "not-a-token", granted.resource(""), codes.Unauthenticated},
 		"no token":          {"no authorization metadata", "", granted.resource(""), codes.Unauthenticated},
+		"huge token":        {"a token over 16 KiB is refused before any review", strings.Repeat("x", 20<<10), granted.resource(""), codes.Unauthenticated},
 		"malformed name":    {"resource names are tokenkeeper:<namespace>/<name>", good, "tokenkeeper:" + granted.ns, codes.InvalidArgument},
 		"other name prefix": {"names of other SDS servers are not ours", good, "default", codes.InvalidArgument},
 	} {
