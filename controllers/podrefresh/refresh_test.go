@@ -83,8 +83,13 @@ func startManagerWorkers(t *testing.T, opts podrefresh.Options, workers int) (c 
 // tokenSecret creates a token Secret as the Credential controller writes it.
 func tokenSecret(t *testing.T, ns, name, token string) *corev1.Secret {
 	t.Helper()
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{
-		v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, v1alpha1.LabelRole: "token", v1alpha1.LabelCredential: name}},
+	return secretWithLabels(t, ns, name, token, map[string]string{
+		v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue, v1alpha1.LabelRole: "token", v1alpha1.LabelCredential: name})
+}
+
+func secretWithLabels(t *testing.T, ns, name, token string, labels map[string]string) *corev1.Secret {
+	t.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
 		Data: map[string][]byte{v1alpha1.SecretKeyToken: []byte(token)}}
 	if err := env.Client.Create(t.Context(), s); err != nil {
 		t.Fatal(err)
@@ -243,6 +248,32 @@ func TestRotationRefreshesMountingPods(t *testing.T) {
 		got := synced(t, ns, "tok", fp3)
 		return slices.Equal(got, []string{"proj", "vol"}), fmt.Sprint(got)
 	})
+}
+
+// TestCopiesAndOthers: a ClusterCredential's copy is a token Secret too; a Secret that is not
+// tokenkeeper's token Secret (its state Secret, anyone's Secret) never leads to a patch.
+func TestCopiesAndOthers(t *testing.T) {
+	ns := namespace(t)
+	c, _ := startManager(t, podrefresh.Options{MaxPodsPerRotation: 100})
+	copied := secretWithLabels(t, ns, "copy", "token-1", map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue,
+		v1alpha1.LabelRole: v1alpha1.RoleCopy, v1alpha1.LabelClusterCredential: "shared"})
+	state := secretWithLabels(t, ns, "state", "token-1", map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue,
+		v1alpha1.LabelRole: "state"})
+	runningPod(t, ns, "reads-copy", "copy", volume)
+	runningPod(t, ns, "reads-state", "state", volume)
+	waitCached(t, c, copied, 2)
+	waitCached(t, c, state, 2)
+	time.Sleep(1100 * time.Millisecond)
+	rotate(t, state, "token-2")
+	fp := rotate(t, copied, "token-2")
+	testenv.WaitFor(t, 20*time.Second, "the pod mounting the copy to be patched", func() (bool, string) {
+		got := synced(t, ns, "copy", fp)
+		return slices.Equal(got, []string{"reads-copy"}), fmt.Sprint(got)
+	})
+	time.Sleep(time.Second)
+	if n := testutil.ToFloat64(metrics.PodRefreshes.WithLabelValues(ns)); n != 1 {
+		t.Errorf("tokenkeeper_pod_refreshes_total = %v, want 1 (the state Secret's pod is not patched)", n)
+	}
 }
 
 // TestBound: a tenant with more pods than the bound gets the bound's worth of patches per

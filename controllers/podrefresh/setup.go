@@ -63,12 +63,13 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		Complete(r)
 }
 
-// secretUpdated records a rotation when a token Secret's token changed and queues its namespace.
-// A Secret seen for the first time (the manager starting, a new Credential) is no rotation: pods
-// that mount it read it when they started.
+// secretUpdated records a rotation when the token of a token Secret (a Credential's, or a
+// ClusterCredential's copy) changed and queues its namespace. A Secret seen for the first time
+// (the manager starting, a new Credential) is no rotation: pods that mount it read it when they
+// started.
 func (r *Reconciler) secretUpdated(_ context.Context, e event.TypedUpdateEvent[*corev1.Secret], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	s := e.ObjectNew
-	if s.Labels[v1alpha1.LabelManagedBy] != v1alpha1.ManagedByValue || s.Labels[v1alpha1.LabelRole] != "token" {
+	if role := s.Labels[v1alpha1.LabelRole]; s.Labels[v1alpha1.LabelManagedBy] != v1alpha1.ManagedByValue || role != "token" && role != v1alpha1.RoleCopy {
 		return
 	}
 	fp := fingerprint(s)
