@@ -72,6 +72,9 @@ type Reconciler struct {
 // expectWindow is how long a pass trusts that the cache is behind a copy it wrote.
 const expectWindow = 10 * time.Second
 
+// maxMarks is the size of the write memory past which stale marks are dropped.
+const maxMarks = 4096
+
 // writes remembers, per copy ("namespace/name"), the resourceVersion each copy had when this
 // manager last wrote it ("" for a create), so that a pass which finds that version still in the
 // cache knows the cache is behind its own write: it waits for the watch event rather than write
@@ -91,6 +94,13 @@ func (w *writes) mark(key, before string, now time.Time) {
 	defer w.mu.Unlock()
 	if w.m == nil {
 		w.m = map[string]writeMark{}
+	}
+	if len(w.m) >= maxMarks { // marks of copies never looked at again (their namespace went)
+		for k, m := range w.m {
+			if now.Sub(m.at) >= expectWindow {
+				delete(w.m, k)
+			}
+		}
 	}
 	w.m[key] = writeMark{before: before, at: now}
 }
