@@ -270,6 +270,10 @@ func main() {
 		log.Error(err, "reading --allow-egress-cidrs")
 		os.Exit(1)
 	}
+	if sdsAddr != "" && sdsAudience == "" {
+		log.Error(errors.New("the audience of SDS clients' ServiceAccount tokens may not be empty"), "reading --sds-audience")
+		os.Exit(1)
+	}
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))

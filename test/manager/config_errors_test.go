@@ -43,6 +43,10 @@ func TestManagerConfigErrors(t *testing.T) {
 			reason: "controller-runtime's GetConfigOrDie logged this with a stack trace",
 			args:   []string{"--kubeconfig=" + filepath.Join(dir, "missing")}, code: 1, says: "reading the kubeconfig",
 		},
+		"EmptySDSAudience": {
+			reason: "SDS without an audience would accept any ServiceAccount token the API server knows",
+			args:   []string{"--sds-bind-address=127.0.0.1:0", "--sds-audience="}, code: 1, says: "reading --sds-audience",
+		},
 		"BadWebhooksMode": {
 			reason: "an error found after connecting to the API server is one line too",
 			args:   []string{"--webhooks=maybe"}, code: 1, says: `--webhooks=\"maybe\": want auto, on or off`,
