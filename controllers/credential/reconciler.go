@@ -151,14 +151,28 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		return ctrl.Result{}, err
 	}
 
-	d := renewal.Decide(renewal.Input{
-		Now: r.Clock.Now(), Session: st.session(), Failure: lastFailure(cred, st), InputsVersion: e.InputsVersion,
-		Policy: e.Policy, CanRefresh: e.Client.CanRefresh(), JitterKey: string(cred.UID),
-	})
-	d = r.renewRequested(cred, e, st, d)
+	in := r.decisionInput(cred, e, st)
+	d := renewal.Decide(in)
+	if d.Probe {
+		probed, rejected, err := r.probeCurrent(ctx, cred, e, st)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if probed { // decide again on the probe's answer, now in status and the state Secret
+			in = r.decisionInput(cred, e, st)
+			in.ProbeRejected = rejected
+			d = renewal.Decide(in)
+		}
+	}
+	if d.AnswersRenewRequest {
+		cred.Status.LastRenewRequest = cred.Annotations[AnnotationRenewRequestedAt]
+	}
 	logf.FromContext(ctx).V(1).Info("decided", "action", d.Action, "reason", d.Reason, "at", d.At)
-	if d.Action == renewal.Wait {
+	switch d.Action {
+	case renewal.Wait:
 		return r.wait(ctx, cred, e, st, d)
+	case renewal.Stop:
+		return r.blocked(cred, st, errRefreshTokenSpent(cred))
 	}
 	return r.renew(ctx, cred, e, st, d)
 }
@@ -167,32 +181,46 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 // annotate): each new value renews the token once, even a fresh one.
 const AnnotationRenewRequestedAt = v1alpha1.AnnotationRenewRequestedAt
 
-// renewRequested turns a waiting decision into a renewal when the annotation holds a value not
-// acted on yet. It waits out a failure's backoff (and Retry-After) and the minimum interval
-// after issue, and then is acted on once: the value is recorded in status.
-func (r *Reconciler) renewRequested(cred *v1alpha1.Credential, e *env, st *state, d renewal.Decision) renewal.Decision {
+// decisionInput is everything renewal.Decide looks at, from status, the state Secret and the
+// issuer.
+func (r *Reconciler) decisionInput(cred *v1alpha1.Credential, e *env, st *state) renewal.Input {
 	asked := cred.Annotations[AnnotationRenewRequestedAt]
-	if asked == "" || len(asked) > 256 || asked == cred.Status.LastRenewRequest || d.Action != renewal.Wait {
-		if d.Action != renewal.Wait && asked != "" && len(asked) <= 256 {
-			cred.Status.LastRenewRequest = asked // a renewal is happening anyway: that answers it
-		}
-		return d
+	in := renewal.Input{
+		Now: r.Clock.Now(), Session: st.session(), Failure: lastFailure(cred, st), InputsVersion: e.InputsVersion,
+		Policy: e.Policy, CanRefresh: e.Client.CanRefresh(), JitterKey: string(cred.UID),
+		Failing:        cred.Status.FailedAttempts > 0,
+		RenewRequested: asked != "" && len(asked) <= 256 && asked != cred.Status.LastRenewRequest,
+		InputSpent:     e.InputToken() != "" && st.spentInput == e.InputToken(),
 	}
-	now := r.Clock.Now()
-	if cred.Status.FailedAttempts > 0 {
-		return d // backing off: the retry at d.At answers the request
-	}
-	if st.token != nil {
-		if floor := st.token.IssuedAt.Add(renewal.MinRenewalInterval); now.Before(floor) {
-			return renewal.Decision{Action: renewal.Wait, At: floor, Reason: "renewal requested: waiting for the minimum interval after issue"}
+	if e.Client.CanProbe() {
+		in.Probe = &renewal.Probe{Interval: e.Client.ProbeInterval()}
+		if t := cred.Status.LastProbeTime; t != nil {
+			in.Probe.Last = t.Time
 		}
 	}
-	cred.Status.LastRenewRequest = asked
-	action := renewal.Login
-	if st.token != nil && st.token.RefreshToken != "" && e.Client.CanRefresh() && !st.session().Rejected {
-		action = renewal.Refresh
+	for _, s := range st.retired {
+		in.Revocations = append(in.Revocations, s.At)
 	}
-	return renewal.Decision{Action: action, At: now, Reason: "renewal requested (" + AnnotationRenewRequestedAt + ")"}
+	return in
+}
+
+// probeCurrent asks the issuer's probe whether it still accepts the current token. A rejection
+// is recorded (a failure, and how long the session lived) in status and the state Secret before
+// the caller decides again. When the issuer's calls are all in flight it does not probe (probed
+// is false) and the probe is due again at the next wake.
+func (r *Reconciler) probeCurrent(ctx context.Context, cred *v1alpha1.Credential, e *env, st *state) (probed, rejected bool, err error) {
+	release, ok := r.slots.acquire(slotKeys(cred)...)
+	if !ok {
+		return false, false, nil
+	}
+	alive := lastAccepted(cred) // before this probe's answer replaces it
+	perr := r.probe(ctx, cred, e, st.token)
+	release()
+	if !errors.Is(perr, issuer.ErrTokenRejected) {
+		return true, false, nil
+	}
+	r.endedEarly(cred, e, st, alive, perr)
+	return true, true, r.store.commit(ctx, cred, st)
 }
 
 // wait keeps the target Secret in line with the current token until the next renewal.
@@ -206,27 +234,16 @@ func (r *Reconciler) wait(ctx context.Context, cred *v1alpha1.Credential, e *env
 			r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, v1alpha1.ReasonSecretRestored, "Restore", "Secret %s restored from the current session", cred.Spec.SecretName)
 		}
 		r.observeToken(cred, e, st, d.At)
-		if r.probeDue(cred, e) {
-			release, ok := r.slots.acquire(slotKeys(cred)...)
-			if ok { // else the issuer's calls are all in flight: probe at the next wake
-				alive := lastAccepted(cred) // before this probe's answer replaces it
-				err := r.probe(ctx, cred, e, st.token)
-				release()
-				if errors.Is(err, issuer.ErrTokenRejected) {
-					r.endedEarly(cred, e, st, alive, err)
-					if err := r.store.commit(ctx, cred, st); err != nil {
-						return ctrl.Result{}, err
-					}
-					return r.renew(ctx, cred, e, st, renewal.Decision{Action: renewal.Login, At: r.Clock.Now(), Reason: "the issuer rejected the token"})
-				}
-			}
-		}
 	}
 	cred.Status.RenewalTime = nil // no token: nothing to renew (a retry is in nextRetryTime)
 	if st.token != nil {
 		cred.Status.RenewalTime = &metav1.Time{Time: d.At} // the next attempt, renewal or retry
 	}
-	return ctrl.Result{RequeueAfter: r.probeWake(cred, e, r.nextWake(d.At, st)).Sub(r.Clock.Now())}, nil
+	wake := d.Wake.Sub(r.Clock.Now())
+	if wake <= 0 { // a probe that found no free issuer call slot: look again shortly
+		wake = busyRetry(string(cred.UID))
+	}
+	return ctrl.Result{RequeueAfter: wake}, nil
 }
 
 // endedEarly records a session the issuer ended before the expiry it stated: a failure
@@ -260,27 +277,6 @@ func lastAccepted(cred *v1alpha1.Credential) time.Time {
 	return time.Time{}
 }
 
-// probeDue reports whether the issuer's probe should check the current token now: the issuer
-// names one, no failure is being backed off, and the last probe is an interval old.
-func (r *Reconciler) probeDue(cred *v1alpha1.Credential, e *env) bool {
-	if !e.Client.CanProbe() || cred.Status.FailedAttempts > 0 {
-		return false
-	}
-	last := cred.Status.LastProbeTime
-	return last == nil || !r.Clock.Now().Before(last.Add(e.Client.ProbeInterval()))
-}
-
-// probeWake is the earlier of wake and the next probe.
-func (r *Reconciler) probeWake(cred *v1alpha1.Credential, e *env, wake time.Time) time.Time {
-	if !e.Client.CanProbe() || cred.Status.LastProbeTime == nil {
-		return wake
-	}
-	if next := cred.Status.LastProbeTime.Add(e.Client.ProbeInterval()); next.Before(wake) {
-		return next
-	}
-	return wake
-}
-
 // probe sends the issuer's probe with tok and records what it said. A rejection (401/403) is
 // an Event; the caller logs in again.
 func (r *Reconciler) probe(ctx context.Context, cred *v1alpha1.Credential, e *env, tok *issuer.Token) error {
@@ -310,18 +306,6 @@ func (r *Reconciler) probe(ctx context.Context, cred *v1alpha1.Credential, e *en
 // been spent), and its outcome is written there before anything else, the target Secret last.
 func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *env, st *state, d renewal.Decision) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
-	// A refreshToken login sends the input Secret's refresh token, which works once. After that,
-	// a "login" (the inputs changed, say) carries the session on with its own refresh token, and
-	// without one there is nothing left to send.
-	input := inputToken(e)
-	inputSpent := input != "" && st.spentInput == input
-	action := d.Action
-	if action == renewal.Login && inputSpent {
-		if st.token == nil || st.token.RefreshToken == "" || !e.Client.CanRefresh() {
-			return r.blocked(cred, st, errRefreshTokenSpent(cred))
-		}
-		action = renewal.Refresh
-	}
 	release, ok := r.slots.take(client.ObjectKeyFromObject(cred).String(), slotKeys(cred)...)
 	if !ok {
 		log.V(1).Info("issuer calls of this namespace or issuer are all in flight; waiting", "issuer", e.IssuerKey)
@@ -331,9 +315,10 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 	}
 	defer release()
 	wasReady := meta.IsStatusConditionTrue(cred.Status.Conditions, v1alpha1.ConditionReady)
-	op, sends := "refresh", ""
-	if action == renewal.Login {
-		op, sends = "login", input
+	// A refreshToken login sends the input Secret's refresh token, which works once.
+	sends := ""
+	if d.Action == renewal.Login {
+		sends = e.InputToken()
 	}
 	// A serviceAccount login gets a fresh ServiceAccount token (a refresh may fall back to a login),
 	// before anything is recorded: nothing is sent if that fails.
@@ -347,13 +332,13 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 	// that a crash can never lead to sending it twice. A login that sends only reusable inputs (a
 	// password, a client secret) spends nothing: interrupted, it is simply made again, so it
 	// needs no record and a rotation costs one API write less.
-	if op == "refresh" || sends != "" {
-		if err := r.store.begin(ctx, cred, st, op, e.IssuerKey, sends); err != nil {
+	if d.Action == renewal.Refresh || sends != "" {
+		if err := r.store.begin(ctx, cred, st, d.Action.Verb(), e.IssuerKey, sends); err != nil {
 			return ctrl.Result{}, err // nothing was sent
 		}
 	}
 	failpoint.Inject("call-recorded")
-	o := r.obtain(ctx, e, st, action, !inputSpent)
+	o := r.obtain(ctx, e, st, d)
 	prev := st.clone()
 	prev.pending, prev.basedOn = nil, ""
 	if st.pending != nil {
@@ -363,9 +348,10 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 		prev.dropRefreshToken()
 	}
 	if o.inputSpent {
-		prev.spentInput = input
+		prev.spentInput = sends
 	}
-	if o.err != nil && errors.Is(o.err, issuer.ErrRefreshRejected) && inputSpent {
+	// The refresh could not fall back to a login (it would resend the spent input refresh token).
+	if o.err != nil && errors.Is(o.err, issuer.ErrRefreshRejected) && !d.Fallback {
 		if prev.token != nil { // the issuer refused the session's refresh token: the session is over
 			prev.rejected = prev.token.Fingerprint()
 		}
@@ -387,7 +373,7 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 		tok.ExpiresAt, tok.ExpirySource = tok.IssuedAt.Add(next.endedAfter), issuer.ExpiryObserved
 	}
 	next.token, next.inputsVersion, next.first = tok, e.InputsVersion, prev.token == nil
-	if o.method == "login" {
+	if o.method == renewal.Login {
 		next.sessionStart = tok.IssuedAt
 		r.retire(ctx, cred, e, prev, next)
 	}
@@ -412,25 +398,17 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 	cred.Status.RenewalTime = &metav1.Time{Time: renewAt}
 	r.observeToken(cred, e, next, renewAt)
 	reason := v1alpha1.ReasonIssued
-	if o.method == "refresh" {
+	if o.method == renewal.Refresh {
 		reason = v1alpha1.ReasonRefreshed
 	}
-	metrics.Renewals.WithLabelValues(e.metricLabels(o.method)...).Inc()
+	metrics.Renewals.WithLabelValues(e.metricLabels(o.method.Verb())...).Inc()
 	if r.rotationEvents.allow(client.ObjectKeyFromObject(cred), now, !wasReady) {
-		r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, reason, o.method, "New token %s from %s (%s), expires %s",
+		r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, reason, o.method.Verb(), "New token %s from %s (%s), expires %s",
 			tok.Fingerprint(), e.IssuerKey, d.Reason, tok.ExpiresAt.UTC().Format(time.RFC3339))
 	}
-	log.Info("token rotated", "method", o.method, "fingerprint", tok.Fingerprint(), "expiresAt", tok.ExpiresAt, "renewAt", renewAt)
+	log.Info("token rotated", "method", o.method.Verb(), "fingerprint", tok.Fingerprint(), "expiresAt", tok.ExpiresAt, "renewAt", renewAt)
 	r.rolloutRestart(cred)
-	return ctrl.Result{RequeueAfter: r.probeWake(cred, e, r.nextWake(renewAt, next)).Sub(now)}, nil
-}
-
-// inputToken is the fingerprint of the refresh token a refreshToken login would send, or "".
-func inputToken(e *env) string {
-	if e.Request.Kind != issuer.LoginRefreshToken {
-		return ""
-	}
-	return issuer.Fingerprint(e.Request.Inputs[issuer.InputRefreshToken])
+	return ctrl.Result{RequeueAfter: renewal.Wake(renewAt, r.decisionInput(cred, e, next)).Sub(now)}, nil
 }
 
 func errRefreshTokenSpent(cred *v1alpha1.Credential) error {
@@ -494,28 +472,10 @@ func (r *Reconciler) revokeRetired(ctx context.Context, cred *v1alpha1.Credentia
 	return r.store.commit(ctx, cred, st)
 }
 
-// nextWake is the earliest of the next renewal (or retry), a pending revocation, and the
-// current token's expiry: status must say Ready=False the moment the token expires, even while a
-// long backoff runs.
-func (r *Reconciler) nextWake(renewAt time.Time, st *state) time.Time {
-	wake := renewAt
-	for _, s := range st.retired {
-		if s.At.Before(wake) {
-			wake = s.At
-		}
-	}
-	if st.token != nil {
-		if expiry := st.token.ExpiresAt.Add(time.Second); expiry.After(r.Clock.Now()) && expiry.Before(wake) {
-			wake = expiry
-		}
-	}
-	return wake
-}
-
 // outcome is what one renewal got from the issuer, and what it may have used up.
 type outcome struct {
 	tok    *issuer.Token
-	method string // "login" or "refresh"
+	method renewal.Action // Login or Refresh: the call that answered
 	err    error
 	// refreshSpent: the session's refresh token may have been consumed; never send it again.
 	refreshSpent bool
@@ -523,29 +483,28 @@ type outcome struct {
 	inputSpent bool
 }
 
-// obtain refreshes when asked and possible, and falls back to a login when the refresh token is
-// rejected or refreshing is not supported, unless a login is not allowed (it would resend a spent
-// input refresh token).
-func (r *Reconciler) obtain(ctx context.Context, e *env, st *state, action renewal.Action, loginAllowed bool) outcome {
+// obtain carries out a Login or Refresh decision: a refresh the issuer rejects or cannot make is
+// followed by a login when the decision allows it (d.Fallback).
+func (r *Reconciler) obtain(ctx context.Context, e *env, st *state, d renewal.Decision) outcome {
 	var o outcome
-	if action == renewal.Refresh {
-		tok, err := timed(e, "refresh", func() (*issuer.Token, error) { return e.Client.Refresh(ctx, e.Request, st.token) })
+	if d.Action == renewal.Refresh {
+		tok, err := timed(e, renewal.Refresh, func() (*issuer.Token, error) { return e.Client.Refresh(ctx, e.Request, st.token) })
 		o.refreshSpent = issuer.MayHaveSpent(err)
-		if !loginAllowed || !errors.Is(err, issuer.ErrRefreshRejected) && !errors.Is(err, issuer.ErrUnsupported) {
-			o.tok, o.method, o.err = tok, "refresh", err
+		if !d.Fallback || !errors.Is(err, issuer.ErrRefreshRejected) && !errors.Is(err, issuer.ErrUnsupported) {
+			o.tok, o.method, o.err = tok, renewal.Refresh, err
 			return o
 		}
 	}
-	o.tok, o.err = timed(e, "login", func() (*issuer.Token, error) { return e.Client.Login(ctx, e.Request) })
-	o.method = "login"
+	o.tok, o.err = timed(e, renewal.Login, func() (*issuer.Token, error) { return e.Client.Login(ctx, e.Request) })
+	o.method = renewal.Login
 	o.inputSpent = e.Request.Kind == issuer.LoginRefreshToken && issuer.MayHaveSpent(o.err)
 	return o
 }
 
-func timed(e *env, op string, f func() (*issuer.Token, error)) (*issuer.Token, error) {
+func timed(e *env, op renewal.Action, f func() (*issuer.Token, error)) (*issuer.Token, error) {
 	start := time.Now()
 	tok, err := f()
-	metrics.IssuerRequestDuration.WithLabelValues(e.metricLabels(op)...).Observe(time.Since(start).Seconds())
+	metrics.IssuerRequestDuration.WithLabelValues(e.metricLabels(op.Verb())...).Observe(time.Since(start).Seconds())
 	return tok, err
 }
 
@@ -576,7 +535,9 @@ func (r *Reconciler) failed(ctx context.Context, cred *v1alpha1.Credential, e *e
 	}
 	r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, reason, "Renew", "%s; next attempt at %s", msg, next.UTC().Format(time.RFC3339))
 	logf.FromContext(ctx).Info("renewal failed", "reason", reason, "error", msg, "attempts", cred.Status.FailedAttempts, "nextRetry", next)
-	return ctrl.Result{RequeueAfter: r.nextWake(next, st).Sub(now)}, nil
+	in := r.decisionInput(cred, e, st)
+	in.Probe = nil // no probe while a failure is retried
+	return ctrl.Result{RequeueAfter: renewal.Wake(next, in).Sub(now)}, nil
 }
 
 // blocked reports a configuration the Credential cannot work with. The existing Secret is left

@@ -50,7 +50,7 @@ func (r *Reconciler) interrupted(cred *v1alpha1.Credential, e *env, st *state, p
 	if p.Op != "refresh" && e.Request.Kind == issuer.LoginRefreshToken {
 		st.spentInput = p.InputToken
 		if st.spentInput == "" { // unreadable record: assume the current input token was sent
-			st.spentInput = inputToken(e)
+			st.spentInput = e.InputToken()
 		}
 		consequence = "the input refresh token it sent is never sent again"
 	}

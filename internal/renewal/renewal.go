@@ -1,11 +1,13 @@
-// Package renewal decides, as a pure function of the session, the last failure, the policy and
-// the clock, whether a Credential waits, refreshes or logs in, and when.
+// Package renewal decides, as a pure function of the session, the last failure, the policy, the
+// issuer's answers and the clock, whether a Credential waits, probes, refreshes, logs in or
+// cannot go on, and when it looks again. The Credential controller only carries the decision out.
 package renewal
 
 import (
 	"fmt"
 	"hash/fnv"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper/internal/policy"
@@ -56,10 +58,38 @@ type Failure struct {
 type Action string
 
 const (
-	Wait    Action = "Wait"
-	Login   Action = "Login"
+	// Wait keeps the current token until Decision.At (probing it first when Decision.Probe).
+	Wait Action = "Wait"
+	// Login starts a new session with the Credential's inputs.
+	Login Action = "Login"
+	// Refresh renews the session with its refresh token (then logs in when Decision.Fallback and
+	// the issuer rejects the refresh token or cannot refresh).
 	Refresh Action = "Refresh"
+	// Stop: nothing may be sent. The refreshToken login's one input was spent and the session has
+	// no refresh token of its own: someone must put a new refresh token in the input Secret.
+	Stop Action = "Stop"
 )
+
+// Verb is the action as logs, metrics, Events and the state Secret name an issuer call:
+// "login" or "refresh".
+func (a Action) Verb() string {
+	switch a {
+	case Login:
+		return "login"
+	case Refresh:
+		return "refresh"
+	}
+	return strings.ToLower(string(a))
+}
+
+// Probe is what is known of the issuer's probe (a request that tells whether it still accepts a
+// token).
+type Probe struct {
+	// Interval between probes of one token.
+	Interval time.Duration
+	// Last is when the current token was last probed; zero: never.
+	Last time.Time
+}
 
 // Input is everything Decide looks at.
 type Input struct {
@@ -71,6 +101,22 @@ type Input struct {
 	CanRefresh    bool // the issuer has a refresh endpoint
 	// JitterKey spreads renewals of many Credentials (the object's UID).
 	JitterKey string
+
+	// Failing: an attempt failed since the last success (status.failedAttempts > 0). Its retry
+	// answers a renewal request, and no probe runs meanwhile.
+	Failing bool
+	// RenewRequested: someone asked for a renewal now (the renew-requested-at annotation holds a
+	// value not acted on yet).
+	RenewRequested bool
+	// InputSpent: the Credential logs in with a refresh token from its input Secret, and that
+	// token was already sent. It works once at most issuers and is never sent twice.
+	InputSpent bool
+	// Probe is the issuer's probe; nil: the issuer names none.
+	Probe *Probe
+	// ProbeRejected: the probe has just rejected the current token (before its expiry).
+	ProbeRejected bool
+	// Revocations are when replaced sessions are due to be revoked.
+	Revocations []time.Time
 }
 
 // Decision says what to do and, for Wait, until when.
@@ -79,10 +125,42 @@ type Decision struct {
 	// At is when to act next: the renewal time or the end of a backoff.
 	At     time.Time
 	Reason string
+	// Fallback (Refresh): a refresh the issuer rejects, or cannot make, is followed by a login.
+	// False when a login would resend a spent input refresh token.
+	Fallback bool
+	// Probe (Wait): ask the issuer's probe whether it still accepts the token first; when it
+	// rejects it, decide again with Input.ProbeRejected.
+	Probe bool
+	// AnswersRenewRequest: this decision acts on the pending renewal request (record it).
+	AnswersRenewRequest bool
+	// Wake is when to look again: the earliest of At, the next probe, a due revocation and the
+	// current token's expiry (status must turn Ready=False the moment it expires).
+	Wake time.Time
 }
 
 // Decide is the renewal policy. It is total: every input yields a decision.
 func Decide(in Input) Decision {
+	d := decide(in)
+	// A refreshToken login's input was sent already: a login carries the session on with the
+	// session's own refresh token, and without one there is nothing left to send.
+	if d.Action == Login && in.InputSpent {
+		if in.Session == nil || !in.Session.HasRefreshToken || !in.CanRefresh {
+			return Decision{Action: Stop, At: in.Now, Wake: in.Now, AnswersRenewRequest: d.AnswersRenewRequest,
+				Reason: d.Reason + "; but the input refresh token was already sent and the session has no refresh token of its own"}
+		}
+		d.Action, d.Reason = Refresh, d.Reason+" (refreshing: the input refresh token was already sent)"
+	}
+	d.Fallback = d.Action == Refresh && !in.InputSpent
+	d.AnswersRenewRequest = in.RenewRequested && (d.AnswersRenewRequest || d.Action != Wait)
+	d.Wake = Wake(d.At, in)
+	return d
+}
+
+// decide chooses the action and its time.
+func decide(in Input) Decision {
+	if in.ProbeRejected && in.Session != nil {
+		return Decision{Action: Login, At: in.Now, Reason: "the issuer rejected the token"}
+	}
 	changed := in.Session != nil && in.Session.InputsVersion != in.InputsVersion
 	if f := in.Failure; f != nil && f.InputsVersion == in.InputsVersion {
 		if next := f.At.Add(Backoff(*f, in.JitterKey)); in.Now.Before(next) {
@@ -99,7 +177,10 @@ func Decide(in Input) Decision {
 	}
 	at := RenewalTime(*in.Session, in.Policy, in.JitterKey)
 	if in.Now.Before(at) {
-		return Decision{Action: Wait, At: at, Reason: "token is fresh"}
+		if in.RenewRequested && !in.Failing {
+			return requested(in)
+		}
+		return Decision{Action: Wait, At: at, Reason: "token is fresh", Probe: probeDue(in)}
 	}
 	s := in.Session
 	switch {
@@ -111,6 +192,50 @@ func Decide(in Input) Decision {
 		return Decision{Action: Login, At: in.Now, Reason: "session reached its maximum age"}
 	}
 	return Decision{Action: Refresh, At: in.Now, Reason: "renewal due"}
+}
+
+// requested acts on a renewal request for a fresh token (one the issuer rejected was handled
+// before): after the minimum interval from issue, with the session's refresh token when it has
+// one.
+func requested(in Input) Decision {
+	const why = "renewal requested (tokenkeeper.io/renew-requested-at)"
+	s := in.Session
+	if floor := s.IssuedAt.Add(MinRenewalInterval); in.Now.Before(floor) {
+		return Decision{Action: Wait, At: floor, Reason: "renewal requested: waiting for the minimum interval after issue", Probe: probeDue(in)}
+	}
+	if s.HasRefreshToken && in.CanRefresh {
+		return Decision{Action: Refresh, At: in.Now, Reason: why, AnswersRenewRequest: true}
+	}
+	return Decision{Action: Login, At: in.Now, Reason: why, AnswersRenewRequest: true}
+}
+
+// probeDue: the issuer names a probe, no failure is being retried, and the token was last probed
+// an interval ago (or never).
+func probeDue(in Input) bool {
+	p := in.Probe
+	return p != nil && !in.Failing && (p.Last.IsZero() || !in.Now.Before(p.Last.Add(p.Interval)))
+}
+
+// Wake is when a Credential acting next at at looks again: the earliest of at, a due revocation,
+// the next probe and just after the current token's expiry.
+func Wake(at time.Time, in Input) time.Time {
+	wake := at
+	for _, r := range in.Revocations {
+		if r.Before(wake) {
+			wake = r
+		}
+	}
+	if s := in.Session; s != nil {
+		if expiry := s.ExpiresAt.Add(time.Second); expiry.After(in.Now) && expiry.Before(wake) {
+			wake = expiry
+		}
+	}
+	if p := in.Probe; p != nil && !p.Last.IsZero() {
+		if next := p.Last.Add(p.Interval); next.Before(wake) {
+			wake = next
+		}
+	}
+	return wake
 }
 
 // MinRenewalInterval is the shortest time between a token's issue and its renewal, whatever its

@@ -166,18 +166,25 @@ func TestFirstRenewalSpread(t *testing.T) {
 
 func TestDecide(t *testing.T) {
 	fresh := &Session{IssuedAt: t0, ExpiresAt: t0.Add(time.Hour), HasRefreshToken: true, Start: t0, InputsVersion: "v1"}
+	noRefresh := &Session{IssuedAt: t0, ExpiresAt: t0.Add(time.Hour), Start: t0, InputsVersion: "v1"}
+	rejected := &Session{IssuedAt: t0, ExpiresAt: t0.Add(time.Hour), HasRefreshToken: true, Start: t0, InputsVersion: "v1", Rejected: true}
 	late := t0.Add(50 * time.Minute)
+	soon := t0.Add(time.Minute)
+	probe := &Probe{Interval: 30 * time.Second}
 	cases := map[string]struct {
 		reason string
 		in     Input
 		want   Action
 		wantAt time.Time
+		// fallback, probe and answers are the decision's flags; wake, when set, its Wake.
+		fallback, probe, answers bool
+		wake                     time.Time
 	}{
 		"NoToken":        {reason: "First reconcile logs in.", in: Input{Now: t0, InputsVersion: "v1"}, want: Login},
-		"Fresh":          {reason: "A fresh token waits.", in: Input{Now: t0.Add(time.Minute), Session: fresh, InputsVersion: "v1", CanRefresh: true}, want: Wait},
-		"DueRefresh":     {reason: "Due with a refresh token: refresh.", in: Input{Now: late, Session: fresh, InputsVersion: "v1", CanRefresh: true}, want: Refresh},
+		"Fresh":          {reason: "A fresh token waits.", in: Input{Now: soon, Session: fresh, InputsVersion: "v1", CanRefresh: true}, want: Wait},
+		"DueRefresh":     {reason: "Due with a refresh token: refresh, and log in if the issuer rejects it.", in: Input{Now: late, Session: fresh, InputsVersion: "v1", CanRefresh: true}, want: Refresh, fallback: true},
 		"DueNoRefresh":   {reason: "Due without refresh support: log in.", in: Input{Now: late, Session: fresh, InputsVersion: "v1"}, want: Login},
-		"InputsChanged":  {reason: "A changed Secret or spec logs in at once, even when fresh.", in: Input{Now: t0.Add(time.Minute), Session: fresh, InputsVersion: "v2", CanRefresh: true}, want: Login},
+		"InputsChanged":  {reason: "A changed Secret or spec logs in at once, even when fresh.", in: Input{Now: soon, Session: fresh, InputsVersion: "v2", CanRefresh: true}, want: Login},
 		"RefreshExpired": {reason: "An expired refresh token means a login.", in: Input{Now: late, Session: &Session{IssuedAt: t0, ExpiresAt: t0.Add(time.Hour), HasRefreshToken: true, RefreshExpiresAt: t0.Add(40 * time.Minute), Start: t0, InputsVersion: "v1"}, InputsVersion: "v1", CanRefresh: true}, want: Login},
 		"MaxSessionAge": {
 			reason: "Past the maximum session age: fresh login even though refresh works.",
@@ -186,28 +193,148 @@ func TestDecide(t *testing.T) {
 		},
 		"TransientBackoff": {
 			reason: "5 s after the first transient failure: wait.",
-			in:     Input{Now: late.Add(time.Second), Session: fresh, InputsVersion: "v1", CanRefresh: true, Failure: &Failure{At: late, Attempts: 1, InputsVersion: "v1"}},
+			in:     Input{Now: late.Add(time.Second), Session: fresh, InputsVersion: "v1", CanRefresh: true, Failing: true, Failure: &Failure{At: late, Attempts: 1, InputsVersion: "v1"}},
 			want:   Wait,
 		},
 		"TransientBackoffOver": {
 			reason: "After the backoff the refresh is tried again.",
-			in:     Input{Now: late.Add(10 * time.Second), Session: fresh, InputsVersion: "v1", CanRefresh: true, Failure: &Failure{At: late, Attempts: 1, InputsVersion: "v1"}},
-			want:   Refresh,
+			in:     Input{Now: late.Add(10 * time.Second), Session: fresh, InputsVersion: "v1", CanRefresh: true, Failing: true, Failure: &Failure{At: late, Attempts: 1, InputsVersion: "v1"}},
+			want:   Refresh, fallback: true,
 		},
 		"RetryAfterHonoured": {
 			reason: "Retry-After longer than the backoff wins.",
-			in:     Input{Now: late.Add(30 * time.Second), Session: fresh, InputsVersion: "v1", CanRefresh: true, Failure: &Failure{At: late, Attempts: 1, RetryAfter: time.Minute, InputsVersion: "v1"}},
+			in:     Input{Now: late.Add(30 * time.Second), Session: fresh, InputsVersion: "v1", CanRefresh: true, Failing: true, Failure: &Failure{At: late, Attempts: 1, RetryAfter: time.Minute, InputsVersion: "v1"}},
 			want:   Wait, wantAt: late.Add(time.Minute),
 		},
 		"BadCredentialsWait": {
 			reason: "Rejected credentials wait a minute or more: no hot loop.",
-			in:     Input{Now: t0.Add(30 * time.Second), InputsVersion: "v1", Failure: &Failure{At: t0, Attempts: 1, Kind: Persistent, InputsVersion: "v1"}},
+			in:     Input{Now: t0.Add(30 * time.Second), InputsVersion: "v1", Failing: true, Failure: &Failure{At: t0, Attempts: 1, Kind: Persistent, InputsVersion: "v1"}},
 			want:   Wait,
 		},
 		"BadCredentialsFixed": {
 			reason: "A changed input Secret retries at once.",
-			in:     Input{Now: t0.Add(30 * time.Second), InputsVersion: "v2", Failure: &Failure{At: t0, Attempts: 1, Kind: Persistent, InputsVersion: "v1"}},
+			in:     Input{Now: t0.Add(30 * time.Second), InputsVersion: "v2", Failing: true, Failure: &Failure{At: t0, Attempts: 1, Kind: Persistent, InputsVersion: "v1"}},
 			want:   Login,
+		},
+
+		// Renewal requested (kubectl tokenkeeper renew): envtest checked these by sleeping.
+		"RequestedFreshRefreshes": {
+			reason: "A request renews a fresh token at once, with its refresh token, and is recorded as answered.",
+			in:     Input{Now: t0.Add(10 * time.Second), Session: fresh, InputsVersion: "v1", CanRefresh: true, RenewRequested: true},
+			want:   Refresh, wantAt: t0.Add(10 * time.Second), fallback: true, answers: true,
+		},
+		"RequestedNoRefreshLogsIn": {
+			reason: "A request for a session without a refresh token logs in.",
+			in:     Input{Now: t0.Add(10 * time.Second), Session: noRefresh, InputsVersion: "v1", CanRefresh: true, RenewRequested: true},
+			want:   Login, answers: true,
+		},
+		"RequestedRejectedLogsIn": {
+			reason: "A request for a session whose token the issuer rejected logs in rather than refreshing it, and is answered by that login.",
+			in:     Input{Now: t0.Add(10 * time.Second), Session: rejected, InputsVersion: "v1", CanRefresh: true, RenewRequested: true},
+			want:   Login, answers: true,
+		},
+		"RequestedWithinMinimumInterval": {
+			reason: "A request 2 s after issue waits for the minimum interval, and stays pending (not answered yet).",
+			in:     Input{Now: t0.Add(2 * time.Second), Session: fresh, InputsVersion: "v1", CanRefresh: true, RenewRequested: true},
+			want:   Wait, wantAt: t0.Add(MinRenewalInterval),
+		},
+		"RequestedWhileBackingOff": {
+			reason: "A request during a failure's backoff waits for the retry, which will answer it.",
+			in:     Input{Now: late.Add(time.Second), Session: fresh, InputsVersion: "v1", CanRefresh: true, RenewRequested: true, Failing: true, Failure: &Failure{At: late, Attempts: 1, InputsVersion: "v1"}},
+			want:   Wait,
+		},
+		"RequestedWhileFailingFresh": {
+			reason: "A failure whose backoff is over but whose token is fresh (a probe rejection's record) leaves the request to the retry.",
+			in:     Input{Now: soon, Session: fresh, InputsVersion: "v1", CanRefresh: true, RenewRequested: true, Failing: true},
+			want:   Wait,
+		},
+		"RequestedAnsweredByDueRenewal": {
+			reason: "A renewal that is due anyway answers a pending request.",
+			in:     Input{Now: late, Session: fresh, InputsVersion: "v1", CanRefresh: true, RenewRequested: true},
+			want:   Refresh, fallback: true, answers: true,
+		},
+
+		// A refreshToken login's input refresh token, once sent, is never sent again.
+		"InputSpentFirstLogin": {
+			reason: "No session and the input refresh token already sent: nothing may be sent.",
+			in:     Input{Now: t0, InputsVersion: "v1", CanRefresh: true, InputSpent: true},
+			want:   Stop,
+		},
+		"InputSpentInputsChanged": {
+			reason: "Changed inputs would log in with the spent token: the session's own refresh token carries on, with no login fallback.",
+			in:     Input{Now: soon, Session: fresh, InputsVersion: "v2", CanRefresh: true, InputSpent: true},
+			want:   Refresh, fallback: false,
+		},
+		"InputSpentNoSessionRefreshToken": {
+			reason: "Changed inputs, spent input and a session without a refresh token: stop.",
+			in:     Input{Now: soon, Session: noRefresh, InputsVersion: "v2", CanRefresh: true, InputSpent: true},
+			want:   Stop,
+		},
+		"InputSpentDueRefresh": {
+			reason: "A due refresh of a refreshToken session may not fall back to a login.",
+			in:     Input{Now: late, Session: fresh, InputsVersion: "v1", CanRefresh: true, InputSpent: true},
+			want:   Refresh, fallback: false,
+		},
+		"InputSpentRequested": {
+			reason: "A renewal request for a session without a refresh token would log in with the spent token: stop, and the request is answered.",
+			in:     Input{Now: t0.Add(10 * time.Second), Session: noRefresh, InputsVersion: "v1", CanRefresh: true, RenewRequested: true, InputSpent: true},
+			want:   Stop, answers: true,
+		},
+
+		// The issuer's probe.
+		"ProbeDue": {
+			reason: "A fresh token whose last probe is an interval old is probed before waiting.",
+			in:     Input{Now: soon, Session: fresh, InputsVersion: "v1", CanRefresh: true, Probe: &Probe{Interval: 30 * time.Second, Last: soon.Add(-30 * time.Second)}},
+			want:   Wait, probe: true, wake: soon,
+		},
+		"ProbeNeverRun": {
+			reason: "A token never probed is probed.",
+			in:     Input{Now: soon, Session: fresh, InputsVersion: "v1", CanRefresh: true, Probe: probe},
+			want:   Wait, probe: true,
+		},
+		"ProbeNotDue": {
+			reason: "A token probed 10 s ago waits, and wakes for the next probe 20 s on, before the renewal.",
+			in:     Input{Now: soon, Session: fresh, InputsVersion: "v1", CanRefresh: true, Probe: &Probe{Interval: 30 * time.Second, Last: soon.Add(-10 * time.Second)}},
+			want:   Wait, wake: soon.Add(20 * time.Second),
+		},
+		"NoProbeWhileFailing": {
+			reason: "While a failure is retried the probe waits: the retry is what tells.",
+			in:     Input{Now: soon, Session: fresh, InputsVersion: "v1", CanRefresh: true, Failing: true, Probe: probe},
+			want:   Wait,
+		},
+		"ProbeRejected": {
+			reason: "The probe has just rejected the token: log in now, whatever the backoff of the failure that records it.",
+			in: Input{Now: soon, Session: rejected, InputsVersion: "v1", CanRefresh: true, Failing: true, ProbeRejected: true, Probe: probe,
+				Failure: &Failure{At: soon, Attempts: 1, InputsVersion: "v1"}},
+			want: Login, wantAt: soon,
+		},
+		"ProbeRejectedRefreshTokenSession": {
+			reason: "The probe rejected a refreshToken session's token and its input is spent: refresh with the session's refresh token.",
+			in:     Input{Now: soon, Session: rejected, InputsVersion: "v1", CanRefresh: true, ProbeRejected: true, InputSpent: true},
+			want:   Refresh, fallback: false,
+		},
+		"RejectedEarlierWaitsBackoff": {
+			reason: "A token rejected by the probe after a renewal (recorded as a failure) is replaced after the backoff, not in a loop.",
+			in:     Input{Now: soon.Add(time.Second), Session: rejected, InputsVersion: "v1", CanRefresh: true, Failing: true, Failure: &Failure{At: soon, Attempts: 1, InputsVersion: "v1"}},
+			want:   Wait,
+		},
+		"RejectedAfterBackoff": {
+			reason: "After the backoff a rejected token is replaced by a login.",
+			in:     Input{Now: soon.Add(time.Minute), Session: rejected, InputsVersion: "v1", CanRefresh: true, Failing: true, Failure: &Failure{At: soon, Attempts: 1, InputsVersion: "v1"}},
+			want:   Login,
+		},
+
+		// When to look again.
+		"WakeForRevocation": {
+			reason: "A replaced session due to be revoked in 30 s wakes the Credential then.",
+			in:     Input{Now: soon, Session: fresh, InputsVersion: "v1", CanRefresh: true, Revocations: []time.Time{soon.Add(30 * time.Second)}},
+			want:   Wait, wake: soon.Add(30 * time.Second),
+		},
+		"WakeAtExpiryDuringBackoff": {
+			reason: "A long backoff past the token's expiry still wakes just after the expiry, for status to say so.",
+			in: Input{Now: t0.Add(59 * time.Minute), Session: fresh, InputsVersion: "v1", CanRefresh: true, Failing: true,
+				Failure: &Failure{At: t0.Add(59 * time.Minute), Attempts: 1, Kind: Persistent, InputsVersion: "v1"}},
+			want: Wait, wake: t0.Add(time.Hour + time.Second),
 		},
 	}
 	for name, tc := range cases {
@@ -225,6 +352,16 @@ func TestDecide(t *testing.T) {
 			}
 			if got.Action == Wait && !got.At.After(tc.in.Now) {
 				t.Errorf("%s\nwait until %s, not after now", tc.reason, got.At)
+			}
+			if got.Fallback != tc.fallback || got.Probe != tc.probe || got.AnswersRenewRequest != tc.answers {
+				t.Errorf("%s\nfallback %v probe %v answers %v, want %v %v %v", tc.reason, got.Fallback, got.Probe, got.AnswersRenewRequest,
+					tc.fallback, tc.probe, tc.answers)
+			}
+			if !tc.wake.IsZero() && !got.Wake.Equal(tc.wake) {
+				t.Errorf("%s\nwake %s, want %s", tc.reason, got.Wake, tc.wake)
+			}
+			if got.Wake.After(got.At) {
+				t.Errorf("%s\nwake %s after the action's time %s", tc.reason, got.Wake, got.At)
 			}
 		})
 	}
