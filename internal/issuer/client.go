@@ -17,7 +17,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 
@@ -124,12 +123,9 @@ type Client struct {
 	http     *http.Client
 	trace    func(Exchange)
 
-	// proto is the issuer's protocol, chosen once from its spec.
+	// proto is the issuer's protocol, chosen once from its spec; it holds the protocol's own
+	// state (OAuth2's discovery document).
 	proto protocol
-
-	mu        sync.Mutex
-	discovery *Discovery
-	fetchedAt time.Time
 }
 
 // New returns a Client for an issuer. It fails only on configuration that can never work.

@@ -6,7 +6,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
+
+	"k8s.io/utils/clock"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 )
@@ -30,16 +33,13 @@ type Discovery struct {
 // /.well-known/openid-configuration, then RFC 8414's /.well-known/oauth-authorization-server, and
 // insists that the document names the configured issuer.
 func (c *Client) Discover(ctx context.Context) (*Discovery, error) {
-	if c.spec.OAuth2 == nil || c.spec.OAuth2.IssuerURL == "" {
+	p, ok := c.proto.(oauth2Protocol)
+	if !ok || c.spec.OAuth2.IssuerURL == "" {
 		return nil, ErrUnsupported
 	}
-	c.mu.Lock()
-	if c.discovery != nil && c.clock.Since(c.fetchedAt) < discoveryTTL {
-		d := c.discovery
-		c.mu.Unlock()
+	if d := p.discovered.get(c.clock); d != nil {
 		return d, nil
 	}
-	c.mu.Unlock()
 
 	issuerURL := strings.TrimSuffix(string(c.spec.OAuth2.IssuerURL), "/")
 	var lastErr error
@@ -65,9 +65,7 @@ func (c *Client) Discover(ctx context.Context) (*Discovery, error) {
 		if d.TokenEndpoint == "" {
 			return nil, &Error{Class: ClassMalformedResponse, Op: "discovery", Reason: "discovery document has no token_endpoint"}
 		}
-		c.mu.Lock()
-		c.discovery, c.fetchedAt = d, c.clock.Now()
-		c.mu.Unlock()
+		p.discovered.set(d, c.clock.Now())
 		return d, nil
 	}
 	return nil, lastErr
@@ -135,11 +133,34 @@ func (c *Client) oauth2Login(ctx context.Context, req Request) (*Token, error) {
 // could explain (a configuration error or an unreachable endpoint): the next attempt reads it
 // again. Rejected credentials and rate limits say nothing about the document.
 func (c *Client) forgetDiscoveryOn(err error) {
-	if class := ClassOf(err); class == ClassConfig || class == ClassUnavailable {
-		c.mu.Lock()
-		c.discovery = nil
-		c.mu.Unlock()
+	if p, ok := c.proto.(oauth2Protocol); ok {
+		if class := ClassOf(err); class == ClassConfig || class == ClassUnavailable {
+			p.discovered.set(nil, time.Time{})
+		}
 	}
+}
+
+// discoveryCache is the OAuth2 protocol's state: the discovery document, reused for
+// discoveryTTL. It is safe for concurrent use.
+type discoveryCache struct {
+	mu        sync.Mutex
+	doc       *Discovery
+	fetchedAt time.Time
+}
+
+func (d *discoveryCache) get(clk clock.PassiveClock) *Discovery {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.doc != nil && clk.Since(d.fetchedAt) < discoveryTTL {
+		return d.doc
+	}
+	return nil
+}
+
+func (d *discoveryCache) set(doc *Discovery, at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.doc, d.fetchedAt = doc, at
 }
 
 func (c *Client) oauth2Refresh(ctx context.Context, req Request, prev *Token) (*Token, error) {

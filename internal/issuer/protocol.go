@@ -18,7 +18,7 @@ type protocol interface {
 func protocolOf(c *Client) protocol {
 	switch ProtocolName(&c.spec) {
 	case ProtocolOAuth2:
-		return oauth2Protocol{c}
+		return oauth2Protocol{c: c, discovered: &discoveryCache{}}
 	case ProtocolSelfSigned:
 		return selfSignedProtocol{c}
 	case ProtocolGitHubApp:
@@ -27,8 +27,12 @@ func protocolOf(c *Client) protocol {
 	return jsonProtocol{c}
 }
 
-// oauth2Protocol speaks RFC 6749 grants, RFC 7009 revocation and RFC 7662 introspection.
-type oauth2Protocol struct{ c *Client }
+// oauth2Protocol speaks RFC 6749 grants, RFC 7009 revocation and RFC 7662 introspection. It
+// keeps the issuer's discovery document (RFC 8414 / OIDC) between calls.
+type oauth2Protocol struct {
+	c          *Client
+	discovered *discoveryCache
+}
 
 func (p oauth2Protocol) login(ctx context.Context, req Request) (*Token, error) {
 	return p.c.oauth2Login(ctx, req)
