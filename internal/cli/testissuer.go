@@ -193,8 +193,8 @@ func (t *testIssuerOptions) credentialFor(ctx context.Context, ns, name string) 
 	}
 	cred := &v1alpha1.Credential{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "test-issuer"},
 		Spec: v1alpha1.CredentialSpec{IssuerRef: ref, SecretName: "test-issuer", Scopes: t.scopes}}
-	login := t.login
-	if login == "" {
+	kind := issuer.LoginKind(t.login)
+	if kind == "" {
 		c, err := t.client()
 		if err != nil {
 			return nil, err
@@ -207,32 +207,16 @@ func (t *testIssuerOptions) credentialFor(ctx context.Context, ns, name string) 
 		if err := c.Get(ctx, key, iss); err != nil {
 			return nil, err
 		}
-		spec := iss.GetSpec()
-		switch {
-		case spec.OAuth2 != nil:
-			login = string(issuer.LoginClientCredentials)
-		case spec.SelfSigned != nil:
-			login = string(issuer.LoginPrivateKey)
-		case spec.GitHubApp != nil:
+		if kind = issuer.DefaultLogin(iss.GetSpec()); kind == issuer.LoginGitHubApp {
 			return nil, errors.New("a githubApp login needs its app and installation IDs: use -f credential.yaml")
-		default:
-			login = string(issuer.LoginPassword)
 		}
 	}
-	input := v1alpha1.LocalSecretReference{Name: t.secret}
-	switch issuer.LoginKind(login) {
-	case issuer.LoginPassword:
-		cred.Spec.Password = &v1alpha1.PasswordLogin{SecretRef: input}
-	case issuer.LoginAPIKey:
-		cred.Spec.APIKey = &v1alpha1.APIKeyLogin{SecretRef: input}
-	case issuer.LoginClientCredentials:
-		cred.Spec.ClientCredentials = &v1alpha1.ClientCredentialsLogin{SecretRef: input}
-	case issuer.LoginRefreshToken:
-		cred.Spec.RefreshToken = &v1alpha1.RefreshTokenLogin{SecretRef: input}
-	case issuer.LoginPrivateKey:
-		cred.Spec.PrivateKey = &v1alpha1.PrivateKeyLogin{SecretRef: input}
-	default:
-		return nil, fmt.Errorf("--login %q: use password, apiKey, clientCredentials, refreshToken or privateKey (others with -f)", login)
+	if !login.WithSecret(&cred.Spec, kind, v1alpha1.LocalSecretReference{Name: t.secret}) {
+		kinds := []string{}
+		for _, k := range login.SecretOnlyKinds() {
+			kinds = append(kinds, string(k))
+		}
+		return nil, fmt.Errorf("--login %q: use %s (others with -f)", kind, strings.Join(kinds, ", "))
 	}
 	return cred, nil
 }

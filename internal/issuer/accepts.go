@@ -29,8 +29,8 @@ func ProtocolName(spec *v1alpha1.IssuerSpec) string {
 	return ProtocolJSON
 }
 
-// accepted are the login kinds each protocol takes; a json issuer takes some only with a body
-// template (bodyOnly), which is where their inputs go.
+// accepted are the login kinds each protocol takes, the most usual first (DefaultLogin); a json
+// issuer takes some only with a body template (bodyOnly), which is where their inputs go.
 var accepted = map[string][]LoginKind{
 	ProtocolOAuth2:     {LoginClientCredentials, LoginPassword, LoginJWTBearer, LoginServiceAccount, LoginRefreshToken},
 	ProtocolJSON:       {LoginPassword, LoginAPIKey, LoginClientCredentials, LoginRefreshToken, LoginServiceAccount, LoginPrivateKey},
@@ -39,6 +39,12 @@ var accepted = map[string][]LoginKind{
 }
 
 var bodyOnly = []LoginKind{LoginServiceAccount, LoginPrivateKey}
+
+// DefaultLogin is the login an issuer is most often used with (a dry run's when none is named):
+// the first its protocol takes.
+func DefaultLogin(iss *v1alpha1.IssuerSpec) LoginKind {
+	return accepted[ProtocolName(iss)][0]
+}
 
 // KindOf is the kind of login a Credential's spec names ("" when it names none).
 func KindOf(spec *v1alpha1.CredentialSpec) LoginKind {

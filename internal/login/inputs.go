@@ -19,6 +19,9 @@ type Inputs struct {
 var loginKinds = []struct {
 	kind   issuer.LoginKind
 	inputs func(*v1alpha1.CredentialSpec) *Inputs // nil: the spec names another login
+	// withSecret sets the login with only an input Secret (its default keys), for the plugin's
+	// test-issuer; nil when the kind needs more (IDs, an audience).
+	withSecret func(*v1alpha1.CredentialSpec, v1alpha1.LocalSecretReference)
 }{
 	{issuer.LoginPassword, func(s *v1alpha1.CredentialSpec) *Inputs {
 		p := s.Password
@@ -27,6 +30,8 @@ var loginKinds = []struct {
 		}
 		return &Inputs{Secret: p.SecretRef.Name, Keys: map[string]string{
 			issuer.InputUsername: or(p.UsernameKey, issuer.InputUsername), issuer.InputPassword: or(p.PasswordKey, issuer.InputPassword)}}
+	}, func(s *v1alpha1.CredentialSpec, r v1alpha1.LocalSecretReference) {
+		s.Password = &v1alpha1.PasswordLogin{SecretRef: r}
 	}},
 	{issuer.LoginAPIKey, func(s *v1alpha1.CredentialSpec) *Inputs {
 		a := s.APIKey
@@ -35,6 +40,8 @@ var loginKinds = []struct {
 		}
 		return &Inputs{Secret: a.SecretRef.Name, Keys: map[string]string{
 			issuer.InputKey: or(a.KeyKey, issuer.InputKey), issuer.InputSecret: or(a.SecretKey, issuer.InputSecret)}}
+	}, func(s *v1alpha1.CredentialSpec, r v1alpha1.LocalSecretReference) {
+		s.APIKey = &v1alpha1.APIKeyLogin{SecretRef: r}
 	}},
 	{issuer.LoginClientCredentials, func(s *v1alpha1.CredentialSpec) *Inputs {
 		c := s.ClientCredentials
@@ -50,6 +57,8 @@ var loginKinds = []struct {
 		}
 		return &Inputs{Secret: c.SecretRef.Name, Keys: map[string]string{
 			issuer.InputClientID: or(c.ClientIDKey, issuer.InputClientID), issuer.InputClientSecret: or(c.ClientSecretKey, issuer.InputClientSecret)}}
+	}, func(s *v1alpha1.CredentialSpec, r v1alpha1.LocalSecretReference) {
+		s.ClientCredentials = &v1alpha1.ClientCredentialsLogin{SecretRef: r}
 	}},
 	{issuer.LoginJWTBearer, func(s *v1alpha1.CredentialSpec) *Inputs {
 		j := s.JWTBearer
@@ -60,26 +69,28 @@ var loginKinds = []struct {
 			return &Inputs{Secret: j.SecretRef.Name, Keys: map[string]string{issuer.InputServiceAccountKey: j.ServiceAccountKeyKey}}
 		}
 		return &Inputs{Secret: j.SecretRef.Name, Keys: map[string]string{issuer.InputPrivateKey: j.PrivateKeyKey}}
-	}},
+	}, nil},
 	{issuer.LoginServiceAccount, func(s *v1alpha1.CredentialSpec) *Inputs {
 		if s.ServiceAccount == nil {
 			return nil
 		}
 		return &Inputs{Keys: map[string]string{}}
-	}},
+	}, nil},
 	{issuer.LoginGitHubApp, func(s *v1alpha1.CredentialSpec) *Inputs {
 		g := s.GitHubApp
 		if g == nil {
 			return nil
 		}
 		return &Inputs{Secret: g.SecretRef.Name, Keys: map[string]string{issuer.InputPrivateKey: or(g.PrivateKeyKey, issuer.InputPrivateKey)}}
-	}},
+	}, nil},
 	{issuer.LoginPrivateKey, func(s *v1alpha1.CredentialSpec) *Inputs {
 		p := s.PrivateKey
 		if p == nil {
 			return nil
 		}
 		return &Inputs{Secret: p.SecretRef.Name, Keys: map[string]string{issuer.InputPrivateKey: or(p.Key, issuer.InputPrivateKey)}}
+	}, func(s *v1alpha1.CredentialSpec, r v1alpha1.LocalSecretReference) {
+		s.PrivateKey = &v1alpha1.PrivateKeyLogin{SecretRef: r}
 	}},
 	{issuer.LoginRefreshToken, func(s *v1alpha1.CredentialSpec) *Inputs {
 		t := s.RefreshToken
@@ -87,6 +98,8 @@ var loginKinds = []struct {
 			return nil
 		}
 		return &Inputs{Secret: t.SecretRef.Name, Keys: map[string]string{issuer.InputRefreshToken: or(t.Key, issuer.InputRefreshToken)}}
+	}, func(s *v1alpha1.CredentialSpec, r v1alpha1.LocalSecretReference) {
+		s.RefreshToken = &v1alpha1.RefreshTokenLogin{SecretRef: r}
 	}},
 }
 
@@ -100,6 +113,29 @@ func InputsOf(spec *v1alpha1.CredentialSpec) Inputs {
 		}
 	}
 	return Inputs{}
+}
+
+// WithSecret sets spec's login to kind with only an input Secret (the kind's default keys), for
+// the plugin's test-issuer; false when kind needs more than a Secret (or is unknown).
+func WithSecret(spec *v1alpha1.CredentialSpec, kind issuer.LoginKind, secret v1alpha1.LocalSecretReference) bool {
+	for _, k := range loginKinds {
+		if k.kind == kind && k.withSecret != nil {
+			k.withSecret(spec, secret)
+			return true
+		}
+	}
+	return false
+}
+
+// SecretOnlyKinds are the login kinds WithSecret sets.
+func SecretOnlyKinds() []issuer.LoginKind {
+	var kinds []issuer.LoginKind
+	for _, k := range loginKinds {
+		if k.withSecret != nil {
+			kinds = append(kinds, k.kind)
+		}
+	}
+	return kinds
 }
 
 // InputSecretName is the input Secret of a Credential ("" for none), for watch indexes.
