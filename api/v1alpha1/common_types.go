@@ -14,7 +14,8 @@ const (
 	ConditionLifetimeAssumed = "LifetimeAssumed"
 )
 
-// Condition reasons. They are part of the API: alerts and scripts match on them.
+// Condition reasons. They are part of the API: alerts and scripts match on them. Each is
+// documented in docs/troubleshooting.md (a test checks).
 const (
 	// ReasonExpiryKnown: LifetimeAssumed is False; the message says where the expiry came from.
 	ReasonExpiryKnown = "ExpiryKnown"
@@ -23,27 +24,46 @@ const (
 	// ReasonSessionsEndEarly: LifetimeAssumed is True; the issuer's probe rejected a session
 	// before the expiry the issuer stated, and tokens are taken to live as long as it did.
 	ReasonSessionsEndEarly = "SessionsEndEarly"
-	ReasonIssued           = "Issued"
-	ReasonRefreshed        = "Refreshed"
+	// ReasonIssued: Ready is True with a token from a login (also the Event of a login).
+	ReasonIssued = "Issued"
+	// ReasonRefreshed: Ready is True with a token from a refresh (also the Event of a refresh).
+	ReasonRefreshed = "Refreshed"
 	// ReasonRenewing: Issuing is True; a renewal is due and waits for an issuer call slot.
-	ReasonRenewing           = "Renewing"
-	ReasonIdle               = "Idle"
+	ReasonRenewing = "Renewing"
+	// ReasonIdle: Issuing is False; the message names the next renewal.
+	ReasonIdle = "Idle"
+	// ReasonInvalidCredentials: the issuer refused the inputs (401/403, invalid_grant): retried
+	// rarely until the input Secret changes.
 	ReasonInvalidCredentials = "InvalidCredentials"
-	ReasonIssuerUnavailable  = "IssuerUnavailable"
-	ReasonRateLimited        = "RateLimited"
-	ReasonMalformedResponse  = "MalformedResponse"
-	ReasonIssuerNotFound     = "IssuerNotFound"
-	ReasonSecretNotFound     = "SecretNotFound"
+	// ReasonIssuerUnavailable: the issuer could not be reached or answered 5xx; retried with
+	// backoff.
+	ReasonIssuerUnavailable = "IssuerUnavailable"
+	// ReasonRateLimited: the issuer answered 429; retried no sooner than its Retry-After.
+	ReasonRateLimited = "RateLimited"
+	// ReasonMalformedResponse: the issuer's answer held no usable token (or not where the Issuer's
+	// mapping says); the message quotes the fields found.
+	ReasonMalformedResponse = "MalformedResponse"
+	// ReasonIssuerNotFound: the Issuer or ClusterIssuer spec.issuerRef names does not exist.
+	ReasonIssuerNotFound = "IssuerNotFound"
+	// ReasonSecretNotFound: a Secret (or a key in it) that the spec names does not exist.
+	ReasonSecretNotFound = "SecretNotFound"
 	// ReasonServiceAccountNotFound: the ServiceAccount a serviceAccount login names does not exist.
 	ReasonServiceAccountNotFound = "ServiceAccountNotFound"
-	ReasonInvalidConfig          = "InvalidConfiguration"
-	ReasonPolicyViolation        = "PolicyViolation"
-	ReasonSecretConflict         = "SecretConflict"
-	ReasonRevokeFailed           = "RevokeFailed"
-	ReasonRevoked                = "Revoked"
-	ReasonValid                  = "Valid"
-	ReasonKeysLoaded             = "KeysLoaded"
-	ReasonKeysUnavailable        = "KeysUnavailable"
+	// ReasonInvalidConfig: the configuration cannot work (a login kind the issuer does not take, a
+	// key that cannot sign, a template that fails); the message names the field.
+	ReasonInvalidConfig = "InvalidConfiguration"
+	// ReasonPolicyViolation: a TokenPolicy forbids what the spec asks (an issuer, a duration, an
+	// audience); the message names the policy, the field and the limit.
+	ReasonPolicyViolation = "PolicyViolation"
+	// ReasonSecretConflict: the target Secret exists and belongs to someone else.
+	ReasonSecretConflict = "SecretConflict"
+	// ReasonValid: an Issuer's Ready is True; its configuration is usable.
+	ReasonValid = "Valid"
+	// ReasonKeysLoaded: a TokenValidator's Ready is True; the message counts its keys.
+	ReasonKeysLoaded = "KeysLoaded"
+	// ReasonKeysUnavailable: a TokenValidator's key set or discovery document could not be
+	// fetched; retried every minute, the keys it had stay in use.
+	ReasonKeysUnavailable = "KeysUnavailable"
 	// ReasonRefreshTokenSpent: a refreshToken login whose input refresh token was already sent
 	// (it is never sent twice); a new one in the input Secret starts a new session.
 	ReasonRefreshTokenSpent = "RefreshTokenSpent"
@@ -56,6 +76,12 @@ const (
 	ReasonPolicyInForce = "InForce"
 	// ReasonInvalidSelector: a TokenPolicy's namespaceSelector cannot be evaluated (Ready False).
 	ReasonInvalidSelector = "InvalidSelector"
+	// ReasonExpired: Ready is False because the token in the Secret has expired and no renewal
+	// replaced it yet.
+	ReasonExpired = "Expired"
+	// ReasonTokenRejected: Ready is False; the issuer's probe answered 401 or 403 to the current
+	// token before its expiry (also the Event of the probe).
+	ReasonTokenRejected = "TokenRejected"
 )
 
 // Event reasons that are not condition reasons.
@@ -67,11 +93,10 @@ const (
 	ReasonStateRestored = "StateRestored"
 	// ReasonSecretAdopted: a target Secret that had lost its owner reference was taken back.
 	ReasonSecretAdopted = "SecretAdopted"
-	// ReasonExpired: Ready is False because the token in the Secret has expired and no renewal
-	// replaced it yet.
-	ReasonExpired = "Expired"
-	// ReasonTokenRejected: the issuer's probe answered 401 or 403 to the current token.
-	ReasonTokenRejected = "TokenRejected"
+	// ReasonRevoked: a session was revoked at the issuer (replaced, or its Credential deleted).
+	ReasonRevoked = "Revoked"
+	// ReasonRevokeFailed: a session could not be revoked; it stays open until it expires.
+	ReasonRevokeFailed = "RevokeFailed"
 	// ReasonRolloutRestartFailed: a workload in spec.rolloutRestart could not be restarted.
 	ReasonRolloutRestartFailed = "RolloutRestartFailed"
 	// ReasonSecretRestored: the target Secret was recreated or its edits undone.

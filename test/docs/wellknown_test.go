@@ -56,7 +56,7 @@ func TestEveryReasonDocumented(t *testing.T) {
 	}
 	n := 0
 	for _, path := range files {
-		f, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ParseComments)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,6 +64,9 @@ func TestEveryReasonDocumented(t *testing.T) {
 			spec, ok := node.(*ast.ValueSpec)
 			if !ok || len(spec.Names) != 1 || len(spec.Values) != 1 || !strings.HasPrefix(spec.Names[0].Name, "Reason") {
 				return true
+			}
+			if spec.Doc == nil || !strings.HasPrefix(spec.Doc.Text(), spec.Names[0].Name) {
+				t.Errorf("%s (%s) has no doc comment starting with its name: say when it is set and what to do", spec.Names[0].Name, filepath.Base(path))
 			}
 			lit, ok := spec.Values[0].(*ast.BasicLit)
 			if !ok {
