@@ -2,12 +2,14 @@ package docs_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -77,19 +79,14 @@ func moduleDir(module, version string) (string, error) {
 	cmd := exec.Command("go", "mod", "download", "-json", module+"@"+version)
 	cmd.Dir = os.TempDir() // outside tokenkeeper's module: its go.mod and go.sum stay as they are
 	cmd.Env = append(os.Environ(), "GOFLAGS=", "GOWORK=off")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	var info struct{ Dir, Error string }
 	if jerr := json.Unmarshal(out, &info); jerr != nil || info.Error != "" || info.Dir == "" {
-		return "", fmt.Errorf("go mod download %s@%s: %v %s %s", module, version, err, info.Error, stderrOf(err))
+		return "", fmt.Errorf("go mod download %s@%s: %s %s: %w", module, version, info.Error, stderr.String(), errors.Join(err, jerr))
 	}
 	return info.Dir, nil
-}
-
-func stderrOf(err error) string {
-	if ee, ok := err.(*exec.ExitError); ok {
-		return string(ee.Stderr)
-	}
-	return ""
 }
 
 var meshConfigSnippet = regexp.MustCompile("(?s)<!-- istio: MeshConfig -->\n```text\n(.*?)\n```")

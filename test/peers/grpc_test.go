@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -398,7 +399,7 @@ func ghzRun(t *testing.T, bin, protosetFile string, g *grpcServer, clients, conn
 }
 
 func stderrOf(err error) []byte {
-	if ee, ok := err.(*exec.ExitError); ok {
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 		return ee.Stderr
 	}
 	return nil
