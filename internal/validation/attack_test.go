@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	clocktesting "k8s.io/utils/clock/testing"
-
 )
 
 func newTestValidator(t testing.TB, k *keyServer, clk *clocktesting.FakeClock, edit func(*Config)) *Validator {
