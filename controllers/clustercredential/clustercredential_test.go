@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -262,6 +263,23 @@ func TestTwoHundredNamespaces(t *testing.T) {
 		t.Errorf("the pre-existing Secret was changed: %v", got.Labels)
 	}
 
+	// One session, one write-ahead state Secret: in the cluster-credential namespace, none in
+	// the 200 namespaces.
+	var states corev1.SecretList
+	must(t, env.Client.List(ctx, &states, client.MatchingLabels{v1alpha1.LabelRole: "state"}))
+	var mineStates []string
+	for _, st := range states.Items {
+		if st.Namespace != home && strings.HasPrefix(st.Namespace, f.id) {
+			t.Errorf("a state Secret in target namespace %s: %s", st.Namespace, st.Name)
+		}
+		if st.Namespace == home && strings.HasPrefix(st.Name, clustercredential.ChildName(f.name)) {
+			mineStates = append(mineStates, st.Name)
+		}
+	}
+	if len(mineStates) != 1 {
+		t.Errorf("state Secrets of the child Credential: %v, want exactly one", mineStates)
+	}
+
 	// Rotations: one issuer call each, every copy follows.
 	for i := range 3 {
 		rotated, copied, calls := f.renew(allowed)
@@ -314,6 +332,33 @@ func TestTwoHundredNamespaces(t *testing.T) {
 	must(t, env.Client.Get(ctx, client.ObjectKeyFromObject(mine), got))
 	if string(got.Data["token"]) != "theirs" {
 		t.Error("deleting the ClusterCredential changed a Secret it did not write")
+	}
+	// The child revoked its session on the way out (the issuer can revoke; no policy says not to).
+	if n := f.srv.Calls(issuertest.OpRevoke); n == 0 {
+		t.Error("no session was revoked when the ClusterCredential was deleted")
+	}
+	// No issued token in any Event, ClusterCredential status or log line.
+	var evs eventsv1.EventList
+	must(t, env.Client.List(ctx, &evs))
+	var texts strings.Builder
+	texts.WriteString(logs.String())
+	for _, e := range evs.Items {
+		texts.WriteString(e.Note + "\n")
+	}
+	var ccs v1alpha1.ClusterCredentialList
+	must(t, env.Client.List(ctx, &ccs))
+	for _, c := range ccs.Items {
+		b, _ := json.Marshal(c.Status)
+		texts.Write(b)
+	}
+	issued := f.srv.IssuedTokens()
+	if len(issued) < 4 || !strings.Contains(texts.String(), v1alpha1.ReasonCopiesRotated) {
+		t.Fatalf("leak check: too little to check (%d tokens, CopiesRotated Event: %t)", len(issued), strings.Contains(texts.String(), v1alpha1.ReasonCopiesRotated))
+	}
+	for _, tok := range issued {
+		if strings.Contains(texts.String(), tok) {
+			t.Fatal("an issued token appears in a log line, Event or status")
+		}
 	}
 }
 
