@@ -217,12 +217,14 @@ func (s *Server) lookup(ctx context.Context, sa types.NamespacedName, r resource
 	cred := &v1alpha1.Credential{}
 	if err := s.reader.Get(ctx, r.cred, cred); err != nil {
 		if apierrors.IsNotFound(err) {
+			s.log.V(1).Info("refused an SDS resource: no such Credential", "serviceAccount", sa, "resource", r.name)
 			return nil, errDenied(r)
 		}
 		s.log.Error(err, "reading a Credential for SDS", "credential", r.cred)
 		return nil, status.Error(codes.Unavailable, "the Credential cannot be read now")
 	}
 	if !allowed(cred, sa) {
+		s.log.V(1).Info("refused an SDS resource: the Credential does not list the ServiceAccount", "serviceAccount", sa, "resource", r.name)
 		return nil, errDenied(r)
 	}
 	sec := &corev1.Secret{}
@@ -313,7 +315,8 @@ func version(cur []*current) string {
 }
 
 // FetchSecrets answers one request with the current resources.
-func (s *Server) FetchSecrets(ctx context.Context, req *discoveryv3.DiscoveryRequest) (*discoveryv3.DiscoveryResponse, error) {
+func (s *Server) FetchSecrets(ctx context.Context, req *discoveryv3.DiscoveryRequest) (_ *discoveryv3.DiscoveryResponse, err error) {
+	defer func() { countRefusal(err) }()
 	sa, err := s.authenticate(ctx)
 	if err != nil {
 		return nil, err
@@ -379,7 +382,8 @@ func (s *Server) Notify(cred types.NamespacedName) {
 
 // StreamSecrets serves one Envoy SDS stream: the resources it names, again whenever one of
 // them changes, and again after a backoff when Envoy refuses (NACKs) one.
-func (s *Server) StreamSecrets(ss secretv3.SecretDiscoveryService_StreamSecretsServer) error {
+func (s *Server) StreamSecrets(ss secretv3.SecretDiscoveryService_StreamSecretsServer) (err error) {
+	defer func() { countRefusal(err) }()
 	ctx := ss.Context()
 	sa, err := s.authenticate(ctx)
 	if err != nil {
@@ -390,6 +394,8 @@ func (s *Server) StreamSecrets(ss secretv3.SecretDiscoveryService_StreamSecretsS
 		return err
 	}
 	defer release()
+	streamsOpen.Inc()
+	defer streamsOpen.Dec()
 	st := &stream{wake: make(chan struct{}, 1)}
 	defer s.subscribe(st, nil)
 	reqs, errc := make(chan *discoveryv3.DiscoveryRequest), make(chan error, 1)
@@ -428,7 +434,7 @@ func (s *Server) StreamSecrets(ss secretv3.SecretDiscoveryService_StreamSecretsS
 		}
 	}()
 	// send sends the current resources when they differ from what was sent, or when forced.
-	send := func(force bool) error {
+	send := func(force bool, reason string) error {
 		cur, err := s.lookupAll(ctx, sa, res)
 		if err != nil || len(cur) == 0 {
 			return err
@@ -445,6 +451,7 @@ func (s *Server) StreamSecrets(ss secretv3.SecretDiscoveryService_StreamSecretsS
 		if err := ss.Send(resp); err != nil {
 			return err
 		}
+		responses.WithLabelValues(reason).Inc()
 		sent, served = make(map[string][32]byte, len(cur)), cur
 		for _, c := range cur {
 			sent[c.name] = c.digest
@@ -461,12 +468,12 @@ func (s *Server) StreamSecrets(ss secretv3.SecretDiscoveryService_StreamSecretsS
 			}
 			return err
 		case <-st.wake:
-			if err := send(false); err != nil {
+			if err := send(false, reasonRotation); err != nil {
 				return err
 			}
 		case <-retryC:
 			retryC = nil
-			if err := send(true); err != nil {
+			if err := send(true, reasonRetry); err != nil {
 				return err
 			}
 		case req := <-reqs:
@@ -484,6 +491,7 @@ func (s *Server) StreamSecrets(ss secretv3.SecretDiscoveryService_StreamSecretsS
 			}
 			if names != nil && slices.Equal(names, nextNames) {
 				if d := req.GetErrorDetail(); d != nil {
+					nacks.Inc()
 					backoff = min(max(2*backoff, s.opts.NACKBackoff), s.opts.MaxNACKBackoff)
 					s.log.Info("Envoy refused a secret; sending it again after a backoff", "serviceAccount", sa, "resources", names,
 						"version", version(served), "nonce", nonce, "code", d.GetCode(), "message", redact(d.GetMessage(), served),
@@ -504,7 +512,7 @@ func (s *Server) StreamSecrets(ss secretv3.SecretDiscoveryService_StreamSecretsS
 			res, names = next, nextNames
 			s.subscribe(st, res)
 			retryC = nil
-			if err := send(true); err != nil {
+			if err := send(true, reasonRequest); err != nil {
 				return err
 			}
 		}

@@ -9,6 +9,7 @@ import (
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	secretv3 "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -101,6 +102,7 @@ func TestAuthorization(t *testing.T) {
 	missing := ResourcePrefix + granted.ns + "/does-not-exist"
 
 	const denied = "is not a Credential this ServiceAccount may fetch (spec.delivery.sds.serviceAccounts)"
+	deniedBefore := testutil.ToFloat64(refusals.WithLabelValues(codes.PermissionDenied.String()))
 	for name, tc := range map[string]struct {
 		reason   string
 		token    string
@@ -148,6 +150,10 @@ func TestAuthorization(t *testing.T) {
 			}
 		})
 	}
+	// Four refused resources, each fetched and streamed.
+	if d := testutil.ToFloat64(refusals.WithLabelValues(codes.PermissionDenied.String())) - deniedBefore; d != 8 {
+		t.Errorf("tokenkeeper_sds_refusals_total{code=PermissionDenied} +%v, want +8", d)
+	}
 	if logs := srv.logs.String(); strings.Contains(logs, "-value") || strings.Contains(logs, good) || strings.Contains(logs, otherAudience) {
 		t.Fatalf("a token reached the log:\n%s", logs)
 	}
@@ -180,6 +186,7 @@ func TestRevokedGrantEndsStream(t *testing.T) {
 func TestNACKRetried(t *testing.T) {
 	srv := startServer(t, "", Options{NACKBackoff: 50 * time.Millisecond})
 	f := newFixture(t, "nacked-token", "envoy")
+	nacked, retried := testutil.ToFloat64(nacks), testutil.ToFloat64(responses.WithLabelValues(reasonRetry))
 	s, err := dial(t, srv.addr).StreamSecrets(withToken(t.Context(), saToken(t, f.sa, testAudience)))
 	if err != nil {
 		t.Fatal(err)
@@ -199,6 +206,9 @@ func TestNACKRetried(t *testing.T) {
 			t.Fatalf("the retry has version %s nonce %s after version %s nonce %s", again.GetVersionInfo(), again.GetNonce(), first.GetVersionInfo(), first.GetNonce())
 		}
 		first = again
+	}
+	if n, r := testutil.ToFloat64(nacks)-nacked, testutil.ToFloat64(responses.WithLabelValues(reasonRetry))-retried; n != 2 || r != 2 {
+		t.Fatalf("tokenkeeper_sds_nacks_total +%v, responses_total{reason=retry} +%v; want +2 each", n, r)
 	}
 	logs := srv.logs.String()
 	if !strings.Contains(logs, "Envoy refused a secret") || !strings.Contains(logs, first.GetVersionInfo()) {
