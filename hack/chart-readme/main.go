@@ -39,11 +39,11 @@ instead of being ignored.
 
 ## CRDs
 
-The five CRDs are templates of the release (from ` + "`crd-manifests/`" + `, not Helm's ` + "`crds/`" + `
+The six CRDs are templates of the release (from ` + "`crd-manifests/`" + `, not Helm's ` + "`crds/`" + `
 directory, which Helm installs once and never upgrades): installed and upgraded with the chart.
 ` + "`crds.enabled=false`" + ` leaves them to you (apply ` + "`crd-manifests/`" + ` before installing);
-` + "`crds.keep`" + ` (on) leaves them, and with them every Credential, Issuer, ClusterIssuer,
-TokenPolicy and TokenValidator, in place when the release is uninstalled.
+` + "`crds.keep`" + ` (on) leaves them, and with them every Credential, ClusterCredential, Issuer,
+ClusterIssuer, TokenPolicy and TokenValidator, in place when the release is uninstalled.
 
 ## Uninstall
 
