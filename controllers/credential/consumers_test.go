@@ -217,7 +217,7 @@ func TestRolloutRestartOncePerToken(t *testing.T) {
 		return v == "cred="+fp, v
 	})
 	before := deployment(t, f.ns, "app")
-	for i := range 3 {
+	for i := range 10 { // the manager killed 10 times between rotations
 		stopManager()
 		must(t, startManager())
 		// A re-reconcile too: an annotation change brings the Credential back.
@@ -229,7 +229,7 @@ func TestRolloutRestartOncePerToken(t *testing.T) {
 			c.Annotations["example.com/touched"] = fmt.Sprint(i)
 			return env.Client.Update(t.Context(), c)
 		}))
-		time.Sleep(defaultRestartOpts.Window + 2*time.Second)
+		time.Sleep(defaultRestartOpts.Window + time.Second)
 	}
 	after := deployment(t, f.ns, "app")
 	if after.Generation != before.Generation || after.ResourceVersion != before.ResourceVersion {
