@@ -247,7 +247,7 @@ func TestTwoHundredNamespaces(t *testing.T) {
 	if e := entry(cc, conflicted); e == nil || e.State != v1alpha1.NamespaceConflict {
 		t.Errorf("conflicting namespace's entry: %+v, want Conflict", e)
 	}
-	if c := meta.FindStatusCondition(cc.Status.Conditions, v1alpha1.ConditionReady); c == nil || c.Reason != v1alpha1.ReasonCopiesIncomplete {
+	if c := meta.FindStatusCondition(cc.Status.Conditions, string(v1alpha1.ConditionReady)); c == nil || c.Reason != string(v1alpha1.ReasonCopiesIncomplete) {
 		t.Errorf("Ready: %+v, want reason %s (one namespace conflicts)", c, v1alpha1.ReasonCopiesIncomplete)
 	}
 	if len(cc.Status.Namespaces) != 100 || cc.Status.Namespaces[0].State == v1alpha1.NamespaceCopied {
@@ -352,8 +352,8 @@ func TestTwoHundredNamespaces(t *testing.T) {
 		texts.Write(b)
 	}
 	issued := f.srv.IssuedTokens()
-	if len(issued) < 4 || !strings.Contains(texts.String(), v1alpha1.ReasonCopiesRotated) {
-		t.Fatalf("leak check: too little to check (%d tokens, CopiesRotated Event: %t)", len(issued), strings.Contains(texts.String(), v1alpha1.ReasonCopiesRotated))
+	if len(issued) < 4 || !strings.Contains(texts.String(), string(v1alpha1.ReasonCopiesRotated)) {
+		t.Fatalf("leak check: too little to check (%d tokens, CopiesRotated Event: %t)", len(issued), strings.Contains(texts.String(), string(v1alpha1.ReasonCopiesRotated)))
 	}
 	for _, tok := range issued {
 		if strings.Contains(texts.String(), tok) {
@@ -375,8 +375,8 @@ func TestChildNameTaken(t *testing.T) {
 	waitSeen(t, theirs)
 	f.create()
 	testenv.WaitFor(t, 30*time.Second, "Ready=False CredentialConflict", func() (bool, string) {
-		c := meta.FindStatusCondition(f.get().Status.Conditions, v1alpha1.ConditionReady)
-		return c != nil && c.Reason == v1alpha1.ReasonCredentialConflict, fmt.Sprintf("%+v", c)
+		c := meta.FindStatusCondition(f.get().Status.Conditions, string(v1alpha1.ConditionReady))
+		return c != nil && c.Reason == string(v1alpha1.ReasonCredentialConflict), fmt.Sprintf("%+v", c)
 	})
 	got := &v1alpha1.Credential{}
 	must(t, env.Client.Get(ctx, client.ObjectKeyFromObject(theirs), got))

@@ -44,8 +44,8 @@ func TestTooManyNamespaces(t *testing.T) {
 		t.Fatalf("selected %d, targets %v; want 5 selected, the first 3 by name", p.selected, got)
 	}
 	r.report(cc, child, nil, p, r.apply(t.Context(), cc, p))
-	ready := meta.FindStatusCondition(cc.Status.Conditions, v1alpha1.ConditionReady)
-	if ready == nil || ready.Reason != v1alpha1.ReasonTooManyNamespaces || cc.Status.Selected != 5 || cc.Status.Pending != 3 {
+	ready := meta.FindStatusCondition(cc.Status.Conditions, string(v1alpha1.ConditionReady))
+	if ready == nil || ready.Reason != string(v1alpha1.ReasonTooManyNamespaces) || cc.Status.Selected != 5 || cc.Status.Pending != 3 {
 		t.Fatalf("Ready %+v, selected %d, pending %d; want TooManyNamespaces, 5, 3", ready, cc.Status.Selected, cc.Status.Pending)
 	}
 }
