@@ -295,6 +295,10 @@ func TestTwoHundredNamespaces(t *testing.T) {
 	if child.Generation != 1 {
 		t.Errorf("the child Credential is at generation %d after rotations, want 1", child.Generation)
 	}
+	// Nor the ClusterCredential's: only its finalizers (a metadata patch) and status.
+	if g := f.get().Generation; g != 1 {
+		t.Errorf("the ClusterCredential is at generation %d, want 1: the manager wrote its spec", g)
+	}
 
 	// Drift: an edited copy is put back.
 	drifted := &corev1.Secret{}
