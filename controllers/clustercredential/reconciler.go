@@ -459,7 +459,7 @@ func (r *Reconciler) writeCopy(ctx context.Context, cc *v1alpha1.ClusterCredenti
 	cur := p.copies[ns]
 	key, now := ns+"/"+cc.Spec.Target, r.Clock.Now()
 	if r.writes.behind(key, cur, now) {
-		return false, false, nil
+		return false, true, nil // look again soon, should the event never come
 	}
 	if cur == nil {
 		// Not among the cached copies: usually a new namespace, so create it; a Secret that
