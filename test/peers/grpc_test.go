@@ -413,6 +413,8 @@ func stderrOf(err error) []byte {
 // separate process, the common gRPC benchmark tool) and an in-process grpc-go client shaped
 // exactly like the HTTP one (same goroutines, same process), so gRPC and HTTP are also compared
 // with like generators. `make bench-grpc` (part of `make bench`) builds ghz and the OPA peer.
+// BENCH_GRPC_CPU_PROFILE=file saves a CPU profile of tokenkeeper's gRPC process under a repeated
+// token from the grpc-go client in the first round.
 func TestGRPC(t *testing.T) {
 	ghzBin, opaBin := os.Getenv("BENCH_GHZ"), os.Getenv("BENCH_OPA_EXT_AUTHZ")
 	if ghzBin == "" || opaBin == "" {
@@ -500,6 +502,9 @@ func TestGRPC(t *testing.T) {
 					toks, pos = repeated, &atomic.Uint64{}
 				}
 				rn.do(toks, pos, round/5) // warm up: connections, the repeated token cached
+				if profile := os.Getenv("BENCH_GRPC_CPU_PROFILE"); profile != "" && r == 0 && c == "repeated" && rn.name == runs[1].name {
+					go saveProfile(t, &server{url: "http://" + grpcTK.addr + "/validate/bench/v"}, profile, round-time.Second)
+				}
 				results[c][rn.name] = append(results[c][rn.name], rn.do(toks, pos, round))
 			}
 		}
