@@ -83,6 +83,7 @@ func TestEndToEnd(t *testing.T) {
 	step(t, "a deleted leader hands the Lease over", s.leaderDeleted)
 	step(t, "a killed leader's standby takes over after the lease duration", s.leaderKilled)
 	step(t, "the application succeeds across three rotations with zero unauthorized calls", s.rotate)
+	step(t, "the manager refreshed the application pod's mounted tokens", s.podRefresh)
 	step(t, "the issuers saw no duplicate or failed logins", s.noDuplicateLogins)
 	step(t, "no secret or token in any log, Event or status", s.noLeaks)
 	step(t, "kubectl tokenkeeper shows, renews and inspects the Credentials", s.plugin)
