@@ -204,20 +204,20 @@ type ClusterCredentialStatus struct {
 // Condition reasons of a ClusterCredential's Ready condition.
 const (
 	// ReasonCopied: Ready is True; every namespace the policies allow holds the current token.
-	ReasonCopied = "Copied"
+	ReasonCopied ConditionReason = "Copied"
 	// ReasonCredentialNotReady: the Credential that logs in is not Ready (its reason and message
 	// follow); copies keep the last token.
-	ReasonCredentialNotReady = "CredentialNotReady"
+	ReasonCredentialNotReady ConditionReason = "CredentialNotReady"
 	// ReasonCredentialConflict: a Credential named cluster-<name> exists in the
 	// cluster-credential namespace and is not this ClusterCredential's.
-	ReasonCredentialConflict = "CredentialConflict"
+	ReasonCredentialConflict ConditionReason = "CredentialConflict"
 	// ReasonCopiesIncomplete: some allowed namespaces have no current copy (Conflict or Failed).
-	ReasonCopiesIncomplete = "CopiesIncomplete"
+	ReasonCopiesIncomplete ConditionReason = "CopiesIncomplete"
 	// ReasonTooManyNamespaces: the selector picks more namespaces than the manager copies into
 	// (--cluster-credential-max-namespaces); the first ones by name get a copy.
-	ReasonTooManyNamespaces = "TooManyNamespaces"
+	ReasonTooManyNamespaces ConditionReason = "TooManyNamespaces"
 	// ReasonCopiesRotated (Event): the copies received a new token.
-	ReasonCopiesRotated = "CopiesRotated"
+	ReasonCopiesRotated EventReason = "CopiesRotated"
 )
 
 // +kubebuilder:object:root=true

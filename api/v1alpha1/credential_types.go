@@ -491,7 +491,7 @@ type RolloutRestartStatus struct {
 
 const (
 	// ReasonRolloutRestarted: a workload was restarted for a new token.
-	ReasonRolloutRestarted = "RolloutRestarted"
+	ReasonRolloutRestarted EventReason = "RolloutRestarted"
 	// AnnotationRestartedFor, on a pod template, names the tokens (credential=fingerprint, comma
 	// separated) it was last restarted for.
 	AnnotationRestartedFor = "tokenkeeper.io/restarted-for"

@@ -567,7 +567,7 @@ func (r *Reconciler) setReadiness(cc *v1alpha1.ClusterCredential, child *v1alpha
 	ready := meta.FindStatusCondition(child.Status.Conditions, string(v1alpha1.ConditionReady))
 	switch {
 	case p.selected > r.max():
-		setReady(cc, metav1.ConditionFalse, string(v1alpha1.ReasonTooManyNamespaces), fmt.Sprintf(
+		setReady(cc, metav1.ConditionFalse, v1alpha1.ReasonTooManyNamespaces, fmt.Sprintf(
 			"the selector picks %d namespaces, more than the %d the manager copies into (--cluster-credential-max-namespaces): "+
 				"the first %d by name get a copy", p.selected, r.max(), r.max()))
 	case ready == nil || ready.Status != metav1.ConditionTrue || p.data == nil:
@@ -575,7 +575,7 @@ func (r *Reconciler) setReadiness(cc *v1alpha1.ClusterCredential, child *v1alpha
 		if ready != nil {
 			reason, msg = ready.Reason, ready.Message
 		}
-		setReady(cc, metav1.ConditionFalse, string(v1alpha1.ReasonCredentialNotReady), bounded(fmt.Sprintf(
+		setReady(cc, metav1.ConditionFalse, v1alpha1.ReasonCredentialNotReady, bounded(fmt.Sprintf(
 			"Credential %s/%s: %s: %s", child.Namespace, child.Name, reason, msg)))
 	case s.Conflicts+s.Failed > 0:
 		var names []string
@@ -584,18 +584,17 @@ func (r *Reconciler) setReadiness(cc *v1alpha1.ClusterCredential, child *v1alpha
 				names = append(names, n.Name)
 			}
 		}
-		setReady(cc, metav1.ConditionFalse, string(v1alpha1.ReasonCopiesIncomplete), bounded(fmt.Sprintf(
+		setReady(cc, metav1.ConditionFalse, v1alpha1.ReasonCopiesIncomplete, bounded(fmt.Sprintf(
 			"%d conflicting and %d failed of %d selected namespaces (status.namespaces): %s",
 			s.Conflicts, s.Failed, s.Selected, strings.Join(names[:min(len(names), 10)], ", "))))
 	default:
-		setReady(cc, metav1.ConditionTrue, string(v1alpha1.ReasonCopied), fmt.Sprintf(
+		setReady(cc, metav1.ConditionTrue, v1alpha1.ReasonCopied, fmt.Sprintf(
 			"copied to %d of %d selected namespaces; %d forbidden by TokenPolicy", s.Copied, s.Selected, s.Forbidden))
 	}
 }
 
-func setReady(cc *v1alpha1.ClusterCredential, st metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&cc.Status.Conditions, metav1.Condition{Type: string(v1alpha1.ConditionReady), Status: st,
-		Reason: reason, Message: msg, ObservedGeneration: cc.Generation})
+func setReady(cc *v1alpha1.ClusterCredential, st metav1.ConditionStatus, reason v1alpha1.ConditionReason, msg string) {
+	status.SetCondition(&cc.Status.Conditions, v1alpha1.ConditionReady, st, reason, msg, cc.Generation)
 }
 
 // fingerprint is the first 16 hex digits of the token's SHA-256, as on a Credential's status.

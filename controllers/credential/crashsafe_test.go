@@ -80,7 +80,7 @@ func TestInterruptedRefreshIsNeverReplayed(t *testing.T) {
 	must(t, env.Client.Update(t.Context(), st))
 	must(t, startManager())
 
-	note := f.waitEvent(v1alpha1.ReasonInterrupted)
+	note := f.waitEvent(string(v1alpha1.ReasonInterrupted))
 	if !strings.Contains(note, "never sent again") {
 		t.Errorf("Interrupted Event says %q, want it to say the refresh token is never sent again", note)
 	}
@@ -121,7 +121,7 @@ func TestStateSecretDeletedIsRecreated(t *testing.T) {
 			t.Errorf("recreated state Secret differs in %q", k)
 		}
 	}
-	f.waitEvent(v1alpha1.ReasonStateRestored)
+	f.waitEvent(string(v1alpha1.ReasonStateRestored))
 	if n := f.srv.Calls(issuertest.OpLogin); n != 1 {
 		t.Errorf("issuer saw %d logins, want 1", n)
 	}
@@ -138,7 +138,7 @@ func TestStateSecretLostWhileDownIsRebuiltFromTarget(t *testing.T) {
 	stopManager()
 	must(t, env.Client.Delete(t.Context(), f.state()))
 	must(t, startManager())
-	f.waitEvent(v1alpha1.ReasonStateRestored)
+	f.waitEvent(string(v1alpha1.ReasonStateRestored))
 	if n := f.srv.Calls(issuertest.OpLogin); n != 1 || f.token() != served {
 		t.Fatalf("issuer saw %d logins (want 1) and the token changed: %t", n, f.token() != served)
 	}
@@ -165,7 +165,7 @@ func TestTargetSecretOwnershipRecovers(t *testing.T) {
 			owner := metav1.GetControllerOf(f.secret())
 			return owner != nil && owner.UID == f.cred().UID, "no owner"
 		})
-		f.waitEvent(v1alpha1.ReasonSecretAdopted)
+		f.waitEvent(string(v1alpha1.ReasonSecretAdopted))
 		if ok, state := ready(f.cred()); !ok {
 			t.Fatalf("not Ready: %s", state)
 		}
@@ -180,7 +180,7 @@ func TestTargetSecretOwnershipRecovers(t *testing.T) {
 		})
 		waitFor(t, 30*time.Second, "Ready=False SecretConflict saying what to do", func() (bool, string) {
 			ok, state := ready(f.cred())
-			return !ok && strings.Contains(state, v1alpha1.ReasonSecretConflict) && strings.Contains(state, "delete it"), state
+			return !ok && strings.Contains(state, string(v1alpha1.ReasonSecretConflict)) && strings.Contains(state, "delete it"), state
 		})
 		must(t, env.Client.Delete(t.Context(), f.secret()))
 		f.waitReady(15 * time.Second)
@@ -205,7 +205,7 @@ func TestLongestNameFits(t *testing.T) {
 	if v := f.secret().Labels[credential.LabelCredential]; len(v) > 63 || !strings.HasPrefix(v, "aaaa") {
 		t.Errorf("credential label %q does not fit a label value", v)
 	}
-	f.waitEvent(v1alpha1.ReasonIssued)
+	f.waitEvent(string(v1alpha1.ReasonIssued))
 
 	tooLong := &v1alpha1.Credential{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: longest + "a"}, Spec: f.cred().Spec}
 	err := env.Client.Create(t.Context(), tooLong)
@@ -284,7 +284,7 @@ func TestRefreshTokenLoginNeverResendsItsInput(t *testing.T) {
 	editIssuer(8 * time.Second)
 	waitFor(t, 15*time.Second, "Ready=False RefreshTokenSpent", func() (bool, string) {
 		ok, state := ready(f.cred())
-		return !ok && strings.HasPrefix(state, v1alpha1.ReasonRefreshTokenSpent), state
+		return !ok && strings.HasPrefix(state, string(v1alpha1.ReasonRefreshTokenSpent)), state
 	})
 	if n := f.srv.Reuses(); n != 0 {
 		t.Fatalf("the spent input refresh token was sent again: %d reuse detections", n)

@@ -141,7 +141,7 @@ func (f *fixture) token() string {
 }
 
 func ready(c *v1alpha1.Credential) (bool, string) {
-	cond := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionReady)
+	cond := meta.FindStatusCondition(c.Status.Conditions, string(v1alpha1.ConditionReady))
 	if cond == nil {
 		return false, "no Ready condition"
 	}
@@ -188,7 +188,7 @@ func TestEverySeedBecomesReady(t *testing.T) {
 			}
 			// Seed 000 names no expiry: the 10 h defaultLifetime is an assumption, and status says
 			// so; every other seed's expiry is read from its answer.
-			assumed := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionLifetimeAssumed)
+			assumed := meta.FindStatusCondition(c.Status.Conditions, string(v1alpha1.ConditionLifetimeAssumed))
 			switch {
 			case assumed == nil:
 				t.Errorf("no %s condition", v1alpha1.ConditionLifetimeAssumed)
@@ -255,7 +255,7 @@ func TestIssuerOutageKeepsLastToken(t *testing.T) {
 	waitFor(t, 40*time.Second, "Ready=False after expiry with the issuer's failure", func() (bool, string) {
 		c := f.cred()
 		ok, state := ready(c)
-		return !ok && time.Now().After(expires) && c.Status.LastFailureReason == v1alpha1.ReasonIssuerUnavailable, state
+		return !ok && time.Now().After(expires) && c.Status.LastFailureReason == string(v1alpha1.ReasonIssuerUnavailable), state
 	})
 	if f.token() != good {
 		t.Fatalf("the Secret's token changed or was blanked during the outage")
@@ -265,8 +265,8 @@ func TestIssuerOutageKeepsLastToken(t *testing.T) {
 		t.Errorf("status: %d failed attempts, next retry %v; want at least 2 and a retry time", c.Status.FailedAttempts, c.Status.NextRetryTime)
 	}
 	// Waiting to retry is not issuing: Issuing=False with the failure's reason and the retry time.
-	if is := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionIssuing); is == nil || is.Status != metav1.ConditionFalse ||
-		is.Reason != v1alpha1.ReasonIssuerUnavailable || !strings.HasPrefix(is.Message, "waiting to retry at ") {
+	if is := meta.FindStatusCondition(c.Status.Conditions, string(v1alpha1.ConditionIssuing)); is == nil || is.Status != metav1.ConditionFalse ||
+		is.Reason != string(v1alpha1.ReasonIssuerUnavailable) || !strings.HasPrefix(is.Message, "waiting to retry at ") {
 		t.Errorf("Issuing while waiting to retry: %+v, want False IssuerUnavailable naming the retry time", is)
 	}
 	f.srv.Fail(0, 0, "")
@@ -283,7 +283,7 @@ func TestWrongPasswordThenFixed(t *testing.T) {
 	f := setup(t, issuertest.Seed001, func(_ *issuertest.Server, in map[string]string) { in["password"] = "wrong-password" })
 	waitFor(t, 30*time.Second, "Ready=False InvalidCredentials", func() (bool, string) {
 		ok, state := ready(f.cred())
-		return !ok && strings.Contains(state, v1alpha1.ReasonInvalidCredentials) && strings.Contains(state, "Invalid email or password"), state
+		return !ok && strings.Contains(state, string(v1alpha1.ReasonInvalidCredentials)) && strings.Contains(state, "Invalid email or password"), state
 	})
 	// Status tells one story: no token, so no renewal time; the retry has its own field.
 	if c := f.cred(); c.Status.RenewalTime != nil || c.Status.NextRetryTime == nil {
@@ -519,11 +519,11 @@ func TestIssuerCAFromConfigMap(t *testing.T) {
 	f.editIssuer(func(s *v1alpha1.IssuerSpec) { s.CABundle = "" })
 	waitFor(t, 15*time.Second, "an InvalidConfiguration failure naming the untrusted authority", func() (bool, string) {
 		c := f.cred()
-		is := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionIssuing)
+		is := meta.FindStatusCondition(c.Status.Conditions, string(v1alpha1.ConditionIssuing))
 		if is == nil {
 			return false, "no Issuing condition"
 		}
-		return c.Status.LastFailureReason == v1alpha1.ReasonInvalidConfig && strings.Contains(is.Message, "signed by an authority tokenkeeper does not trust"), is.Reason + ": " + is.Message
+		return c.Status.LastFailureReason == string(v1alpha1.ReasonInvalidConfig) && strings.Contains(is.Message, "signed by an authority tokenkeeper does not trust"), is.Reason + ": " + is.Message
 	})
 	c := f.cred()
 	if wait := c.Status.NextRetryTime.Sub(c.Status.LastFailureTime.Time); wait < 40*time.Second {
@@ -537,7 +537,7 @@ func TestIssuerCAFromConfigMap(t *testing.T) {
 	waitFor(t, 15*time.Second, "Issuing=False naming the missing ConfigMap, still Ready", func() (bool, string) {
 		c := f.cred()
 		ok, state := ready(c)
-		is := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionIssuing)
+		is := meta.FindStatusCondition(c.Status.Conditions, string(v1alpha1.ConditionIssuing))
 		return ok && is != nil && is.Status == metav1.ConditionFalse && strings.Contains(is.Message, "caBundleFrom: ConfigMap "+f.ns+"/issuer-ca not found"), state
 	})
 	before := f.token()
@@ -572,7 +572,7 @@ func TestProbeCatchesEndedSessions(t *testing.T) {
 		return f.token() != first && f.srv.Valid(f.token()), "token: " + f.srv.Why(f.token())
 	})
 	t.Logf("replaced %s after the session ended (probe interval 10s)", time.Since(ended).Round(100*time.Millisecond))
-	if len(f.events(v1alpha1.ReasonTokenRejected)) == 0 {
+	if len(f.events(string(v1alpha1.ReasonTokenRejected))) == 0 {
 		t.Errorf("no %s Event", v1alpha1.ReasonTokenRejected)
 	}
 
@@ -580,7 +580,7 @@ func TestProbeCatchesEndedSessions(t *testing.T) {
 	f.srv.RevokeAll()
 	waitFor(t, 25*time.Second, "Ready=False TokenRejected", func() (bool, string) {
 		ok, state := ready(f.cred())
-		return !ok && strings.HasPrefix(state, v1alpha1.ReasonTokenRejected), state
+		return !ok && strings.HasPrefix(state, string(v1alpha1.ReasonTokenRejected)), state
 	})
 	logins := f.srv.Calls(issuertest.OpLogin)
 	time.Sleep(20 * time.Second)
@@ -630,7 +630,7 @@ func TestExpiredTokenIsNeverReady(t *testing.T) {
 	if c.Status.NextRetryTime == nil || !c.Status.NextRetryTime.After(expires) {
 		t.Fatalf("the retry (%v) is not after the expiry (%s): this proves nothing", c.Status.NextRetryTime, expires)
 	}
-	if ok, state := ready(c); ok || !strings.HasPrefix(state, v1alpha1.ReasonInvalidCredentials) {
+	if ok, state := ready(c); ok || !strings.HasPrefix(state, string(v1alpha1.ReasonInvalidCredentials)) {
 		t.Errorf("Ready %t %q, want False with the last failure's reason", ok, state)
 	}
 	// This Credential's series, among the other tests' Credentials.

@@ -30,17 +30,17 @@ func TestSessionsEndedEarly(t *testing.T) {
 		s.Probe = &v1alpha1.TokenProbe{URL: v1alpha1.EndpointURL(f.srv.URL() + f.srv.ProtectedPath()), Interval: &metav1.Duration{Duration: 10 * time.Second}}
 	})
 	failures := func() float64 {
-		return testutil.ToFloat64(metrics.RenewalFailures.WithLabelValues(f.ns, f.ns, "Issuer", "issuer", v1alpha1.ReasonTokenRejected))
+		return testutil.ToFloat64(metrics.RenewalFailures.WithLabelValues(f.ns, f.ns, "Issuer", "issuer", string(v1alpha1.ReasonTokenRejected)))
 	}
 	before := failures()
 	waitFor(t, 60*time.Second, "LifetimeAssumed=True SessionsEndEarly", func() (bool, string) {
-		c := meta.FindStatusCondition(f.cred().Status.Conditions, v1alpha1.ConditionLifetimeAssumed)
+		c := meta.FindStatusCondition(f.cred().Status.Conditions, string(v1alpha1.ConditionLifetimeAssumed))
 		if c == nil {
 			return false, "no condition"
 		}
-		return c.Status == metav1.ConditionTrue && c.Reason == v1alpha1.ReasonSessionsEndEarly, c.Reason + ": " + c.Message
+		return c.Status == metav1.ConditionTrue && c.Reason == string(v1alpha1.ReasonSessionsEndEarly), c.Reason + ": " + c.Message
 	})
-	f.waitEvent(v1alpha1.ReasonTokenRejected)
+	f.waitEvent(string(v1alpha1.ReasonTokenRejected))
 	if failures() <= before {
 		t.Errorf("the rejection was not counted in tokenkeeper_renewal_failures_total")
 	}

@@ -69,7 +69,7 @@ func (f *fixture) input() *corev1.Secret {
 
 // issuing returns the reason of the Issuing condition.
 func issuing(c *v1alpha1.Credential) string {
-	if cond := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionIssuing); cond != nil {
+	if cond := meta.FindStatusCondition(c.Status.Conditions, string(v1alpha1.ConditionIssuing)); cond != nil {
 		return cond.Reason
 	}
 	return ""
@@ -90,7 +90,7 @@ func TestMetricsFromStateAfterRestart(t *testing.T) {
 	must(t, env.Client.Delete(t.Context(), stuck.input()))
 	waitFor(t, 30*time.Second, "the stuck Credential blocked on its deleted input Secret", func() (bool, string) {
 		r := issuing(stuck.cred())
-		return r == v1alpha1.ReasonSecretNotFound, "Issuing reason " + r
+		return r == string(v1alpha1.ReasonSecretNotFound), "Issuing reason " + r
 	})
 	waitFor(t, 30*time.Second, "the never-issued Credential to fail", func() (bool, string) {
 		c := never.cred()
@@ -110,7 +110,7 @@ func TestMetricsFromStateAfterRestart(t *testing.T) {
 	for _, w := range []want{
 		{f: healthy, ready: 1, reason: "", issuerNS: "", kind: "ClusterIssuer", expiry: true},
 		{f: stuck, ready: 1, reason: "", issuerNS: stuck.ns, kind: "Issuer", expiry: true},
-		{f: never, ready: 0, reason: v1alpha1.ReasonInvalidCredentials, issuerNS: never.ns, kind: "Issuer", failedOnce: true},
+		{f: never, ready: 0, reason: string(v1alpha1.ReasonInvalidCredentials), issuerNS: never.ns, kind: "Issuer", failedOnce: true},
 	} {
 		c := w.f.cred()
 		var got map[string][]sample
@@ -137,7 +137,7 @@ func TestMetricsFromStateAfterRestart(t *testing.T) {
 		}
 		if w.f == stuck {
 			is := got["tokenkeeper_credential_issuing"]
-			if len(is) != 1 || is[0].labels["reason"] != v1alpha1.ReasonSecretNotFound {
+			if len(is) != 1 || is[0].labels["reason"] != string(v1alpha1.ReasonSecretNotFound) {
 				t.Errorf("stuck: issuing series %v, want reason %s (TokenkeeperCredentialBlocked matches it)", is, v1alpha1.ReasonSecretNotFound)
 			}
 			if len(got["tokenkeeper_credential_last_rotation_timestamp_seconds"]) != 1 {

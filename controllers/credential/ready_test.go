@@ -38,15 +38,15 @@ func TestOneRuleForReady(t *testing.T) {
 		"RejectedToken":    {st: rejected, want: false},
 		"SecretNotWritten": {st: nil, want: false},
 	}
-	for _, reason := range []string{v1alpha1.ReasonSecretNotFound, v1alpha1.ReasonPolicyViolation, v1alpha1.ReasonInvalidConfig,
-		v1alpha1.ReasonIssuerNotFound, v1alpha1.ReasonServiceAccountNotFound, v1alpha1.ReasonRefreshTokenSpent, v1alpha1.ReasonSecretConflict} {
+	for _, reason := range []string{string(v1alpha1.ReasonSecretNotFound), string(v1alpha1.ReasonPolicyViolation), string(v1alpha1.ReasonInvalidConfig),
+		string(v1alpha1.ReasonIssuerNotFound), string(v1alpha1.ReasonServiceAccountNotFound), string(v1alpha1.ReasonRefreshTokenSpent), string(v1alpha1.ReasonSecretConflict)} {
 		for name, tc := range states {
 			t.Run(reason+"/"+name, func(t *testing.T) {
 				r := &Reconciler{Recorder: events.NewFakeRecorder(10), Clock: clocktesting.NewFakeClock(now)}
 				cred := &v1alpha1.Credential{}
-				res, err := r.blocked(cred, tc.st, block(reason, "what is wrong"))
-				ready := meta.FindStatusCondition(cred.Status.Conditions, v1alpha1.ConditionReady)
-				issuing := meta.FindStatusCondition(cred.Status.Conditions, v1alpha1.ConditionIssuing)
+				res, err := r.blocked(cred, tc.st, block(v1alpha1.ConditionReason(reason), "what is wrong"))
+				ready := meta.FindStatusCondition(cred.Status.Conditions, string(v1alpha1.ConditionReady))
+				issuing := meta.FindStatusCondition(cred.Status.Conditions, string(v1alpha1.ConditionIssuing))
 				if got := ready.Status == metav1.ConditionTrue; got != tc.want {
 					t.Errorf("Ready=%s (%s), want %t", ready.Status, ready.Message, tc.want)
 				}

@@ -231,7 +231,7 @@ func (r *Reconciler) wait(ctx context.Context, cred *v1alpha1.Credential, e *env
 			return r.blocked(cred, nil, err) // the Secret does not hold the token
 		}
 		if changed {
-			r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, v1alpha1.ReasonSecretRestored, "Restore", "Secret %s restored from the current session", cred.Spec.SecretName)
+			r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, string(v1alpha1.ReasonSecretRestored), "Restore", "Secret %s restored from the current session", cred.Spec.SecretName)
 		}
 		r.observeToken(cred, e, st, d.At)
 	}
@@ -262,8 +262,8 @@ func (r *Reconciler) endedEarly(cred *v1alpha1.Credential, e *env, st *state, al
 		st.endedAfter = lived
 	}
 	cred.Status.FailedAttempts++
-	cred.Status.LastFailureReason, cred.Status.LastFailureTime = v1alpha1.ReasonTokenRejected, &metav1.Time{Time: now}
-	metrics.RenewalFailures.WithLabelValues(e.metricLabels(v1alpha1.ReasonTokenRejected)...).Inc()
+	cred.Status.LastFailureReason, cred.Status.LastFailureTime = string(v1alpha1.ReasonTokenRejected), &metav1.Time{Time: now}
+	metrics.RenewalFailures.WithLabelValues(e.metricLabels(string(v1alpha1.ReasonTokenRejected))...).Inc()
 	setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonTokenRejected, fmt.Sprintf(
 		"the issuer rejected token %s %s after it was issued, %s before its stated expiry (%v): logging in again",
 		st.token.Fingerprint(), now.Sub(st.token.IssuedAt).Round(time.Second), st.token.ExpiresAt.Sub(now).Round(time.Second), err))
@@ -289,7 +289,7 @@ func (r *Reconciler) probe(ctx context.Context, cred *v1alpha1.Credential, e *en
 		cred.Status.LastProbeResult = "Accepted"
 	case errors.Is(err, issuer.ErrTokenRejected):
 		cred.Status.LastProbeResult = "Rejected: " + err.Error()
-		r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, v1alpha1.ReasonTokenRejected, "Probe",
+		r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, string(v1alpha1.ReasonTokenRejected), "Probe",
 			"the issuer rejected token %s before its expiry (%v): logging in again", tok.Fingerprint(), err)
 	default:
 		msg := "Inconclusive: " + err.Error()
@@ -314,7 +314,7 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 		return ctrl.Result{RequeueAfter: busyRetry(string(cred.UID))}, nil
 	}
 	defer release()
-	wasReady := meta.IsStatusConditionTrue(cred.Status.Conditions, v1alpha1.ConditionReady)
+	wasReady := meta.IsStatusConditionTrue(cred.Status.Conditions, string(v1alpha1.ConditionReady))
 	// A refreshToken login sends the input Secret's refresh token, which works once.
 	sends := ""
 	if d.Action == renewal.Login {
@@ -403,7 +403,7 @@ func (r *Reconciler) renew(ctx context.Context, cred *v1alpha1.Credential, e *en
 	}
 	metrics.Renewals.WithLabelValues(e.metricLabels(o.method.Verb())...).Inc()
 	if r.rotationEvents.allow(client.ObjectKeyFromObject(cred), now, !wasReady) {
-		r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, reason, o.method.Verb(), "New token %s from %s (%s), expires %s",
+		r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, string(reason), o.method.Verb(), "New token %s from %s (%s), expires %s",
 			tok.Fingerprint(), e.IssuerKey, d.Reason, tok.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	log.Info("token rotated", "method", o.method.Verb(), "fingerprint", tok.Fingerprint(), "expiresAt", tok.ExpiresAt, "renewAt", renewAt)
@@ -514,7 +514,7 @@ func (r *Reconciler) failed(ctx context.Context, cred *v1alpha1.Credential, e *e
 	now := r.Clock.Now()
 	reason := login.IssuerReason(err)
 	cred.Status.FailedAttempts++
-	cred.Status.LastFailureReason = reason
+	cred.Status.LastFailureReason = string(reason)
 	cred.Status.LastFailureTime = &metav1.Time{Time: now}
 	f := renewal.Failure{At: now, Attempts: cred.Status.FailedAttempts, Kind: kindOf(reason), RetryAfter: issuer.RetryAfterOf(err)}
 	next := now.Add(renewal.Backoff(f, string(cred.UID)))
@@ -527,13 +527,13 @@ func (r *Reconciler) failed(ctx context.Context, cred *v1alpha1.Credential, e *e
 	if serr := r.store.commit(ctx, cred, st); serr != nil {
 		return ctrl.Result{}, serr
 	}
-	metrics.RenewalFailures.WithLabelValues(e.metricLabels(reason)...).Inc()
+	metrics.RenewalFailures.WithLabelValues(e.metricLabels(string(reason))...).Inc()
 	msg := err.Error()
 	setCondition(cred, v1alpha1.ConditionIssuing, metav1.ConditionFalse, reason, "waiting to retry at "+next.UTC().Format(time.RFC3339)+": "+msg)
 	if !servesValidToken(now, st) {
 		setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg+"; next attempt at "+next.UTC().Format(time.RFC3339))
 	}
-	r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, reason, "Renew", "%s; next attempt at %s", msg, next.UTC().Format(time.RFC3339))
+	r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, string(reason), "Renew", "%s; next attempt at %s", msg, next.UTC().Format(time.RFC3339))
 	logf.FromContext(ctx).Info("renewal failed", "reason", reason, "error", msg, "attempts", cred.Status.FailedAttempts, "nextRetry", next)
 	in := r.decisionInput(cred, e, st)
 	in.Probe = nil // no probe while a failure is retried
@@ -557,17 +557,17 @@ func (r *Reconciler) blocked(cred *v1alpha1.Credential, st *state, err error) (c
 		setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionFalse, b.Reason, b.Message)
 	} else {
 		reason := v1alpha1.ReasonIssued
-		if c := meta.FindStatusCondition(cred.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionTrue {
-			reason = c.Reason
+		if c := meta.FindStatusCondition(cred.Status.Conditions, string(v1alpha1.ConditionReady)); c != nil && c.Status == metav1.ConditionTrue {
+			reason = v1alpha1.ConditionReason(c.Reason)
 		}
 		setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionTrue, reason,
-			"token valid until "+st.token.ExpiresAt.UTC().Format(time.RFC3339)+"; not renewing until the configuration is fixed: "+b.Reason+" (see Issuing)")
+			"token valid until "+st.token.ExpiresAt.UTC().Format(time.RFC3339)+"; not renewing until the configuration is fixed: "+string(b.Reason)+" (see Issuing)")
 	}
 	setCondition(cred, v1alpha1.ConditionIssuing, metav1.ConditionFalse, b.Reason, "waiting for the configuration to be fixed: "+b.Message)
-	if cred.Status.LastFailureReason != b.Reason {
-		r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, b.Reason, "Configure", "%s", b.Message)
+	if cred.Status.LastFailureReason != string(b.Reason) {
+		r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, string(b.Reason), "Configure", "%s", b.Message)
 	}
-	cred.Status.LastFailureReason = b.Reason
+	cred.Status.LastFailureReason = string(b.Reason)
 	// Nothing renews until the configuration changes: no renewal time, no retry time (status
 	// said "renews 62s ago" of a Credential a policy blocks).
 	cred.Status.RenewalTime, cred.Status.NextRetryTime = nil, nil
@@ -611,7 +611,7 @@ func (r *Reconciler) observeToken(cred *v1alpha1.Credential, e *env, st *state, 
 		// token is never Ready; after failures the reason is the last failure's.
 		reason := v1alpha1.ReasonExpired
 		if cred.Status.FailedAttempts > 0 && cred.Status.LastFailureReason != "" {
-			reason = cred.Status.LastFailureReason
+			reason = v1alpha1.ConditionReason(cred.Status.LastFailureReason)
 		}
 		setCondition(cred, v1alpha1.ConditionReady, metav1.ConditionFalse, reason,
 			"the token in Secret "+cred.Spec.SecretName+" expired at "+tok.ExpiresAt.UTC().Format(time.RFC3339)+" and was not renewed yet; Issuing and the Events say why")
@@ -773,10 +773,10 @@ func (r *Reconciler) revokeSession(ctx context.Context, cred *v1alpha1.Credentia
 	case errors.Is(err, issuer.ErrUnsupported):
 		return nil
 	case err != nil:
-		r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, v1alpha1.ReasonRevokeFailed, "Revoke", "revoking session %s failed: %v", tok.Fingerprint(), err)
+		r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, string(v1alpha1.ReasonRevokeFailed), "Revoke", "revoking session %s failed: %v", tok.Fingerprint(), err)
 		return err
 	default:
-		r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, v1alpha1.ReasonRevoked, "Revoke", "session %s revoked at %s", tok.Fingerprint(), e.IssuerKey)
+		r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, string(v1alpha1.ReasonRevoked), "Revoke", "session %s revoked at %s", tok.Fingerprint(), e.IssuerKey)
 		return nil
 	}
 }
@@ -799,9 +799,8 @@ func (r *Reconciler) patchStatus(ctx context.Context, before, cred *v1alpha1.Cre
 	return status.Patch(ctx, r.Client, before, cred, func(c *v1alpha1.Credential) any { return c.Status })
 }
 
-func setCondition(cred *v1alpha1.Credential, typ string, status metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&cred.Status.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason,
-		Message: msg, ObservedGeneration: cred.Generation})
+func setCondition(cred *v1alpha1.Credential, typ v1alpha1.ConditionType, s metav1.ConditionStatus, reason v1alpha1.ConditionReason, msg string) {
+	status.SetCondition(&cred.Status.Conditions, typ, s, reason, msg, cred.Generation)
 }
 
 // lastFailure rebuilds the last failure from status and the state Secret.
@@ -810,11 +809,11 @@ func lastFailure(cred *v1alpha1.Credential, st *state) *renewal.Failure {
 	if s.FailedAttempts == 0 || s.LastFailureTime == nil || s.NextRetryTime == nil {
 		return nil
 	}
-	return &renewal.Failure{At: s.LastFailureTime.Time, Attempts: s.FailedAttempts, Kind: kindOf(s.LastFailureReason),
+	return &renewal.Failure{At: s.LastFailureTime.Time, Attempts: s.FailedAttempts, Kind: kindOf(v1alpha1.ConditionReason(s.LastFailureReason)),
 		RetryAfter: s.NextRetryTime.Sub(s.LastFailureTime.Time), InputsVersion: st.failedInputs}
 }
 
-func kindOf(reason string) renewal.FailureKind {
+func kindOf(reason v1alpha1.ConditionReason) renewal.FailureKind {
 	if reason == v1alpha1.ReasonInvalidCredentials || reason == v1alpha1.ReasonInvalidConfig {
 		return renewal.Persistent
 	}

@@ -27,7 +27,7 @@ func (r *Reconciler) recover(ctx context.Context, cred *v1alpha1.Credential, e *
 		changed = true
 	}
 	if st.restored || (st.resourceVersion == "" && st.token == nil && r.adopt(ctx, cred, e, st)) {
-		r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, v1alpha1.ReasonStateRestored, "Restore",
+		r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, string(v1alpha1.ReasonStateRestored), "Restore",
 			"state Secret %s was missing: recreated from the current session", StateSecretName(cred))
 		changed = true
 	}
@@ -56,7 +56,7 @@ func (r *Reconciler) interrupted(cred *v1alpha1.Credential, e *env, st *state, p
 	}
 	st.pending = nil
 	metrics.InterruptedCalls.WithLabelValues(e.metricLabels(p.Op)...).Inc()
-	r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, v1alpha1.ReasonInterrupted, "Recover",
+	r.Recorder.Eventf(cred, nil, corev1.EventTypeWarning, string(v1alpha1.ReasonInterrupted), "Recover",
 		"a %s sent to %s at %s was interrupted before its outcome was saved: %s", p.Op, p.Issuer, p.At.UTC().Format(time.RFC3339), consequence)
 }
 

@@ -210,7 +210,7 @@ func (s *restarter) sync(ctx context.Context, cred *v1alpha1.Credential, consume
 		msg = append(msg, "not found: "+strings.Join(missing, ", "))
 		if s.reported[key] != fp {
 			s.reported[key] = fp
-			s.recorder.Eventf(cred, nil, corev1.EventTypeWarning, v1alpha1.ReasonRolloutRestartFailed, "Restart",
+			s.recorder.Eventf(cred, nil, corev1.EventTypeWarning, string(v1alpha1.ReasonRolloutRestartFailed), "Restart",
 				"not restarting %s for token %s: not found", strings.Join(missing, ", "), fp)
 		}
 	}
@@ -368,7 +368,7 @@ func (s *restarter) restart(ctx context.Context, k workloadKey, now time.Time) {
 	err = s.client.Patch(ctx, o, client.RawPatch(types.MergePatchType, []byte(patch)))
 	if err != nil {
 		for name, w := range q.creds {
-			s.recorder.Eventf(credRef(k.Namespace, name, w.uid), nil, corev1.EventTypeWarning, v1alpha1.ReasonRolloutRestartFailed, "Restart",
+			s.recorder.Eventf(credRef(k.Namespace, name, w.uid), nil, corev1.EventTypeWarning, string(v1alpha1.ReasonRolloutRestartFailed), "Restart",
 				"restarting %s %s failed: %v", k.Kind, k.Name, err)
 		}
 		if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
@@ -389,7 +389,7 @@ func (s *restarter) restart(ctx context.Context, k workloadKey, now time.Time) {
 	logf.FromContext(ctx).Info("workload restarted for new tokens", "namespace", k.Namespace, "workload", k.String(), "credentials", names)
 	for _, name := range names {
 		w := q.creds[name]
-		s.recorder.Eventf(credRef(k.Namespace, name, w.uid), o, corev1.EventTypeNormal, v1alpha1.ReasonRolloutRestarted, "Restart",
+		s.recorder.Eventf(credRef(k.Namespace, name, w.uid), o, corev1.EventTypeNormal, string(v1alpha1.ReasonRolloutRestarted), "Restart",
 			"%s %s restarted for token %s (one restart for Credentials %s)", k.Kind, k.Name, w.fingerprint, strings.Join(names, ", "))
 	}
 }

@@ -189,7 +189,7 @@ func (r *Reconciler) claim(cred *v1alpha1.Credential, sec *corev1.Secret) error 
 		return nil
 	case owner == nil && sec.Labels[LabelManagedBy] == ManagedByValue && sec.Labels[LabelCredential] == names.Label(cred.Name) &&
 		sec.Labels[LabelRole] == "token":
-		r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, v1alpha1.ReasonSecretAdopted, "Adopt",
+		r.Recorder.Eventf(cred, nil, corev1.EventTypeNormal, string(v1alpha1.ReasonSecretAdopted), "Adopt",
 			"Secret %s carries this Credential's labels but had no owner: taken back", sec.Name)
 		return nil
 	case owner != nil:

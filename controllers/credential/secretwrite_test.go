@@ -27,11 +27,11 @@ func TestSecretThatCannotBeWritten(t *testing.T) {
 		f := setupWith(t, issuertest.Seed004, nil, func(c *v1alpha1.Credential) {
 			c.Spec.SecretTemplate = &v1alpha1.SecretTemplate{Labels: map[string]string{"team name": "payments"}}
 		})
-		cond := f.waitCondition(v1alpha1.ReasonInvalidConfig)
+		cond := f.waitCondition(string(v1alpha1.ReasonInvalidConfig))
 		if !strings.Contains(cond.Message, "spec.secretTemplate.labels") {
 			t.Errorf("Ready message %q does not name the field", cond.Message)
 		}
-		f.waitEvent(v1alpha1.ReasonInvalidConfig)
+		f.waitEvent(string(v1alpha1.ReasonInvalidConfig))
 	})
 	t.Run("RefusedByQuota", func(t *testing.T) {
 		t.Parallel()
@@ -43,11 +43,11 @@ func TestSecretThatCannotBeWritten(t *testing.T) {
 			setSecretQuota(t, ns, 2, 1) // the input Secret is there; the state Secret fits
 			return env.Client.Create(t.Context(), c)
 		})
-		cond := f.waitCondition(v1alpha1.ReasonSecretRejected)
+		cond := f.waitCondition(string(v1alpha1.ReasonSecretRejected))
 		if !strings.Contains(cond.Message, "exceeded quota") || !strings.Contains(cond.Message, "Secret token") {
 			t.Errorf("Ready message %q does not say what the API server refused", cond.Message)
 		}
-		f.waitEvent(v1alpha1.ReasonSecretRejected)
+		f.waitEvent(string(v1alpha1.ReasonSecretRejected))
 		logins := f.srv.Calls(issuertest.OpLogin)
 		time.Sleep(3 * time.Second)
 		if n := f.srv.Calls(issuertest.OpLogin); n != logins || logins != 1 {
@@ -87,7 +87,7 @@ func (f *fixture) waitCondition(reason string) metav1.Condition {
 	f.t.Helper()
 	var cond metav1.Condition
 	waitFor(f.t, 30*time.Second, "Ready=False "+reason, func() (bool, string) {
-		c := meta.FindStatusCondition(f.cred().Status.Conditions, v1alpha1.ConditionReady)
+		c := meta.FindStatusCondition(f.cred().Status.Conditions, string(v1alpha1.ConditionReady))
 		if c == nil {
 			return false, "no Ready condition"
 		}

@@ -122,7 +122,7 @@ func TestServiceAccountFailures(t *testing.T) {
 	spec := v1alpha1.IssuerSpec{URL: v1alpha1.EndpointURL(x.URL() + "/token"), OAuth2: &v1alpha1.OAuth2{}, ServiceAccountAudience: aud}
 	reason := func(f *fixture) (string, string) {
 		c := f.cred()
-		r := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionReady)
+		r := meta.FindStatusCondition(c.Status.Conditions, string(v1alpha1.ConditionReady))
 		if r == nil {
 			return "", ""
 		}
@@ -134,7 +134,7 @@ func TestServiceAccountFailures(t *testing.T) {
 		f := saFixture(t, x, spec, v1alpha1.ServiceAccountLogin{Name: "late-bot"}, false)
 		waitFor(t, 20*time.Second, "ServiceAccountNotFound", func() (bool, string) {
 			r, m := reason(f)
-			return r == v1alpha1.ReasonServiceAccountNotFound && strings.Contains(m, "late-bot"), r + ": " + m
+			return r == string(v1alpha1.ReasonServiceAccountNotFound) && strings.Contains(m, "late-bot"), r + ": " + m
 		})
 		must(t, env.Client.Create(t.Context(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "late-bot"}}))
 		f.waitReady(20 * time.Second)
@@ -156,7 +156,7 @@ func TestServiceAccountFailures(t *testing.T) {
 		f := saFixture(t, own, ownSpec, v1alpha1.ServiceAccountLogin{Name: "orders-bot"}, true, map[string]string{"sa-policy": ns})
 		waitFor(t, 20*time.Second, "PolicyViolation naming the audience", func() (bool, string) {
 			r, m := reason(f)
-			return r == v1alpha1.ReasonPolicyViolation && strings.Contains(m, aud), r + ": " + m
+			return r == string(v1alpha1.ReasonPolicyViolation) && strings.Contains(m, aud), r + ": " + m
 		})
 		if _, after := own.Subjects(); after != before {
 			t.Fatalf("%d requests reached the issuer for an audience the policy does not allow", after-before)
@@ -173,7 +173,7 @@ func TestServiceAccountFailures(t *testing.T) {
 		f := saFixture(t, own, ownSpec, v1alpha1.ServiceAccountLogin{Name: "orders-bot", Audience: strings.TrimSuffix(env.Config.Host, "/") + "/"}, true)
 		waitFor(t, 20*time.Second, "PolicyViolation: the API server's audience", func() (bool, string) {
 			r, m := reason(f)
-			return r == v1alpha1.ReasonPolicyViolation && strings.Contains(m, "accepted by this cluster's API server"), r + ": " + m
+			return r == string(v1alpha1.ReasonPolicyViolation) && strings.Contains(m, "accepted by this cluster's API server"), r + ": " + m
 		})
 		if _, n := own.Subjects(); n != 0 {
 			t.Fatalf("%d requests reached the issuer with a token the API server accepts", n)
@@ -185,7 +185,7 @@ func TestServiceAccountFailures(t *testing.T) {
 		f := saFixture(t, x, spec, v1alpha1.ServiceAccountLogin{Name: "orders-bot", Audience: "https://elsewhere.example.com"}, true)
 		waitFor(t, 20*time.Second, "InvalidCredentials", func() (bool, string) {
 			c := f.cred()
-			return c.Status.LastFailureReason == v1alpha1.ReasonInvalidCredentials, c.Status.LastFailureReason
+			return c.Status.LastFailureReason == string(v1alpha1.ReasonInvalidCredentials), c.Status.LastFailureReason
 		})
 	})
 }

@@ -90,11 +90,11 @@ func TestUnusableSigningKey(t *testing.T) {
 	})
 	waitFor(t, 20*time.Second, "Ready=False InvalidConfiguration naming the key", func() (bool, string) {
 		c := f.cred()
-		r := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionReady)
+		r := meta.FindStatusCondition(c.Status.Conditions, string(v1alpha1.ConditionReady))
 		if r == nil {
 			return false, "no Ready condition"
 		}
-		return r.Reason == v1alpha1.ReasonInvalidConfig && strings.Contains(r.Message, `key "key.json"`) &&
+		return r.Reason == string(v1alpha1.ReasonInvalidConfig) && strings.Contains(r.Message, `key "key.json"`) &&
 			strings.Contains(r.Message, "private_key") && strings.Contains(r.Message, "does not parse"), r.Reason + ": " + r.Message
 	})
 	if n := f.srv.Calls(issuertest.OpLogin); n != 0 {

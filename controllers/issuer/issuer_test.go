@@ -63,7 +63,7 @@ func must(t *testing.T, err error) {
 func readyOf(t *testing.T, obj v1alpha1.GenericIssuer) func() (bool, string) {
 	return func() (bool, string) {
 		must(t, env.Client.Get(t.Context(), client.ObjectKeyFromObject(obj), obj))
-		c := meta.FindStatusCondition(obj.GetStatus().Conditions, v1alpha1.ConditionReady)
+		c := meta.FindStatusCondition(obj.GetStatus().Conditions, string(v1alpha1.ConditionReady))
 		if c == nil {
 			return false, "no condition"
 		}

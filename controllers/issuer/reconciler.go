@@ -62,12 +62,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 
 	res := &resolve.Resolver{Client: r.Client, APIReader: r.APIReader, ClusterResourceNamespace: r.ClusterResourceNamespace}
 	in, err := r.check(ctx, res, iss)
-	cond := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonValid,
+	cond := metav1.Condition{Type: string(v1alpha1.ConditionReady), Status: metav1.ConditionTrue, Reason: string(v1alpha1.ReasonValid),
 		Message: "configuration valid", ObservedGeneration: iss.GetGeneration()}
 	b, blocked := resolve.AsBlocked(err)
 	switch {
 	case blocked:
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, b.Reason, b.Message
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, string(b.Reason), b.Message
 	case err != nil:
 		return ctrl.Result{}, err
 	}

@@ -81,7 +81,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 func Describe(p *v1alpha1.TokenPolicy, policies []v1alpha1.TokenPolicy, namespaces []corev1.Namespace) metav1.Condition {
 	own, err := selector(p)
 	if err != nil {
-		return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonInvalidSelector,
+		return metav1.Condition{Type: string(v1alpha1.ConditionReady), Status: metav1.ConditionFalse, Reason: string(v1alpha1.ReasonInvalidSelector),
 			Message: "spec.namespaceSelector: " + err.Error() + "; the policy selects no namespace until it is fixed"}
 	}
 	var selected []string
@@ -120,7 +120,7 @@ func Describe(p *v1alpha1.TokenPolicy, policies []v1alpha1.TokenPolicy, namespac
 		msg += fmt.Sprintf("; TokenPolicy %s also select%s some of them at the same priority %d: their defaults are taken in name order, their limits combine (the strictest wins)",
 			strings.Join(names, ", "), plural1(len(names)), p.Spec.Priority)
 	}
-	return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonPolicyInForce, Message: msg}
+	return metav1.Condition{Type: string(v1alpha1.ConditionReady), Status: metav1.ConditionTrue, Reason: string(v1alpha1.ReasonPolicyInForce), Message: msg}
 }
 
 func selector(p *v1alpha1.TokenPolicy) (labels.Selector, error) {

@@ -16,7 +16,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
@@ -220,9 +219,8 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 	delete(r.built, key)
 }
 
-func setReady(tv *v1alpha1.TokenValidator, status metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&tv.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: status,
-		Reason: reason, Message: msg, ObservedGeneration: tv.Generation})
+func setReady(tv *v1alpha1.TokenValidator, s metav1.ConditionStatus, reason v1alpha1.ConditionReason, msg string) {
+	status.SetCondition(&tv.Status.Conditions, v1alpha1.ConditionReady, s, reason, msg, tv.Generation)
 }
 
 // leading reports whether this replica writes status.

@@ -77,7 +77,7 @@ func must(t *testing.T, err error) {
 func ready(t *testing.T, key types.NamespacedName) (bool, string, *v1alpha1.TokenValidator) {
 	tv := &v1alpha1.TokenValidator{}
 	must(t, env.Client.Get(t.Context(), key, tv))
-	c := meta.FindStatusCondition(tv.Status.Conditions, v1alpha1.ConditionReady)
+	c := meta.FindStatusCondition(tv.Status.Conditions, string(v1alpha1.ConditionReady))
 	if c == nil {
 		return false, "no condition", tv
 	}
@@ -163,7 +163,7 @@ func TestMissingIssuerNotReady(t *testing.T) {
 		Issuers: []v1alpha1.IssuerReference{{Name: "nowhere"}}}}))
 	waitFor(t, 10*time.Second, "IssuerNotFound", func() (bool, string) {
 		ok, state, _ := ready(t, types.NamespacedName{Namespace: "lonely", Name: "v"})
-		return !ok && strings.HasPrefix(state, v1alpha1.ReasonIssuerNotFound), state
+		return !ok && strings.HasPrefix(state, string(v1alpha1.ReasonIssuerNotFound)), state
 	})
 	if resp := validate(t, "/validate/lonely/v", "Bearer abc"); resp.StatusCode != 404 {
 		t.Fatalf("a validator that is not Ready serves nothing: got %d", resp.StatusCode)

@@ -44,7 +44,7 @@ func TestRenew(t *testing.T) {
 	cred := &v1alpha1.Credential{}
 	testenv.WaitFor(t, 30*time.Second, "the Credential Ready", func() (bool, string) {
 		must(t, env.Client.Get(t.Context(), key, cred))
-		return meta.IsStatusConditionTrue(cred.Status.Conditions, v1alpha1.ConditionReady), "not Ready"
+		return meta.IsStatusConditionTrue(cred.Status.Conditions, string(v1alpha1.ConditionReady)), "not Ready"
 	})
 	for _, args := range [][]string{{"renew", "orders", "-n", ns, "--wait"}, {"renew", "--all", "-l", "team=shop", "-n", ns, "--wait"}} {
 		before, fp := srv.Calls(issuertest.OpLogin), cred.Status.TokenFingerprint
@@ -90,7 +90,7 @@ func TestRenewWaitFailure(t *testing.T) {
 		})
 	}
 	waitStatus("the Credential Ready", func(st *v1alpha1.CredentialStatus) bool {
-		return meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ConditionReady)
+		return meta.IsStatusConditionTrue(st.Conditions, string(v1alpha1.ConditionReady))
 	})
 	secrets := append(append([]string{"rotated-elsewhere"}, issuertest.Secrets...), srv.IssuedTokens()...)
 

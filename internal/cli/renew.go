@@ -202,7 +202,7 @@ func failedSince(st, before *v1alpha1.CredentialStatus) bool {
 // Ready condition still describes the old token while it is valid), else Ready's.
 func failure(st *v1alpha1.CredentialStatus) error {
 	reason, msg := st.LastFailureReason, ""
-	if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionIssuing); c != nil && c.Status == metav1.ConditionFalse && c.Reason == reason {
+	if c := meta.FindStatusCondition(st.Conditions, string(v1alpha1.ConditionIssuing)); c != nil && c.Status == metav1.ConditionFalse && c.Reason == reason {
 		msg = c.Message
 		// "waiting to retry at T: what failed" reads better as "what failed; next attempt at T".
 		if rest, ok := strings.CutPrefix(msg, "waiting to retry at "); ok {
@@ -210,7 +210,7 @@ func failure(st *v1alpha1.CredentialStatus) error {
 				msg = what + "; next attempt at " + at
 			}
 		}
-	} else if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionFalse {
+	} else if c := meta.FindStatusCondition(st.Conditions, string(v1alpha1.ConditionReady)); c != nil && c.Status == metav1.ConditionFalse {
 		reason, msg = or(reason, c.Reason), c.Message
 	}
 	if msg == "" {
@@ -223,7 +223,7 @@ func failure(st *v1alpha1.CredentialStatus) error {
 // (the controller's blocked state: Issuing False "waiting for the configuration to be fixed: …",
 // Ready True while the token in the Secret is valid).
 func blockedBy(st *v1alpha1.CredentialStatus) (string, bool) {
-	c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionIssuing)
+	c := meta.FindStatusCondition(st.Conditions, string(v1alpha1.ConditionIssuing))
 	msg, found := "", false
 	if c != nil && c.Status == metav1.ConditionFalse {
 		msg, found = strings.CutPrefix(c.Message, "waiting for the configuration to be fixed")

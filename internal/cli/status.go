@@ -161,7 +161,7 @@ func (s *statusOptions) run(ctx context.Context, args []string) error {
 func (s *statusOptions) summarize(cred *v1alpha1.Credential) CredentialStatus {
 	st := CredentialStatus{Namespace: cred.Namespace, Name: cred.Name, Issuer: resolve.IssuerKey(cred.Spec.IssuerRef),
 		Ready: "Unknown", SecretName: cred.Spec.SecretName}
-	if c := meta.FindStatusCondition(cred.Status.Conditions, v1alpha1.ConditionReady); c != nil {
+	if c := meta.FindStatusCondition(cred.Status.Conditions, string(v1alpha1.ConditionReady)); c != nil {
 		st.Ready, st.Reason, st.Message = string(c.Status), c.Reason, c.Message
 	}
 	cs := &cred.Status

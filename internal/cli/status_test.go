@@ -28,7 +28,7 @@ func statusCredential(t *testing.T, ns, name string, status v1alpha1.CredentialS
 }
 
 func ready(status metav1.ConditionStatus, reason, msg string) []metav1.Condition {
-	return []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: status, Reason: reason, Message: msg, LastTransitionTime: *at(-time.Hour)}}
+	return []metav1.Condition{{Type: string(v1alpha1.ConditionReady), Status: status, Reason: reason, Message: msg, LastTransitionTime: *at(-time.Hour)}}
 }
 
 // TestStatus: the table for a namespace and for -A -l, one Credential in detail with its Events
@@ -37,20 +37,20 @@ func TestStatus(t *testing.T) {
 	createNamespace(t, "cli-status", nil)
 	createNamespace(t, "cli-status-b", nil)
 	statusCredential(t, "cli-status", "orders-api", v1alpha1.CredentialStatus{
-		Conditions: ready(metav1.ConditionTrue, v1alpha1.ReasonIssued, "token valid until 2026-11-23T08:40:00Z"),
+		Conditions: ready(metav1.ConditionTrue, string(v1alpha1.ReasonIssued), "token valid until 2026-11-23T08:40:00Z"),
 		ExpiresAt:  at(40 * time.Minute), RenewalTime: at(20 * time.Minute), LastRotationTime: at(-20 * time.Minute),
 		EffectivePolicy: &v1alpha1.EffectivePolicy{Policies: []string{"team-defaults"}, SessionDuration: &metav1.Duration{Duration: time.Hour},
 			MaxSessionDuration: &metav1.Duration{Duration: 4 * time.Hour}, RenewalRule: "a third of the 1h lifetime before expiry"},
 	})
 	billing := statusCredential(t, "cli-status", "billing", v1alpha1.CredentialStatus{
-		Conditions: ready(metav1.ConditionFalse, v1alpha1.ReasonInvalidCredentials, "the issuer refused the client secret (401 invalid_client)"),
+		Conditions: ready(metav1.ConditionFalse, string(v1alpha1.ReasonInvalidCredentials), "the issuer refused the client secret (401 invalid_client)"),
 		ExpiresAt:  at(5 * time.Minute), LastRotationTime: at(-55 * time.Minute),
-		FailedAttempts: 3, LastFailureReason: v1alpha1.ReasonInvalidCredentials, LastFailureTime: at(-time.Minute), NextRetryTime: at(4 * time.Minute),
+		FailedAttempts: 3, LastFailureReason: string(v1alpha1.ReasonInvalidCredentials), LastFailureTime: at(-time.Minute), NextRetryTime: at(4 * time.Minute),
 	})
 	statusCredential(t, "cli-status-b", "wallet", v1alpha1.CredentialStatus{})
 	create(t, &corev1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: "cli-status", Name: "billing.1"},
 		InvolvedObject: corev1.ObjectReference{Kind: "Credential", APIVersion: v1alpha1.GroupVersion.String(), Namespace: "cli-status", Name: "billing", UID: billing.UID},
-		Type:           corev1.EventTypeWarning, Reason: v1alpha1.ReasonInvalidCredentials, Message: "login failed: 401 invalid_client",
+		Type:           corev1.EventTypeWarning, Reason: string(v1alpha1.ReasonInvalidCredentials), Message: "login failed: 401 invalid_client",
 		FirstTimestamp: metav1.Time{Time: now.Add(-10 * time.Minute)}, LastTimestamp: metav1.Time{Time: now.Add(-time.Minute)}, Count: 3,
 		Source: corev1.EventSource{Component: "tokenkeeper"}})
 
@@ -101,7 +101,7 @@ func TestStatus(t *testing.T) {
 func TestStatusTargetSecret(t *testing.T) {
 	createNamespace(t, "cli-target", nil)
 	statusCredential(t, "cli-target", "orders-api", v1alpha1.CredentialStatus{
-		Conditions: ready(metav1.ConditionTrue, v1alpha1.ReasonIssued, "ok"), ExpiresAt: at(40 * time.Minute)})
+		Conditions: ready(metav1.ConditionTrue, string(v1alpha1.ReasonIssued), "ok"), ExpiresAt: at(40 * time.Minute)})
 	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "cli-target", Name: "orders-api-token",
 		Annotations: map[string]string{"tokenkeeper.io/expires-at": now.Add(10 * time.Minute).Format(time.RFC3339)}}})
 	r := run(t, "", "status", "orders-api", "-n", "cli-target")
@@ -116,7 +116,7 @@ func TestStatusTargetSecret(t *testing.T) {
 func TestStatusConsumers(t *testing.T) {
 	createNamespace(t, "cli-consumers", nil)
 	statusCredential(t, "cli-consumers", "api", v1alpha1.CredentialStatus{
-		Conditions: ready(metav1.ConditionTrue, v1alpha1.ReasonIssued, "token valid"),
+		Conditions: ready(metav1.ConditionTrue, string(v1alpha1.ReasonIssued), "token valid"),
 		Consumers: []v1alpha1.SecretConsumer{{Kind: "Deployment", Name: "web", Via: []v1alpha1.SecretUse{v1alpha1.SecretUseEnv}},
 			{Kind: "StatefulSet", Name: "db", Via: []v1alpha1.SecretUse{v1alpha1.SecretUseVolume, v1alpha1.SecretUseEnvFrom}}},
 		ConsumerCount: 3,

@@ -222,7 +222,7 @@ func (t *testIssuerOptions) credentialFor(ctx context.Context, ns, name string) 
 }
 
 func (t *testIssuerOptions) view(res *login.DryRunResult, err error) DryRun {
-	out := DryRun{Issuer: res.Issuer, Policies: res.Policy.Policies, Exchanges: res.Exchanges, Revoked: res.Revoked, Reason: res.Reason}
+	out := DryRun{Issuer: res.Issuer, Policies: res.Policy.Policies, Exchanges: res.Exchanges, Revoked: res.Revoked, Reason: string(res.Reason)}
 	if out.Exchanges == nil {
 		out.Exchanges = []issuer.Exchange{}
 	}

@@ -71,13 +71,13 @@ spec:
 	}
 	// Refused: exit code 2 and the reason the status would show.
 	r = run(t, "", "test-issuer", "corp-sso", "--secret", "wrong-client", "-n", ns)
-	if r.code != ExitLoginFailed || !strings.Contains(r.err, v1alpha1.ReasonInvalidCredentials) || !strings.Contains(r.out, "Reason:   InvalidCredentials") {
+	if r.code != ExitLoginFailed || !strings.Contains(r.err, string(v1alpha1.ReasonInvalidCredentials)) || !strings.Contains(r.out, "Reason:   InvalidCredentials") {
 		t.Errorf("refused login: %d\n%s\n%s", r.code, r.out, r.err)
 	}
 	// A missing input Secret is the controller's SecretNotFound, before any request.
 	before := srv.Calls(issuertest.OpLogin)
 	r = run(t, "", "test-issuer", "corp-sso", "--secret", "missing", "-n", ns)
-	if r.code != ExitLoginFailed || !strings.Contains(r.err, v1alpha1.ReasonSecretNotFound) || srv.Calls(issuertest.OpLogin) != before {
+	if r.code != ExitLoginFailed || !strings.Contains(r.err, string(v1alpha1.ReasonSecretNotFound)) || srv.Calls(issuertest.OpLogin) != before {
 		t.Errorf("missing Secret: %d %q", r.code, r.err)
 	}
 	// A refresh-token login is never tried: it would spend the Secret's refresh token.

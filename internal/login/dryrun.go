@@ -39,7 +39,7 @@ type DryRunResult struct {
 	Revoked     bool
 	RevokeError string
 	// Reason is the condition reason the controller would set for the error, "" on success.
-	Reason string
+	Reason v1alpha1.ConditionReason
 }
 
 // DryRun logs in once for cred exactly as the controller would — the same Prepare (resolution of
@@ -105,7 +105,7 @@ func DryRun(ctx context.Context, c client.Client, cred *v1alpha1.Credential, clu
 
 // Reason is the condition reason the controller sets for err: a blocked configuration's own,
 // else the issuer failure's (IssuerReason).
-func Reason(err error) string {
+func Reason(err error) v1alpha1.ConditionReason {
 	if b, ok := resolve.AsBlocked(err); ok {
 		return b.Reason
 	}
@@ -113,7 +113,7 @@ func Reason(err error) string {
 }
 
 // IssuerReason is the condition reason of a failed issuer call.
-func IssuerReason(err error) string {
+func IssuerReason(err error) v1alpha1.ConditionReason {
 	if errors.Is(err, issuer.ErrTokenRejected) {
 		return v1alpha1.ReasonTokenRejected
 	}

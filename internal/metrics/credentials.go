@@ -120,7 +120,7 @@ func collectCredential(ch chan<- prometheus.Metric, cred *v1alpha1.Credential) {
 	for _, cond := range []struct {
 		typ  string
 		desc *prometheus.Desc
-	}{{v1alpha1.ConditionReady, credentialReady}, {v1alpha1.ConditionIssuing, credentialIssuing}} {
+	}{{string(v1alpha1.ConditionReady), credentialReady}, {string(v1alpha1.ConditionIssuing), credentialIssuing}} {
 		value, reason := 0.0, ""
 		if c := meta.FindStatusCondition(s.Conditions, cond.typ); c != nil {
 			reason = c.Reason

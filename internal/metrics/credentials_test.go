@@ -39,8 +39,8 @@ func TestCredentialCollector(t *testing.T) {
 				ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "api"},
 				Spec:       v1alpha1.CredentialSpec{IssuerRef: v1alpha1.IssuerReference{Kind: v1alpha1.IssuerKindNamespaced, Name: "acme"}},
 				Status: v1alpha1.CredentialStatus{
-					Conditions: []metav1.Condition{cond(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonIssued),
-						cond(v1alpha1.ConditionIssuing, metav1.ConditionFalse, v1alpha1.ReasonIdle)},
+					Conditions: []metav1.Condition{cond(string(v1alpha1.ConditionReady), metav1.ConditionTrue, string(v1alpha1.ReasonIssued)),
+						cond(string(v1alpha1.ConditionIssuing), metav1.ConditionFalse, string(v1alpha1.ReasonIdle))},
 					ExpiresAt: at(2000), RenewalTime: at(1800), LastRotationTime: at(1000),
 				},
 			},
@@ -59,8 +59,8 @@ tokenkeeper_credential_failed_attempts{credential="api",issuer_kind="Issuer",iss
 				ObjectMeta: metav1.ObjectMeta{Namespace: "team-b", Name: "api"},
 				Spec:       v1alpha1.CredentialSpec{IssuerRef: v1alpha1.IssuerReference{Kind: v1alpha1.IssuerKindCluster, Name: "shared"}},
 				Status: v1alpha1.CredentialStatus{
-					Conditions:     []metav1.Condition{cond(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonIssuerUnavailable)},
-					FailedAttempts: 3, LastFailureReason: v1alpha1.ReasonIssuerUnavailable, NextRetryTime: at(1500),
+					Conditions:     []metav1.Condition{cond(string(v1alpha1.ConditionReady), metav1.ConditionFalse, string(v1alpha1.ReasonIssuerUnavailable))},
+					FailedAttempts: 3, LastFailureReason: string(v1alpha1.ReasonIssuerUnavailable), NextRetryTime: at(1500),
 				},
 			},
 			want: `
@@ -88,9 +88,9 @@ tokenkeeper_credential_failed_attempts{credential="new",issuer_kind="Issuer",iss
 				ObjectMeta: metav1.ObjectMeta{Namespace: "team-d", Name: "api"},
 				Spec:       v1alpha1.CredentialSpec{IssuerRef: v1alpha1.IssuerReference{Kind: v1alpha1.IssuerKindNamespaced, Name: "acme"}},
 				Status: v1alpha1.CredentialStatus{
-					Conditions: []metav1.Condition{cond(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonIssued),
-						cond(v1alpha1.ConditionIssuing, metav1.ConditionFalse, v1alpha1.ReasonPolicyViolation)},
-					ExpiresAt: at(2000), LastFailureReason: v1alpha1.ReasonPolicyViolation,
+					Conditions: []metav1.Condition{cond(string(v1alpha1.ConditionReady), metav1.ConditionTrue, string(v1alpha1.ReasonIssued)),
+						cond(string(v1alpha1.ConditionIssuing), metav1.ConditionFalse, string(v1alpha1.ReasonPolicyViolation))},
+					ExpiresAt: at(2000), LastFailureReason: string(v1alpha1.ReasonPolicyViolation),
 				},
 			},
 			want: `

@@ -23,14 +23,14 @@ import (
 // Blocked is a reason an object cannot be served until someone changes something: a missing
 // issuer or Secret, an invalid configuration, a policy violation. Other errors are transient.
 type Blocked struct {
-	Reason  string // a condition reason: IssuerNotFound, SecretNotFound, PolicyViolation, …
+	Reason  v1alpha1.ConditionReason // IssuerNotFound, SecretNotFound, PolicyViolation, …
 	Message string
 }
 
 func (b *Blocked) Error() string { return b.Message }
 
 // Block returns a *Blocked error.
-func Block(reason, format string, args ...any) error {
+func Block(reason v1alpha1.ConditionReason, format string, args ...any) error {
 	return &Blocked{Reason: reason, Message: fmt.Sprintf(format, args...)}
 }
 

@@ -32,7 +32,7 @@ func TestBlockedReasons(t *testing.T) {
 		must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"team": "a"}}}))
 	}
 	r := &resolve.Resolver{Client: c, APIReader: c, ClusterResourceNamespace: "tokenkeeper-system"}
-	blocked := func(t *testing.T, err error, reason, msg string) {
+	blocked := func(t *testing.T, err error, reason v1alpha1.ConditionReason, msg string) {
 		t.Helper()
 		b, ok := resolve.AsBlocked(err)
 		if !ok || b.Reason != reason || b.Message != msg {

@@ -8,7 +8,11 @@ import (
 	"context"
 	"encoding/json"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
 )
 
 // Patch writes obj's status when it differs from before's. The statuses are compared as the API
@@ -30,4 +34,16 @@ func Patch[T client.Object](ctx context.Context, c client.StatusClient, before, 
 		return nil
 	}
 	return client.IgnoreNotFound(c.Status().Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})))
+}
+
+// SetCondition sets one condition, typed as the API declares types and reasons, with the
+// object's generation (meta.SetStatusCondition: the transition time moves only when the status
+// does).
+func SetCondition(conds *[]metav1.Condition, typ v1alpha1.ConditionType, s metav1.ConditionStatus, reason v1alpha1.ConditionReason, msg string, generation int64) {
+	meta.SetStatusCondition(conds, metav1.Condition{Type: string(typ), Status: s, Reason: string(reason), Message: msg, ObservedGeneration: generation})
+}
+
+// Condition is the condition of type typ, or nil.
+func Condition(conds []metav1.Condition, typ v1alpha1.ConditionType) *metav1.Condition {
+	return meta.FindStatusCondition(conds, string(typ))
 }

@@ -207,7 +207,7 @@ func waitAllReady(t *testing.T, env *testenv.Env, creds []credential, timeout ti
 			if err := env.Client.Get(t.Context(), cr.key, cred); err != nil {
 				return false, err.Error()
 			}
-			cond := meta.FindStatusCondition(cred.Status.Conditions, v1alpha1.ConditionReady)
+			cond := meta.FindStatusCondition(cred.Status.Conditions, string(v1alpha1.ConditionReady))
 			if cond == nil || cond.Status != metav1.ConditionTrue {
 				return false, fmt.Sprintf("%s not Ready: %+v", cr.key, cond)
 			}

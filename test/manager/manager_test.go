@@ -143,7 +143,7 @@ func clusterIssuerReady(t *testing.T, env *testenv.Env, name string) {
 		if err := env.Client.Get(t.Context(), types.NamespacedName{Name: name}, iss); err != nil {
 			return err
 		}
-		if !meta.IsStatusConditionTrue(iss.Status.Conditions, v1alpha1.ConditionReady) {
+		if !meta.IsStatusConditionTrue(iss.Status.Conditions, string(v1alpha1.ConditionReady)) {
 			return fmt.Errorf("conditions %v", iss.Status.Conditions)
 		}
 		return nil

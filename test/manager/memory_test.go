@@ -67,8 +67,8 @@ func TestTenantsCannotExhaustMemory(t *testing.T) {
 		for i := range tenants {
 			cred := &v1alpha1.Credential{}
 			must(c.Get(ctx, types.NamespacedName{Namespace: fmt.Sprintf("tenant-%02d", i), Name: "cred"}, cred))
-			cond := meta.FindStatusCondition(cred.Status.Conditions, v1alpha1.ConditionReady)
-			if cond == nil || cond.Reason != v1alpha1.ReasonInvalidConfig || !strings.Contains(cond.Message, "MaxTokenLength") {
+			cond := meta.FindStatusCondition(cred.Status.Conditions, string(v1alpha1.ConditionReady))
+			if cond == nil || cond.Reason != string(v1alpha1.ReasonInvalidConfig) || !strings.Contains(cond.Message, "MaxTokenLength") {
 				return fmt.Errorf("tenant %d: %v", i, cond)
 			}
 		}

@@ -74,7 +74,7 @@ func TestManagerServesSDS(t *testing.T) {
 		if err := c.Get(ctx, key, cred); err != nil {
 			t.Fatal(err)
 		}
-		if !meta.IsStatusConditionTrue(cred.Status.Conditions, v1alpha1.ConditionReady) {
+		if !meta.IsStatusConditionTrue(cred.Status.Conditions, string(v1alpha1.ConditionReady)) {
 			return ""
 		}
 		return cred.Status.TokenFingerprint

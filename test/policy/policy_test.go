@@ -151,7 +151,7 @@ func get(t *testing.T, key types.NamespacedName) *v1alpha1.Credential {
 }
 
 func readyState(c *v1alpha1.Credential) (bool, string) {
-	cond := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionReady)
+	cond := meta.FindStatusCondition(c.Status.Conditions, string(v1alpha1.ConditionReady))
 	if cond == nil {
 		return false, "no Ready condition"
 	}

@@ -100,7 +100,7 @@ func TestDisallowedIssuerNeverCalled(t *testing.T) {
 	key := credential(t, ns, srv, false, nil)
 	waitFor(t, 10*time.Second, "SecretNotFound", func() (bool, string) {
 		_, s := readyState(get(t, key))
-		return strings.HasPrefix(s, v1alpha1.ReasonSecretNotFound), s
+		return strings.HasPrefix(s, string(v1alpha1.ReasonSecretNotFound)), s
 	})
 	locked := &v1alpha1.TokenPolicy{ObjectMeta: metav1.ObjectMeta{Name: ns + "-locked"}, Spec: v1alpha1.TokenPolicySpec{
 		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"locked": "true"}},
@@ -117,7 +117,7 @@ func TestDisallowedIssuerNeverCalled(t *testing.T) {
 	must(t, env.Client.Create(t.Context(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "login"}, StringData: srv.InputSecretData()}))
 	waitFor(t, 10*time.Second, "PolicyViolation", func() (bool, string) {
 		_, s := readyState(get(t, key))
-		return strings.HasPrefix(s, v1alpha1.ReasonPolicyViolation) && strings.Contains(s, `TokenPolicy "`+locked.Name+`"`), s
+		return strings.HasPrefix(s, string(v1alpha1.ReasonPolicyViolation)) && strings.Contains(s, `TokenPolicy "`+locked.Name+`"`), s
 	})
 	time.Sleep(3 * time.Second)
 	if n := srv.Calls(issuertest.OpLogin) + srv.Calls(issuertest.OpRefresh); n != 0 {
@@ -135,8 +135,8 @@ func TestDisallowedIssuerNeverCalled(t *testing.T) {
 	calls := srv.Calls(issuertest.OpLogin) + srv.Calls(issuertest.OpRefresh)
 	// The token in the Secret stays valid a while: Ready until it expires, the reason on Issuing.
 	waitFor(t, 10*time.Second, "Issuing=False PolicyViolation", func() (bool, string) {
-		c := meta.FindStatusCondition(get(t, key).Status.Conditions, v1alpha1.ConditionIssuing)
-		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == v1alpha1.ReasonPolicyViolation, fmt.Sprint(c)
+		c := meta.FindStatusCondition(get(t, key).Status.Conditions, string(v1alpha1.ConditionIssuing))
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == string(v1alpha1.ReasonPolicyViolation), fmt.Sprint(c)
 	})
 	// Nothing renews while the policy forbids it: status shows no renewal or retry time (v0.2
 	// said "renews 62s ago"), and names the policy in force (v0.2 said "none" beside the
@@ -153,7 +153,7 @@ func TestDisallowedIssuerNeverCalled(t *testing.T) {
 		t.Fatalf("%d requests reached the issuer while disallowed", n-calls)
 	}
 	// The 20-s token has expired meanwhile: Ready=False with the policy's reason.
-	if ok, s := readyState(get(t, key)); ok || !strings.HasPrefix(s, v1alpha1.ReasonPolicyViolation) {
+	if ok, s := readyState(get(t, key)); ok || !strings.HasPrefix(s, string(v1alpha1.ReasonPolicyViolation)) {
 		t.Errorf("after the token expired: %s, want Ready=False PolicyViolation", s)
 	}
 	if token(t, ns) != good {
@@ -177,7 +177,7 @@ func TestPolicyStatusNamesItsNamespaces(t *testing.T) {
 		waitFor(t, 15*time.Second, "TokenPolicy Ready: "+want, func() (bool, string) {
 			got := &v1alpha1.TokenPolicy{}
 			must(t, env.Client.Get(t.Context(), client.ObjectKeyFromObject(p), got))
-			c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady)
+			c := meta.FindStatusCondition(got.Status.Conditions, string(v1alpha1.ConditionReady))
 			return c != nil && c.Status == metav1.ConditionTrue && c.Message == want && got.Status.ObservedGeneration == got.Generation, fmt.Sprint(c)
 		})
 	}

@@ -356,7 +356,7 @@ func ready(ctx context.Context, t testing.TB, c client.Client) (readyN, total in
 	}
 	for _, cr := range list.Items {
 		for _, cond := range cr.Status.Conditions {
-			if cond.Type == v1alpha1.ConditionReady && cond.Status == metav1.ConditionTrue {
+			if cond.Type == string(v1alpha1.ConditionReady) && cond.Status == metav1.ConditionTrue {
 				readyN++
 			}
 		}
