@@ -166,7 +166,7 @@ func (s *suite) deployIssuers(t *testing.T) {
 		}
 		var notReady []string
 		for _, cr := range list.Items {
-			if !meta.IsStatusConditionTrue(cr.Status.Conditions, v1alpha1.ConditionReady) {
+			if !meta.IsStatusConditionTrue(cr.Status.Conditions, string(v1alpha1.ConditionReady)) {
 				notReady = append(notReady, cr.Name)
 			}
 		}

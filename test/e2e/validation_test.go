@@ -47,7 +47,7 @@ func (s *suite) validation(t *testing.T) {
 		if err := s.c.Get(t.Context(), types.NamespacedName{Namespace: appNS, Name: validatorName}, tv); err != nil {
 			return false, err.Error()
 		}
-		return meta.IsStatusConditionTrue(tv.Status.Conditions, v1alpha1.ConditionReady), fmt.Sprint(tv.Status.Conditions)
+		return meta.IsStatusConditionTrue(tv.Status.Conditions, string(v1alpha1.ConditionReady)), fmt.Sprint(tv.Status.Conditions)
 	})
 	genuine := s.currentToken(t, issuertest.OAuth2)
 	// The Service, and each replica by its pod address: every replica serves every validator.

@@ -57,7 +57,7 @@ func (s *suite) workloadIdentity(t *testing.T) {
 		if err := s.c.Get(t.Context(), types.NamespacedName{Namespace: appNS, Name: "sts"}, c); err != nil {
 			return false, err.Error()
 		}
-		r := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionReady)
+		r := meta.FindStatusCondition(c.Status.Conditions, string(v1alpha1.ConditionReady))
 		return r != nil && r.Status == metav1.ConditionTrue, fmt.Sprintf("%+v", r)
 	})
 	subjects, _ := x.Subjects()
