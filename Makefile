@@ -110,7 +110,7 @@ helm-lint: $(HELM) ## Lint the Helm chart and render it with every option.
 	$(HELM) template tokenkeeper charts/tokenkeeper -n tokenkeeper-system >/dev/null
 
 .PHONY: bench
-bench: envtest-assets $(OATHKEEPER) $(OAUTH2_PROXY) $(GHZ) $(OPA_EXT_AUTHZ) ## Benchmark token validation (medians of 5 runs), against Oathkeeper and oauth2-proxy, ext_authz over gRPC, then the manager at scale (test/scale, about 45 min).
+bench: envtest-assets $(OATHKEEPER) $(OAUTH2_PROXY) $(GHZ) $(OPA_EXT_AUTHZ) ## Benchmark token validation (medians of 5 runs), against Oathkeeper and oauth2-proxy, ext_authz over gRPC, then the manager at scale (test/scale, about 50 min).
 	hack/bench.sh
 	$(MAKE) --no-print-directory bench-peers
 	$(MAKE) --no-print-directory bench-grpc
@@ -122,7 +122,7 @@ bench-peers: $(OATHKEEPER) $(OAUTH2_PROXY) ## Only validation against Ory Oathke
 		go test -tags bench -count=1 -timeout=1h -run TestPeers -v ./test/peers/ | grep -v '^=== RUN'
 
 .PHONY: bench-grpc
-bench-grpc: $(GHZ) $(OPA_EXT_AUTHZ) ## Only ext_authz over gRPC against the HTTP path and OPA (test/peers, ghz; about 7 min): BENCH_GRPC_ROUNDS, BENCH_GRPC_ROUND, BENCH_GRPC_TOKENS, BENCH_GRPC_CLIENTS, BENCH_GRPC_CONNECTIONS.
+bench-grpc: $(GHZ) $(OPA_EXT_AUTHZ) ## Only ext_authz over gRPC against the HTTP path and OPA (test/peers, ghz; about 13 min on 2 cores): BENCH_GRPC_ROUNDS, BENCH_GRPC_ROUND, BENCH_GRPC_TOKENS, BENCH_GRPC_CLIENTS, BENCH_GRPC_CONNECTIONS.
 	BENCH_GHZ="$(GHZ)" BENCH_OPA_EXT_AUTHZ="$(OPA_EXT_AUTHZ)" \
 		go test -tags bench -count=1 -timeout=1h -run TestGRPC -v ./test/peers/ | grep -v '^=== RUN'
 
