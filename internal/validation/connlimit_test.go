@@ -2,6 +2,7 @@ package validation
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -259,7 +260,9 @@ func raiseFileLimit(t *testing.T, need uint64) {
 }
 
 // serveOnLoopback serves l on a free loopback port until the test ends and returns its address.
-func serveOnLoopback(t testing.TB, l *Listener) string {
+func serveOnLoopback(t testing.TB, l interface {
+	serve(context.Context, net.Listener) error
+}) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

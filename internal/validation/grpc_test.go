@@ -38,11 +38,13 @@ func startExtAuthz(t testing.TB, s *Server, def string, withTLS bool) extAuthzLi
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &Listener{Handler: GRPCHandler(a.GRPCServer(), s), H2C: !withTLS}
 	var out extAuthzListener
-	if withTLS {
-		l.CertDir, out.clientTLS = writeServingCert(t.(*testing.T)) // benchmarks use h2c
+	if !withTLS { // benchmarks use h2c: grpc-go's own transport, as --ext-authz-h2c-bind-address serves it
+		out.addr = serveOnLoopback(t, &GRPCListener{ExtAuthz: a})
+		return out
 	}
+	l := &Listener{Handler: GRPCHandler(a.GRPCServer(), s)}
+	l.CertDir, out.clientTLS = writeServingCert(t.(*testing.T))
 	out.addr = serveOnLoopback(t, l)
 	return out
 }

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -60,44 +59,40 @@ bearer_token := t if {
 }
 `
 
-// grpcServer is an ext_authz server under load: its process and its h2c address.
+// grpcServer is an ext_authz server under load: its process, its h2c address and the address
+// of its /healthz and pprof endpoints.
 type grpcServer struct {
 	*server
-	addr string
+	addr, http string
 }
 
-// selfGRPC runs tokenkeeper's ext_authz: mode "tokenkeeper-grpc" as the manager serves it (h2c,
-// grpc-go behind net/http's HTTP/2 server, beside /validate), or "tokenkeeper-grpc-native" on
-// grpc-go's own transport (with /healthz on a second port for readiness).
+// selfGRPC runs tokenkeeper's ext_authz: mode "tokenkeeper-grpc" as the manager serves it on
+// --ext-authz-h2c-bind-address (validation.GRPCListener: grpc-go's own transport, with /healthz
+// on a second port for readiness), or "tokenkeeper-grpc-shared" the way the TLS validation port
+// serves it (grpc-go behind net/http's HTTP/2 server, beside /validate), here over h2c.
 func selfGRPC(t *testing.T, name, mode, iss string) *grpcServer {
 	addr := freeAddr(t)
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), serveEnv+"="+mode, serveAddrEnv+"="+addr, serveIssuerEnv+"="+iss)
-	ready := "http://" + addr + "/healthz"
-	if mode == "tokenkeeper-grpc-native" {
-		health := freeAddr(t)
-		cmd.Env = append(cmd.Env, serveHealthEnv+"="+health)
-		ready = "http://" + health + "/healthz"
+	httpAddr := addr
+	if mode == "tokenkeeper-grpc" {
+		httpAddr = freeAddr(t)
+		cmd.Env = append(cmd.Env, serveHealthEnv+"="+httpAddr)
 	}
-	return &grpcServer{start(t, name, cmd, "", 0, ready), addr}
+	return &grpcServer{start(t, name, cmd, "", 0, "http://"+httpAddr+"/healthz"), addr, httpAddr}
 }
 
-// serveHealthEnv is the HTTP address of mode tokenkeeper-grpc-native's /healthz.
+// serveHealthEnv is the HTTP address of mode tokenkeeper-grpc's /healthz.
 const serveHealthEnv = "TOKENKEEPER_PEERS_HEALTH_ADDR"
 
-// serveNative serves the Authorization service of srv with grpc-go's own server on addr, and
-// mux (/healthz) over HTTP on serveHealthEnv's address.
-func serveNative(ctx context.Context, srv *validation.Server, addr string, mux http.Handler) error {
+// serveGRPC serves the Authorization service of srv as the manager's h2c port does on addr, and
+// mux (/healthz, pprof) over HTTP on serveHealthEnv's address.
+func serveGRPC(ctx context.Context, srv *validation.Server, addr string, mux http.Handler) error {
 	a, err := validation.NewExtAuthz(srv, "")
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	g := a.GRPCServer()
-	go func() { _ = g.Serve(ln) }()
+	go func() { _ = (&validation.GRPCListener{Addr: addr, ExtAuthz: a}).Start(ctx) }()
 	return (&validation.Listener{Addr: os.Getenv(serveHealthEnv), Handler: mux}).Start(ctx)
 }
 
@@ -128,7 +123,7 @@ func opaExtAuthz(t *testing.T, bin string, p *idp) *grpcServer {
 			t.Logf("%s output:\n%s", s.name, tail(s.output.String(), 4000))
 		}
 	})
-	g := &grpcServer{s, addr}
+	g := &grpcServer{s, addr, ""}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		c := g.dial(t, 1)
@@ -441,13 +436,13 @@ func TestGRPC(t *testing.T) {
 
 	httpTK := self(t, "tokenkeeper", p.URL)
 	grpcTK := selfGRPC(t, "tokenkeeper gRPC", "tokenkeeper-grpc", p.URL)
-	nativeTK := selfGRPC(t, "tokenkeeper on grpc-go's transport", "tokenkeeper-grpc-native", p.URL)
+	sharedTK := selfGRPC(t, "tokenkeeper gRPC through net/http", "tokenkeeper-grpc-shared", p.URL)
 	opa := opaExtAuthz(t, opaBin, p)
 	rejects(t, httpTK, forged)
-	for _, g := range []*grpcServer{grpcTK, nativeTK, opa} {
+	for _, g := range []*grpcServer{grpcTK, sharedTK, opa} {
 		checkDecisions(t, g, distinct[:100], forged)
 	}
-	tkConns, nativeConns, opaConns := grpcTK.dial(t, conns), nativeTK.dial(t, conns), opa.dial(t, conns)
+	tkConns, sharedConns, opaConns := grpcTK.dial(t, conns), sharedTK.dial(t, conns), opa.dial(t, conns)
 
 	type run struct {
 		name string
@@ -463,11 +458,11 @@ func TestGRPC(t *testing.T) {
 		{"tokenkeeper gRPC Check (ghz)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
 			return ghzRun(t, ghzBin, protosetFile, grpcTK, clients, conns, d, toks, pos, perRun)
 		}},
-		{"tokenkeeper on grpc-go's transport (grpc-go client)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
-			return loadGRPC(t, nativeTK, nativeConns, clients, d, toks, pos)
+		{"tokenkeeper gRPC through net/http, the TLS port's path (grpc-go client)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
+			return loadGRPC(t, sharedTK, sharedConns, clients, d, toks, pos)
 		}},
-		{"tokenkeeper on grpc-go's transport (ghz)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
-			return ghzRun(t, ghzBin, protosetFile, nativeTK, clients, conns, d, toks, pos, perRun)
+		{"tokenkeeper gRPC through net/http, the TLS port's path (ghz)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
+			return ghzRun(t, ghzBin, protosetFile, sharedTK, clients, conns, d, toks, pos, perRun)
 		}},
 		{"OPA ext_authz (grpc-go client)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
 			return loadGRPC(t, opa, opaConns, clients, d, toks, pos)
@@ -480,15 +475,18 @@ func TestGRPC(t *testing.T) {
 	results := map[string]map[string][]result{"repeated": {}, "distinct": {}}
 	// Each server walks the distinct tokens with its own position, kept across rounds and
 	// generators, so no token comes back to a server before all the others have.
-	servers := map[string]*atomic.Uint64{"tokenkeeper HTTP": {}, "tokenkeeper gRPC": {}, "tokenkeeper on grpc-go's transport": {}, "OPA": {}}
-	position := func(name string) *atomic.Uint64 {
-		for prefix, pos := range servers {
-			if strings.HasPrefix(name, prefix+" ") {
-				return pos
+	servers := map[string]*atomic.Uint64{"tokenkeeper HTTP": {}, "tokenkeeper gRPC": {}, "tokenkeeper gRPC through net/http": {}, "OPA": {}}
+	position := func(name string) *atomic.Uint64 { // the server whose name is the longest prefix
+		var best string
+		for prefix := range servers {
+			if strings.HasPrefix(name, prefix+" ") && len(prefix) > len(best) {
+				best = prefix
 			}
 		}
-		t.Fatalf("no position for %s", name)
-		return nil
+		if best == "" {
+			t.Fatalf("no position for %s", name)
+		}
+		return servers[best]
 	}
 	for r := range rounds {
 		order := slices.Clone(runs)
@@ -503,7 +501,7 @@ func TestGRPC(t *testing.T) {
 				}
 				rn.do(toks, pos, round/5) // warm up: connections, the repeated token cached
 				if profile := os.Getenv("BENCH_GRPC_CPU_PROFILE"); profile != "" && r == 0 && c == "repeated" && rn.name == runs[1].name {
-					go saveProfile(t, &server{url: "http://" + grpcTK.addr + "/validate/bench/v"}, profile, round-time.Second)
+					go saveProfile(t, &server{url: "http://" + grpcTK.http + "/validate/bench/v"}, profile, round-time.Second)
 				}
 				results[c][rn.name] = append(results[c][rn.name], rn.do(toks, pos, round))
 			}
@@ -541,8 +539,8 @@ func TestGRPC(t *testing.T) {
 		{"tokenkeeper gRPC (ghz) / tokenkeeper HTTP (Go net/http)", runs[2].name, runs[0].name, ""},
 		{"tokenkeeper gRPC / OPA ext_authz (ghz)", runs[2].name, runs[6].name, "≥ 2"},
 		{"tokenkeeper gRPC / OPA ext_authz (grpc-go client)", runs[1].name, runs[5].name, "≥ 2"},
-		{"tokenkeeper on grpc-go's transport / tokenkeeper HTTP (like Go generators)", runs[3].name, runs[0].name, ""},
-		{"tokenkeeper on grpc-go's transport / OPA ext_authz (ghz)", runs[4].name, runs[6].name, ""},
+		{"tokenkeeper gRPC through net/http / tokenkeeper HTTP (like Go generators)", runs[3].name, runs[0].name, ""},
+		{"tokenkeeper gRPC through net/http / OPA ext_authz (ghz)", runs[4].name, runs[6].name, ""},
 	} {
 		fmt.Printf("| %s | %.2f | %.2f | %s |\n", row.label, ratio("repeated", row.a, row.b), ratio("distinct", row.a, row.b), row.target)
 	}

@@ -51,7 +51,7 @@ const (
 	audience = "bench"
 	kid      = "bench-rsa"
 	// serveEnv makes the test binary a server process instead of running tests: "tokenkeeper",
-	// "tokenkeeper-grpc", "tokenkeeper-grpc-native" or "bare", listening on serveAddrEnv and trusting serveIssuerEnv.
+	// "tokenkeeper-grpc", "tokenkeeper-grpc-shared" or "bare", listening on serveAddrEnv and trusting serveIssuerEnv.
 	serveEnv       = "TOKENKEEPER_PEERS_SERVE"
 	serveAddrEnv   = "TOKENKEEPER_PEERS_ADDR"
 	serveIssuerEnv = "TOKENKEEPER_PEERS_ISSUER"
@@ -84,7 +84,7 @@ func serve(mode, addr, iss string) error {
 			w.WriteHeader(http.StatusOK)
 		})
 		return (&validation.Listener{Addr: addr, Handler: bare}).Start(ctx)
-	case "tokenkeeper", "tokenkeeper-grpc", "tokenkeeper-grpc-native":
+	case "tokenkeeper", "tokenkeeper-grpc", "tokenkeeper-grpc-shared":
 		keys := validation.NewKeySet(iss+"/jwks", &http.Client{Timeout: 10 * time.Second}, clock.RealClock{})
 		if err := keys.Refresh(ctx); err != nil {
 			return err
@@ -99,14 +99,14 @@ func serve(mode, addr, iss string) error {
 		mux.Handle("/metrics", promhttp.HandlerFor(ctrlmetrics.Registry, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		l := &validation.Listener{Addr: addr, Handler: mux}
-		if mode == "tokenkeeper-grpc-native" {
-			// The same Authorization service on grpc-go's own HTTP/2 transport instead of
-			// net/http's: not what the manager runs, what it would gain (grpc_test.go).
-			return serveNative(ctx, srv, addr, mux)
-		}
 		if mode == "tokenkeeper-grpc" {
-			// ext_authz as the manager serves it with --ext-authz-h2c-bind-address: the gRPC
-			// service beside the HTTP endpoints on one plaintext HTTP/2 port (grpc_test.go).
+			// ext_authz as the manager serves it with --ext-authz-h2c-bind-address: grpc-go's own
+			// HTTP/2 transport (grpc_test.go).
+			return serveGRPC(ctx, srv, addr, mux)
+		}
+		if mode == "tokenkeeper-grpc-shared" {
+			// ext_authz the way the TLS validation port serves it: the gRPC service beside the
+			// HTTP endpoints behind net/http's HTTP/2 server, here in plaintext (grpc_test.go).
 			a, err := validation.NewExtAuthz(srv, "")
 			if err != nil {
 				return err
