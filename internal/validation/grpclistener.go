@@ -32,6 +32,8 @@ type GRPCListener struct {
 	MaxConnectionsPerClient int
 	// maxConnections overrides MaxConnections, for tests.
 	maxConnections int
+	// conns is the serving listener, for tests.
+	conns *grpcConns
 }
 
 // NeedLeaderElection: every replica serves validations.
@@ -55,6 +57,7 @@ func (l *GRPCListener) serve(ctx context.Context, ln net.Listener) error {
 		perClient = l.MaxConnectionsPerClient
 	}
 	conns := &grpcConns{guard: newConnGuard(ln, maxConns, perClient), byAddr: map[string]*grpcConn{}}
+	l.conns = conns
 	g := grpc.NewServer(
 		grpc.MaxRecvMsgSize(maxCheckRequestSize),
 		grpc.MaxHeaderListSize(16<<10),
@@ -101,15 +104,42 @@ type grpcConn struct {
 
 type connKey struct{}
 
+// Accept returns the next admitted connection, tracked until it closes: a connection that never
+// completes the HTTP/2 handshake gets no ConnEnd from grpc-go, so its entry goes with its Close.
 func (c *grpcConns) Accept() (net.Conn, error) {
 	conn, err := c.guard.Accept()
 	if err != nil {
 		return nil, err
 	}
+	gc := conn.(*guardedConn)
+	key := gc.RemoteAddr().String()
 	c.mu.Lock()
-	c.byAddr[conn.RemoteAddr().String()] = &grpcConn{gc: conn.(*guardedConn)}
+	c.byAddr[key] = &grpcConn{gc: gc}
 	c.mu.Unlock()
-	return conn, nil
+	return &trackedConn{guardedConn: gc, conns: c, key: key}, nil
+}
+
+// trackedConn forgets its entry when grpc-go closes it.
+type trackedConn struct {
+	*guardedConn
+	conns *grpcConns
+	key   string
+}
+
+func (t *trackedConn) Close() error {
+	t.conns.mu.Lock()
+	if e := t.conns.byAddr[t.key]; e != nil && e.gc == t.guardedConn {
+		delete(t.conns.byAddr, t.key)
+	}
+	t.conns.mu.Unlock()
+	return t.guardedConn.Close()
+}
+
+// tracked is how many connections are tracked, for tests.
+func (c *grpcConns) tracked() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.byAddr)
 }
 
 func (c *grpcConns) Close() error   { return c.guard.Close() }
@@ -120,7 +150,7 @@ func (c *grpcConns) TagConn(ctx context.Context, info *stats.ConnTagInfo) contex
 }
 
 func (c *grpcConns) HandleConn(ctx context.Context, s stats.ConnStats) {
-	if _, ok := s.(*stats.ConnEnd); ok {
+	if _, ok := s.(*stats.ConnEnd); ok { // the connection's Close forgets it too; whichever comes first
 		c.mu.Lock()
 		delete(c.byAddr, addrOf(ctx))
 		c.mu.Unlock()
