@@ -15,10 +15,12 @@ PROMTOOL_VERSION ?= v0.316.0
 # The validators `make bench-peers` measures tokenkeeper against (built from Go modules).
 OATHKEEPER_VERSION ?= v0.40.9
 OAUTH2_PROXY_VERSION ?= v7.6.0
-# `make bench-grpc`: ghz, the gRPC load generator, and the gRPC ext_authz peer, OPA's Rego engine
+# `make bench-grpc`: ghz, the gRPC load generator, and a gRPC ext_authz peer, OPA's Rego engine
 # behind Envoy's Check (test/peers/opaextauthz; the OPA-Envoy plugin's module is not served).
 GHZ_VERSION ?= v0.93.0
 OPA_VERSION ?= v1.22.4
+# and Kuadrant Authorino, the second gRPC ext_authz peer (its AuthConfig CRD is copied from its module).
+AUTHORINO_VERSION ?= v0.22.0
 
 CONTROLLER_GEN ?= $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 GOLANGCI_LINT ?= $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
@@ -28,6 +30,7 @@ OATHKEEPER ?= $(BIN)/oathkeeper-$(OATHKEEPER_VERSION)
 OAUTH2_PROXY ?= $(BIN)/oauth2-proxy-$(OAUTH2_PROXY_VERSION)
 GHZ ?= $(BIN)/ghz-$(GHZ_VERSION)
 OPA_EXT_AUTHZ ?= $(BIN)/opa-ext-authz-$(OPA_VERSION)
+AUTHORINO ?= $(BIN)/authorino-$(AUTHORINO_VERSION)
 
 # go test flags; FUZZTIME bounds each fuzz target in `make test` (longer in `make fuzz`). It is a
 # count, not a duration: a duration is a wall-clock deadline that Go 1.26's coordinator can report
@@ -110,7 +113,7 @@ helm-lint: $(HELM) ## Lint the Helm chart and render it with every option.
 	$(HELM) template tokenkeeper charts/tokenkeeper -n tokenkeeper-system >/dev/null
 
 .PHONY: bench
-bench: envtest-assets $(OATHKEEPER) $(OAUTH2_PROXY) $(GHZ) $(OPA_EXT_AUTHZ) ## Benchmark token validation (medians of 5 runs), against Oathkeeper and oauth2-proxy, ext_authz over gRPC, then the manager at scale (test/scale, about 50 min).
+bench: envtest-assets $(OATHKEEPER) $(OAUTH2_PROXY) $(GHZ) $(OPA_EXT_AUTHZ) $(AUTHORINO) ## Benchmark token validation (medians of 5 runs), against Oathkeeper and oauth2-proxy, ext_authz over gRPC, then the manager at scale (test/scale, about 50 min).
 	hack/bench.sh
 	$(MAKE) --no-print-directory bench-peers
 	$(MAKE) --no-print-directory bench-grpc
@@ -122,8 +125,9 @@ bench-peers: $(OATHKEEPER) $(OAUTH2_PROXY) ## Only validation against Ory Oathke
 		go test -tags bench -count=1 -timeout=1h -run TestPeers -v ./test/peers/ | grep -v '^=== RUN'
 
 .PHONY: bench-grpc
-bench-grpc: $(GHZ) $(OPA_EXT_AUTHZ) ## Only ext_authz over gRPC against the HTTP path and OPA (test/peers, ghz; about 13 min on 2 cores): BENCH_GRPC_ROUNDS, BENCH_GRPC_ROUND, BENCH_GRPC_TOKENS, BENCH_GRPC_CLIENTS, BENCH_GRPC_CONNECTIONS.
-	BENCH_GHZ="$(GHZ)" BENCH_OPA_EXT_AUTHZ="$(OPA_EXT_AUTHZ)" \
+bench-grpc: envtest-assets $(GHZ) $(OPA_EXT_AUTHZ) $(AUTHORINO) ## Only ext_authz over gRPC against the HTTP path, Authorino and OPA (test/peers, ghz; about 17 min on 2 cores): BENCH_GRPC_ROUNDS, BENCH_GRPC_ROUND, BENCH_GRPC_TOKENS, BENCH_GRPC_CLIENTS, BENCH_GRPC_CONNECTIONS.
+	BENCH_GHZ="$(GHZ)" BENCH_OPA_EXT_AUTHZ="$(OPA_EXT_AUTHZ)" BENCH_AUTHORINO="$(AUTHORINO)" BENCH_AUTHORINO_CRD="$(AUTHORINO).crd.yaml" \
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" \
 		go test -tags bench -count=1 -timeout=1h -run TestGRPC -v ./test/peers/ | grep -v '^=== RUN'
 
 .PHONY: bench-scale
@@ -250,6 +254,11 @@ $(GHZ):
 
 $(OPA_EXT_AUTHZ): test/peers/opaextauthz/main.go
 	hack/build-opa-ext-authz.sh $(OPA_VERSION) $@
+
+$(AUTHORINO):
+	hack/build-module.sh github.com/kuadrant/authorino $(AUTHORINO_VERSION) github.com/kuadrant/authorino $@
+	cp "$$(cd $(BIN)/.build/$(notdir $@) && go list -m -f '{{.Dir}}' github.com/kuadrant/authorino)/install/crd/authorino.kuadrant.io_authconfigs.yaml" $@.crd.yaml
+	chmod u+w $@.crd.yaml
 
 $(GOLANGCI_LINT):
 	GOBIN=$(BIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -153,7 +154,8 @@ func (g *grpcServer) dial(t *testing.T, n int) []authv3.AuthorizationClient {
 }
 
 // checkRequest is what Envoy sends for GET /orders/1 with this Bearer token, on a route that names
-// tokenkeeper's TokenValidator bench/v (the OPA peer ignores the context extension).
+// tokenkeeper's TokenValidator bench/v (the peers ignore the context extension; Authorino picks its
+// AuthConfig by the host).
 func checkRequest(token string) *authv3.CheckRequest {
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
@@ -170,8 +172,9 @@ func allowed(resp *authv3.CheckResponse) bool {
 	return ok && resp.GetStatus().GetCode() == int32(codes.OK)
 }
 
-// checkDecisions: g allows valid tokens and denies the forged one, so a fast answer is a checked one.
-func checkDecisions(t *testing.T, g *grpcServer, valid []string, forged string) {
+// checkDecisions: g allows valid tokens and denies the forged one and every one of wrong, so a
+// fast answer is a checked one.
+func checkDecisions(t *testing.T, g *grpcServer, valid []string, forged string, wrong map[string]string) {
 	c := g.dial(t, 1)[0]
 	for _, tok := range valid {
 		resp, err := c.Check(t.Context(), checkRequest(tok))
@@ -182,6 +185,36 @@ func checkDecisions(t *testing.T, g *grpcServer, valid []string, forged string) 
 	resp, err := c.Check(t.Context(), checkRequest(forged))
 	if err != nil || allowed(resp) {
 		t.Fatalf("%s allowed a token signed by another key (%v)", g.name, err)
+	}
+	for what, tok := range wrong {
+		resp, err := c.Check(t.Context(), checkRequest(tok))
+		if err != nil || allowed(resp) {
+			t.Fatalf("%s allowed a token with %s (%v)", g.name, what, err)
+		}
+	}
+}
+
+// wrongTokens are tokens signed by p's key that every validator must still deny: each breaks one
+// of the checks they are configured with (issuer, audience, expiry, not-before).
+func (p *idp) wrongTokens(t *testing.T) map[string]string {
+	now := time.Now()
+	claims := func(change func(jwt.MapClaims)) string {
+		c := jwt.MapClaims{"iss": p.URL, "aud": audience, "sub": "wrong", "iat": now.Unix(), "nbf": now.Unix(),
+			"exp": now.Add(time.Hour).Unix()}
+		change(c)
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, c)
+		tok.Header["kid"] = kid
+		s, err := tok.SignedString(p.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	return map[string]string{
+		"another issuer":     claims(func(c jwt.MapClaims) { c["iss"] = "https://elsewhere.example" }),
+		"another audience":   claims(func(c jwt.MapClaims) { c["aud"] = "elsewhere" }),
+		"an expiry passed":   claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-10 * time.Minute).Unix() }),
+		"a not-before ahead": claims(func(c jwt.MapClaims) { c["nbf"] = now.Add(10 * time.Minute).Unix() }),
 	}
 }
 
@@ -400,20 +433,25 @@ func stderrOf(err error) []byte {
 	return nil
 }
 
-// TestGRPC measures ext_authz over gRPC: tokenkeeper's Check (the manager's handler: grpc-go
-// behind net/http's HTTP/2 server, h2c) against tokenkeeper's own HTTP forward-auth path
-// (/validate, HTTP/1.1 keep-alive) and against OPA's Rego engine behind the same gRPC service
-// (io.jwt.decode_verify, its JWT cache on), every server its own process checking the same RS256
-// JWTs, with one token repeated and with distinct tokens cycled. Two load generators: ghz (a
-// separate process, the common gRPC benchmark tool) and an in-process grpc-go client shaped
-// exactly like the HTTP one (same goroutines, same process), so gRPC and HTTP are also compared
-// with like generators. `make bench-grpc` (part of `make bench`) builds ghz and the OPA peer.
+// TestGRPC measures ext_authz over gRPC: tokenkeeper's Check (on grpc-go's own transport as the
+// manager's ext_authz ports serve it, and behind net/http's HTTP/2 server as the shared TLS
+// validation port does, both h2c here) against tokenkeeper's own HTTP forward-auth path
+// (/validate, HTTP/1.1 keep-alive) and against two gRPC ext_authz peers: Kuadrant Authorino (its
+// jwt authentication by JWKS, issuer and audience by pattern matching, uncached as its docs
+// advise) and OPA's Rego engine behind the same gRPC service (io.jwt.decode_verify, its JWT
+// cache on). Every server is its own process checking the same RS256 JWTs, with one token
+// repeated and with distinct tokens cycled. Two load generators: ghz (a separate process, the
+// common gRPC benchmark tool) and an in-process grpc-go client shaped exactly like the HTTP one
+// (same goroutines, same process), so gRPC and HTTP are also compared with like generators.
+// `make bench-grpc` (part of `make bench`) builds ghz and the peers.
 // BENCH_GRPC_CPU_PROFILE=file saves a CPU profile of tokenkeeper's gRPC process under a repeated
 // token from the grpc-go client in the first round.
 func TestGRPC(t *testing.T) {
 	ghzBin, opaBin := os.Getenv("BENCH_GHZ"), os.Getenv("BENCH_OPA_EXT_AUTHZ")
-	if ghzBin == "" || opaBin == "" {
-		t.Fatal("BENCH_GHZ and BENCH_OPA_EXT_AUTHZ name ghz's and the OPA peer's binaries: run `make bench-grpc`")
+	authorinoBin, authorinoCRD := os.Getenv("BENCH_AUTHORINO"), os.Getenv("BENCH_AUTHORINO_CRD")
+	if ghzBin == "" || opaBin == "" || authorinoBin == "" || authorinoCRD == "" {
+		t.Fatal("BENCH_GHZ, BENCH_OPA_EXT_AUTHZ, BENCH_AUTHORINO and BENCH_AUTHORINO_CRD name ghz's and the peers' binaries " +
+			"and Authorino's AuthConfig CRD (Authorino also needs KUBEBUILDER_ASSETS): run `make bench-grpc`")
 	}
 	rounds, clients := envInt("BENCH_GRPC_ROUNDS", 5), envInt("BENCH_GRPC_CLIENTS", 32)
 	conns := envInt("BENCH_GRPC_CONNECTIONS", 4)
@@ -438,11 +476,13 @@ func TestGRPC(t *testing.T) {
 	grpcTK := selfGRPC(t, "tokenkeeper gRPC", "tokenkeeper-grpc", p.URL)
 	sharedTK := selfGRPC(t, "tokenkeeper gRPC through net/http", "tokenkeeper-grpc-shared", p.URL)
 	opa := opaExtAuthz(t, opaBin, p)
+	authorino := authorinoExtAuthz(t, authorinoBin, authorinoCRD, p)
 	rejects(t, httpTK, forged)
-	for _, g := range []*grpcServer{grpcTK, sharedTK, opa} {
-		checkDecisions(t, g, distinct[:100], forged)
+	for _, g := range []*grpcServer{grpcTK, sharedTK, opa, authorino} {
+		checkDecisions(t, g, distinct[:100], forged, p.wrongTokens(t))
 	}
 	tkConns, sharedConns, opaConns := grpcTK.dial(t, conns), sharedTK.dial(t, conns), opa.dial(t, conns)
+	authorinoConns := authorino.dial(t, conns)
 
 	type run struct {
 		name string
@@ -470,12 +510,18 @@ func TestGRPC(t *testing.T) {
 		{"OPA ext_authz (ghz)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
 			return ghzRun(t, ghzBin, protosetFile, opa, clients, conns, d, toks, pos, perRun)
 		}},
+		{"Authorino ext_authz (grpc-go client)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
+			return loadGRPC(t, authorino, authorinoConns, clients, d, toks, pos)
+		}},
+		{"Authorino ext_authz (ghz)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
+			return ghzRun(t, ghzBin, protosetFile, authorino, clients, conns, d, toks, pos, perRun)
+		}},
 	}
 	// results[case][run] holds one result per round.
 	results := map[string]map[string][]result{"repeated": {}, "distinct": {}}
 	// Each server walks the distinct tokens with its own position, kept across rounds and
 	// generators, so no token comes back to a server before all the others have.
-	servers := map[string]*atomic.Uint64{"tokenkeeper HTTP": {}, "tokenkeeper gRPC": {}, "tokenkeeper gRPC through net/http": {}, "OPA": {}}
+	servers := map[string]*atomic.Uint64{"tokenkeeper HTTP": {}, "tokenkeeper gRPC": {}, "tokenkeeper gRPC through net/http": {}, "OPA": {}, "Authorino": {}}
 	position := func(name string) *atomic.Uint64 { // the server whose name is the longest prefix
 		var best string
 		for prefix := range servers {
@@ -539,6 +585,8 @@ func TestGRPC(t *testing.T) {
 		{"tokenkeeper gRPC (ghz) / tokenkeeper HTTP (Go net/http)", runs[2].name, runs[0].name, ""},
 		{"tokenkeeper gRPC / OPA ext_authz (ghz)", runs[2].name, runs[6].name, "≥ 2"},
 		{"tokenkeeper gRPC / OPA ext_authz (grpc-go client)", runs[1].name, runs[5].name, "≥ 2"},
+		{"tokenkeeper gRPC / Authorino ext_authz (ghz)", runs[2].name, runs[8].name, "≥ 2"},
+		{"tokenkeeper gRPC / Authorino ext_authz (grpc-go client)", runs[1].name, runs[7].name, "≥ 2"},
 		{"tokenkeeper gRPC through net/http / tokenkeeper HTTP (like Go generators)", runs[3].name, runs[0].name, ""},
 		{"tokenkeeper gRPC through net/http / OPA ext_authz (ghz)", runs[4].name, runs[6].name, ""},
 	} {
