@@ -167,6 +167,7 @@ func main() {
 		validationSvc  string
 		validationConn int
 		extAuthzH2C    string
+		extAuthzTLS    string
 		extAuthzDef    string
 		sdsAddr        string
 		sdsAudience    string
@@ -218,6 +219,9 @@ func main() {
 		"Address a plaintext HTTP/2 (h2c) listener binds to, serving Envoy ext_authz over gRPC alone (grpc-go's own transport, about twice the "+
 			"checks per second of the shared TLS port) to a sidecar or node-local proxy; empty (the default) disables it. "+
 			"The validation endpoint serves gRPC over TLS in any case.")
+	flag.StringVar(&extAuthzTLS, "ext-authz-bind-address", "",
+		"Address a TLS listener binds to, serving Envoy ext_authz over gRPC alone (grpc-go's own transport, about twice the checks per "+
+			"second of the shared TLS port) with the webhook certificate, to a proxy that originates TLS; empty (the default) disables it.")
 	flag.StringVar(&extAuthzDef, "ext-authz-default-validator", "",
 		"TokenValidator (namespace/name) that checks ext_authz gRPC requests whose route names none (context extension tokenkeeper.io/validator); "+
 			"empty (the default): such requests are denied.")
@@ -360,6 +364,13 @@ func main() {
 		if err := mgr.Add(&validation.GRPCListener{Addr: extAuthzH2C, ExtAuthz: extAuthz,
 			MaxConnectionsPerClient: validationConn}); err != nil {
 			log.Error(err, "adding the ext_authz h2c endpoint")
+			os.Exit(1)
+		}
+	}
+	if extAuthzTLS != "" {
+		if err := mgr.Add(&validation.GRPCListener{Addr: extAuthzTLS, CertDir: certDir, ExtAuthz: extAuthz,
+			MaxConnectionsPerClient: validationConn}); err != nil {
+			log.Error(err, "adding the ext_authz TLS endpoint")
 			os.Exit(1)
 		}
 	}

@@ -10,31 +10,43 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/stats"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
-// GRPCListener serves the ext_authz Authorization service alone, in plaintext HTTP/2 (h2c), on
-// grpc-go's own transport: for an Envoy on the same node, or behind a mesh whose mTLS protects the
-// hop. grpc-go's transport batches its frames where net/http's HTTP/2 server (which the TLS
-// validation port keeps, so that one port serves gRPC, /validate and /tokenreview) writes each
-// one: about twice the Checks per second (make bench-grpc).
+// GRPCListener serves the ext_authz Authorization service alone on grpc-go's own transport: over
+// TLS with CertDir's certificate (the validation port's tls.crt and tls.key, reloaded as they
+// change), for a proxy that originates TLS; or, without CertDir, in plaintext HTTP/2 (h2c), for an
+// Envoy on the same node or behind a mesh whose mTLS protects the hop. grpc-go's transport
+// batches its frames where net/http's HTTP/2 server (which the TLS validation port keeps, so that
+// one port serves gRPC, /validate and /tokenreview) writes each one: about twice the Checks per
+// second (make bench-grpc).
 //
 // Its bounds are the validation port's: connections in all and per client (a connection without
 // a call in flight is the first given up), the request size, the header list size, a connection
-// that never says anything closed after 5 s, an idle one after a minute.
+// that has not completed its handshake (TLS, when it has one, and HTTP/2) closed after 5 s, an
+// idle one after a minute. Over TLS it speaks TLS 1.2 or later and ALPN h2 only.
 type GRPCListener struct {
-	Addr     string
+	Addr string
+	// CertDir holds tls.crt and tls.key: TLS when set, h2c when empty.
+	CertDir  string
 	ExtAuthz *ExtAuthz
 	// MaxConnectionsPerClient bounds the connections of one remote IP address; 0 means
 	// DefaultMaxConnectionsPerClient.
 	MaxConnectionsPerClient int
 	// maxConnections overrides MaxConnections, for tests.
 	maxConnections int
+	// handshakeTimeout overrides grpcHandshakeTimeout, for tests.
+	handshakeTimeout time.Duration
 	// conns is the serving listener, for tests.
 	conns *grpcConns
 }
+
+// grpcHandshakeTimeout bounds a new connection's handshakes, TLS and HTTP/2 both: grpc-go reads
+// them under one deadline.
+const grpcHandshakeTimeout = 5 * time.Second
 
 // NeedLeaderElection: every replica serves validations.
 func (l *GRPCListener) NeedLeaderElection() bool { return false }
@@ -56,21 +68,35 @@ func (l *GRPCListener) serve(ctx context.Context, ln net.Listener) error {
 	if l.MaxConnectionsPerClient > 0 {
 		perClient = l.MaxConnectionsPerClient
 	}
-	conns := &grpcConns{guard: newConnGuard(ln, maxConns, perClient), byAddr: map[string]*grpcConn{}}
-	l.conns = conns
-	g := grpc.NewServer(
+	handshake := grpcHandshakeTimeout
+	if l.handshakeTimeout > 0 {
+		handshake = l.handshakeTimeout
+	}
+	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxCheckRequestSize),
-		grpc.MaxHeaderListSize(16<<10),
+		grpc.MaxHeaderListSize(16 << 10),
 		grpc.MaxConcurrentStreams(256),
-		grpc.ConnectionTimeout(5*time.Second),
+		grpc.ConnectionTimeout(handshake), // the TLS handshake (in ServerHandshake) and the HTTP/2 preface
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: time.Minute}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.StatsHandler(conns),
-	)
+	}
+	transport := "h2c"
+	if l.CertDir != "" {
+		cfg, err := servingTLS(ctx, l.CertDir)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("ext_authz over TLS: %w", err)
+		}
+		cfg.NextProtos = []string{"h2"}
+		opts, transport = append(opts, grpc.Creds(credentials.NewTLS(cfg))), "TLS"
+	}
+	conns := &grpcConns{guard: newConnGuard(ln, maxConns, perClient), byAddr: map[string]*grpcConn{}}
+	l.conns = conns
+	g := grpc.NewServer(append(opts, grpc.StatsHandler(conns))...)
 	authv3.RegisterAuthorizationServer(g, l.ExtAuthz)
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(conns) }()
-	logf.FromContext(ctx).Info("serving ext_authz over gRPC (h2c)", "addr", ln.Addr().String(),
+	logf.FromContext(ctx).Info("serving ext_authz over gRPC ("+transport+")", "addr", ln.Addr().String(), "tls", l.CertDir != "",
 		"maxConnections", maxConns, "maxConnectionsPerClient", conns.guard.perClient)
 	select {
 	case <-ctx.Done():

@@ -2,71 +2,85 @@ package validation
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"testing"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
-// The h2c ext_authz port (grpc-go's own transport) keeps the validation port's bounds: a peer
-// flooding it with silent connections (never an HTTP/2 preface) and with gRPC connections idle
-// after one call holds at most its share, and a client on another address is served throughout.
-// Connections are "busy" only while a call is in flight (a stats handler tells the guard).
+// The ext_authz ports on grpc-go's own transport, h2c and TLS, keep the validation port's bounds:
+// a peer flooding one with silent connections (never an HTTP/2 preface, nor a TLS ClientHello)
+// and with gRPC connections idle after one call holds at most its share, and a client on another
+// address is served throughout. Connections are "busy" only while a call is in flight (a stats
+// handler tells the guard).
 func TestGRPCConnectionFlood(t *testing.T) {
 	const perPeer = 600
 	raiseFileLimit(t, 4*perPeer+MaxConnections+1024)
-	a, err := NewExtAuthz(NewServer(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &GRPCListener{ExtAuthz: a, MaxConnectionsPerClient: 256, maxConnections: 512}
-	addr := serveOnLoopback(t, l)
-	silent := flood(t, addr, "127.0.0.1", perPeer, false, nil)
-	idle := grpcClientsFrom(t, addr, "127.0.0.3", 300)
-	for _, c := range idle {
-		_, _ = c.Check(t.Context(), checkRequest([]string{"Bearer x"}, nil, true)) // one call each, then idle
-	}
-	if n := stillOpen(silent); n > 256 {
-		t.Errorf("the silent peer holds %d connections, more than its share of 256", n)
-	}
-	victim := grpcClientsFrom(t, addr, "127.0.0.2", 1)[0]
-	for i := range 5 {
-		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		resp, err := victim.Check(ctx, checkRequest([]string{"Bearer x"}, nil, true))
-		cancel()
-		if err != nil {
-			t.Fatalf("call %d from 127.0.0.2 during the flood: %v", i+1, err)
-		}
-		if resp.GetDeniedResponse() == nil {
-			t.Fatalf("call %d: %v, want a denial (no validator)", i+1, resp)
-		}
-	}
-	// Silent connections never complete the handshake (grpc-go reports no ConnEnd for them): once
-	// they close, nothing of them is kept.
-	for _, c := range silent {
-		if c != nil {
-			_ = c.Close()
-		}
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for l.conns.tracked() > 300+1 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if n := l.conns.tracked(); n > 300+1 {
-		t.Errorf("%d connections still tracked after the silent ones closed; at most the 301 gRPC clients may be", n)
+	for _, withTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "H2C", true: "TLS"}[withTLS], func(t *testing.T) {
+			a, err := NewExtAuthz(NewServer(), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := &GRPCListener{ExtAuthz: a, MaxConnectionsPerClient: 256, maxConnections: 512}
+			creds := insecure.NewCredentials()
+			if withTLS {
+				var clientTLS *tls.Config
+				l.CertDir, clientTLS = writeServingCert(t)
+				clientTLS.NextProtos = nil // gRPC asks for h2
+				creds = credentials.NewTLS(clientTLS)
+			}
+			addr := serveOnLoopback(t, l)
+			silent := flood(t, addr, "127.0.0.1", perPeer, false, nil)
+			idle := grpcClientsFrom(t, addr, "127.0.0.3", 300, creds)
+			for _, c := range idle {
+				_, _ = c.Check(t.Context(), checkRequest([]string{"Bearer x"}, nil, true)) // one call each, then idle
+			}
+			if n := stillOpen(silent); n > 256 {
+				t.Errorf("the silent peer holds %d connections, more than its share of 256", n)
+			}
+			victim := grpcClientsFrom(t, addr, "127.0.0.2", 1, creds)[0]
+			for i := range 5 {
+				ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+				resp, err := victim.Check(ctx, checkRequest([]string{"Bearer x"}, nil, true))
+				cancel()
+				if err != nil {
+					t.Fatalf("call %d from 127.0.0.2 during the flood: %v", i+1, err)
+				}
+				if resp.GetDeniedResponse() == nil {
+					t.Fatalf("call %d: %v, want a denial (no validator)", i+1, resp)
+				}
+			}
+			// Silent connections never complete the handshake (grpc-go reports no ConnEnd for
+			// them): once they close, nothing of them is kept.
+			for _, c := range silent {
+				if c != nil {
+					_ = c.Close()
+				}
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for l.conns.tracked() > 300+1 && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if n := l.conns.tracked(); n > 300+1 {
+				t.Errorf("%d connections still tracked after the silent ones closed; at most the 301 gRPC clients may be", n)
+			}
+		})
 	}
 }
 
-// grpcClientsFrom opens n gRPC connections to addr from the loopback address src.
-func grpcClientsFrom(t *testing.T, addr, src string, n int) []authv3.AuthorizationClient {
+// grpcClientsFrom opens n gRPC connections to addr from the loopback address src, with creds.
+func grpcClientsFrom(t *testing.T, addr, src string, n int, creds credentials.TransportCredentials) []authv3.AuthorizationClient {
 	t.Helper()
 	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
 	out := make([]authv3.AuthorizationClient, n)
 	for i := range out {
-		conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(creds),
 			grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return dialer.DialContext(ctx, "tcp", a) }))
 		if err != nil {
 			t.Fatal(err)

@@ -2,7 +2,6 @@ package validation
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,7 +20,6 @@ import (
 	authnv1beta1 "k8s.io/api/authentication/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
@@ -264,13 +262,12 @@ func (l *Listener) serve(ctx context.Context, ln net.Listener) error {
 			errc <- srv.Serve(ln)
 			return
 		}
-		w, err := certwatcher.New(l.CertDir+"/tls.crt", l.CertDir+"/tls.key")
+		cfg, err := servingTLS(ctx, l.CertDir)
 		if err != nil {
 			errc <- err
 			return
 		}
-		go func() { _ = w.Start(ctx) }()
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: w.GetCertificate}
+		srv.TLSConfig = cfg
 		errc <- srv.ServeTLS(ln, "", "")
 	}()
 	logf.FromContext(ctx).Info("serving token validation", "addr", ln.Addr().String(), "tls", l.CertDir != "",
