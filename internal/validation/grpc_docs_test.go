@@ -63,7 +63,7 @@ func unpack[M proto.Message](t *testing.T, a *anypb.Any, msg M) M {
 
 // The plain Envoy configuration of docs/validation/envoy-grpc.md is Envoy configuration: the
 // filter in gRPC mode with the V3 transport, routes naming their TokenValidator in
-// context_extensions, and an HTTP/2 TLS cluster offering h2.
+// context_extensions, and an HTTP/2 TLS cluster offering h2, calling the TLS gRPC port.
 func TestEnvoyGRPCDocSnippets(t *testing.T) {
 	page, err := os.ReadFile(envoyGRPCDoc)
 	if err != nil {
@@ -126,7 +126,7 @@ func TestEnvoyGRPCDocSnippets(t *testing.T) {
 	if alpn := tlsCtx.GetCommonTlsContext().GetAlpnProtocols(); len(alpn) != 1 || alpn[0] != "h2" {
 		t.Errorf("alpn_protocols %v: tokenkeeper's TLS port speaks HTTP/2 only to clients offering h2", alpn)
 	}
-	if port := cluster.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetPortValue(); port != 8443 {
-		t.Errorf("the cluster calls port %d, not the validation port 8443", port)
+	if port := cluster.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetPortValue(); port != 9002 {
+		t.Errorf("the cluster calls port %d, not the TLS gRPC port 9002 (extAuthz.tlsPort) the page names", port)
 	}
 }
