@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/peer"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
@@ -80,7 +83,7 @@ func (l *GRPCListener) serve(ctx context.Context, ln net.Listener) error {
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: time.Minute}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
-	transport := "h2c"
+	transport, creds := "h2c", insecure.NewCredentials()
 	if l.CertDir != "" {
 		cfg, err := servingTLS(ctx, l.CertDir)
 		if err != nil {
@@ -88,11 +91,14 @@ func (l *GRPCListener) serve(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("ext_authz over TLS: %w", err)
 		}
 		cfg.NextProtos = []string{"h2"}
-		opts, transport = append(opts, grpc.Creds(credentials.NewTLS(cfg))), "TLS"
+		transport, creds = "TLS", credentials.NewTLS(cfg)
 	}
-	conns := &grpcConns{guard: newConnGuard(ln, maxConns, perClient), byAddr: map[string]*grpcConn{}}
+	conns := &grpcConns{guard: newConnGuard(ln, maxConns, perClient)}
 	l.conns = conns
-	g := grpc.NewServer(append(opts, grpc.StatsHandler(conns))...)
+	g := grpc.NewServer(append(opts, grpc.Creds(connCreds{creds}), grpc.UnaryInterceptor(conns.intercept),
+		// Calls run on a pool of goroutines whose stacks stay grown (a new goroutine per call grows
+		// its stack again for the request's decoding: a seventh of a Check); past the pool, a new one.
+		grpc.NumStreamWorkers(streamWorkers()))...)
 	authv3.RegisterAuthorizationServer(g, l.ExtAuthz)
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(conns) }()
@@ -113,104 +119,101 @@ func (l *GRPCListener) serve(ctx context.Context, ln net.Listener) error {
 	}
 }
 
-// grpcConns is the listener grpc-go serves from (the connection guard), and a stats handler that
-// tells the guard which connections have calls in flight: those are never given up, the others
-// (new, or between calls) are, first, when a client or the listener is at its limit.
+// streamWorkers is the size of the pool calls run on: 16 per CPU, as many as 32 concurrent calls
+// on 2 CPUs keep busy.
+func streamWorkers() uint32 {
+	return uint32(min(16*runtime.GOMAXPROCS(0), 4096)) //nolint:gosec // at most 4096
+}
+
+// grpcConns is the listener grpc-go serves from (the connection guard). It tells the guard which
+// connections have calls in flight: those are never given up, the others (new, or between calls)
+// are, first, when a client or the listener is at its limit. Each accepted connection reaches its
+// calls as their peer's AuthInfo (connCreds), so a call finds its connection without a lookup; no
+// stats handler, whose per-call events (metadata copied for each) cost a tenth of a Check.
 type grpcConns struct {
-	guard  *connGuard
-	mu     sync.Mutex
-	byAddr map[string]*grpcConn // by remote address, while the connection is open
+	guard *connGuard
+	open  atomic.Int64 // accepted and not yet closed
 }
 
 // grpcConn is one guarded connection and its calls in flight.
 type grpcConn struct {
-	gc       *guardedConn
+	*guardedConn
+	conns    *grpcConns
+	closed   sync.Once
+	mu       sync.Mutex // held while the guard learns the state, so that a later call's Active is not overtaken
 	inFlight int
 }
 
-type connKey struct{}
-
-// Accept returns the next admitted connection, tracked until it closes: a connection that never
-// completes the HTTP/2 handshake gets no ConnEnd from grpc-go, so its entry goes with its Close.
+// Accept returns the next admitted connection.
 func (c *grpcConns) Accept() (net.Conn, error) {
 	conn, err := c.guard.Accept()
 	if err != nil {
 		return nil, err
 	}
-	gc := conn.(*guardedConn)
-	key := gc.RemoteAddr().String()
-	c.mu.Lock()
-	c.byAddr[key] = &grpcConn{gc: gc}
-	c.mu.Unlock()
-	return &trackedConn{guardedConn: gc, conns: c, key: key}, nil
+	c.open.Add(1)
+	return &grpcConn{guardedConn: conn.(*guardedConn), conns: c}, nil
 }
 
-// trackedConn forgets its entry when grpc-go closes it.
-type trackedConn struct {
-	*guardedConn
-	conns *grpcConns
-	key   string
+func (c *grpcConn) Close() error {
+	c.closed.Do(func() { c.conns.open.Add(-1) })
+	return c.guardedConn.Close()
 }
 
-func (t *trackedConn) Close() error {
-	t.conns.mu.Lock()
-	if e := t.conns.byAddr[t.key]; e != nil && e.gc == t.guardedConn {
-		delete(t.conns.byAddr, t.key)
-	}
-	t.conns.mu.Unlock()
-	return t.guardedConn.Close()
-}
-
-// tracked is how many connections are tracked, for tests.
-func (c *grpcConns) tracked() int {
+// calls counts a call beginning (1) or ending (-1): busy while one is in flight, reclaimable again
+// after the last.
+func (c *grpcConn) calls(delta int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.byAddr)
+	c.inFlight += delta
+	switch {
+	case delta > 0 && c.inFlight == 1:
+		c.conns.guard.ConnState(c.guardedConn, http.StateActive)
+	case delta < 0 && c.inFlight <= 0:
+		c.inFlight = 0
+		c.conns.guard.ConnState(c.guardedConn, http.StateIdle)
+	}
 }
+
+// tracked is how many connections are open, for tests.
+func (c *grpcConns) tracked() int { return int(c.open.Load()) }
 
 func (c *grpcConns) Close() error   { return c.guard.Close() }
 func (c *grpcConns) Addr() net.Addr { return c.guard.Addr() }
 
-func (c *grpcConns) TagConn(ctx context.Context, info *stats.ConnTagInfo) context.Context {
-	return context.WithValue(ctx, connKey{}, info.RemoteAddr.String())
+// intercept marks the call's connection busy for the call.
+func (c *grpcConns) intercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if p, ok := peer.FromContext(ctx); ok {
+		if info, ok := p.AuthInfo.(connInfo); ok {
+			info.conn.calls(1)
+			defer info.conn.calls(-1)
+		}
+	}
+	return handler(ctx, req)
 }
 
-func (c *grpcConns) HandleConn(ctx context.Context, s stats.ConnStats) {
-	if _, ok := s.(*stats.ConnEnd); ok { // the connection's Close forgets it too; whichever comes first
-		c.mu.Lock()
-		delete(c.byAddr, addrOf(ctx))
-		c.mu.Unlock()
-	}
+// connCreds are the listener's transport credentials (TLS, or none for h2c) handing grpc-go each
+// connection's grpcConn with its AuthInfo.
+type connCreds struct {
+	credentials.TransportCredentials
 }
 
-func (c *grpcConns) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
-
-// HandleRPC marks a connection busy while it has a call in flight, reclaimable again after.
-func (c *grpcConns) HandleRPC(ctx context.Context, s stats.RPCStats) {
-	delta := 0
-	switch s.(type) {
-	case *stats.Begin:
-		delta = 1
-	case *stats.End:
-		delta = -1
-	default:
-		return
-	}
-	c.mu.Lock() // held while the guard learns the state, so that a later call's Active is not overtaken
-	defer c.mu.Unlock()
-	gconn := c.byAddr[addrOf(ctx)]
-	if gconn == nil {
-		return
-	}
-	gconn.inFlight += delta
-	state := http.StateActive
-	if gconn.inFlight <= 0 {
-		gconn.inFlight, state = 0, http.StateIdle
-	}
-	c.guard.ConnState(gconn.gc, state)
+// connInfo is a connection's AuthInfo (TLS's, or h2c's) and the connection.
+type connInfo struct {
+	credentials.AuthInfo
+	conn *grpcConn
 }
 
-func addrOf(ctx context.Context) string {
-	s, _ := ctx.Value(connKey{}).(string)
-	return s
+func (c connCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := c.TransportCredentials.ServerHandshake(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	if gc, ok := raw.(*grpcConn); ok {
+		return conn, connInfo{info, gc}, nil
+	}
+	return conn, info, nil
+}
+
+func (c connCreds) Clone() credentials.TransportCredentials {
+	return connCreds{c.TransportCredentials.Clone()}
 }

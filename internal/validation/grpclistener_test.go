@@ -3,6 +3,7 @@ package validation
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -11,13 +12,16 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/issuer"
 )
 
 // The ext_authz ports on grpc-go's own transport, h2c and TLS, keep the validation port's bounds:
 // a peer flooding one with silent connections (never an HTTP/2 preface, nor a TLS ClientHello)
 // and with gRPC connections idle after one call holds at most its share, and a client on another
-// address is served throughout. Connections are "busy" only while a call is in flight (a stats
-// handler tells the guard).
+// address is served throughout. Connections are "busy" only while a call is in flight (the
+// listener's interceptor tells the guard).
 func TestGRPCConnectionFlood(t *testing.T) {
 	const perPeer = 600
 	raiseFileLimit(t, 4*perPeer+MaxConnections+1024)
@@ -69,6 +73,76 @@ func TestGRPCConnectionFlood(t *testing.T) {
 			}
 			if n := l.conns.tracked(); n > 300+1 {
 				t.Errorf("%d connections still tracked after the silent ones closed; at most the 301 gRPC clients may be", n)
+			}
+		})
+	}
+}
+
+// A connection with a call in flight is never the one given up: a client at its connection limit
+// whose first connection waits on a slow introspection keeps it, and its idle connections go
+// first; the call completes. Over both transports (the interceptor finds the connection through
+// the AuthInfo each one's credentials hand it).
+func TestGRPCBusyConnectionKept(t *testing.T) {
+	for _, withTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "H2C", true: "TLS"}[withTLS], func(t *testing.T) {
+			release, entered := make(chan struct{}), make(chan struct{}, 1)
+			inspect := func(ctx context.Context, _ string) (*issuer.Introspection, error) {
+				select {
+				case entered <- struct{}{}:
+				default:
+				}
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+				return &issuer.Introspection{Active: true, ExpiresAt: time.Now().Add(time.Hour),
+					Claims: map[string]any{"sub": "svc-1", "aud": "orders"}}, nil
+			}
+			s := NewServer()
+			s.Set(types.NamespacedName{Namespace: "crm", Name: "api"}, New(Config{
+				Issuers: []TrustedIssuer{{Name: "Issuer/crm", Inspect: inspect}}, Audiences: []string{"orders"}, DisableCache: true}))
+			a, err := NewExtAuthz(s, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := &GRPCListener{ExtAuthz: a, MaxConnectionsPerClient: 2}
+			creds := insecure.NewCredentials()
+			if withTLS {
+				var clientTLS *tls.Config
+				l.CertDir, clientTLS = writeServingCert(t)
+				clientTLS.NextProtos = nil
+				creds = credentials.NewTLS(clientTLS)
+			}
+			addr := serveOnLoopback(t, l)
+			busy := grpcClientsFrom(t, addr, "127.0.0.7", 1, creds)[0]
+			result := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+				defer cancel()
+				resp, err := busy.Check(ctx, checkRequest([]string{"Bearer opaque-token"}, map[string]string{ValidatorContextKey: "crm/api"}, false))
+				if err == nil && resp.GetOkResponse() == nil {
+					err = fmt.Errorf("denied: %v", resp.GetStatus())
+				}
+				result <- err
+			}()
+			select {
+			case <-entered:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the call never reached the introspection")
+			}
+			// The same client opens four more connections, twice its limit, and says nothing.
+			idle := flood(t, addr, "127.0.0.7", 4, false, nil)
+			deadline := time.Now().Add(5 * time.Second)
+			for l.conns.tracked() > 2 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if n := stillOpen(idle); n > 1 {
+				t.Errorf("%d idle connections kept beside the busy one, want at most 1 (limit 2)", n)
+			}
+			close(release)
+			if err := <-result; err != nil {
+				t.Fatalf("the call in flight: %v (its connection was given up)", err)
 			}
 		})
 	}
