@@ -79,38 +79,59 @@ func authorinoExtAuthz(t *testing.T, bin, crd string, p *idp) *grpcServer {
 		t.Fatalf("creating Authorino's AuthConfig: %v", err)
 	}
 
+	// Authorino binds its five ports on every interface: a port freeAddr just saw free can be
+	// taken again before Authorino binds it, so a start that exits early is tried again.
+	valid := p.tokens(t, 1)[0]
+	for attempt := 1; ; attempt++ {
+		g, exited := startAuthorino(t, bin, filepath.Join(dir, "kubeconfig"))
+		conn := g.dial(t, 1)[0]
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			resp, err := conn.Check(t.Context(), checkRequest(valid))
+			if err == nil && allowed(resp) {
+				return g // the AuthConfig is loaded and the JWKS fetched
+			}
+			select {
+			case err := <-exited:
+				if attempt < 3 {
+					t.Logf("%s exited (%v), starting it again:\n%s", g.name, err, tail(g.output.String(), 1000))
+					break
+				}
+				t.Fatalf("%s exited before it was ready (%v):\n%s", g.name, err, tail(g.output.String(), 4000))
+			default:
+				if time.Now().After(deadline) {
+					t.Fatalf("%s did not allow a valid token after 60 s (%v %v):\n%s", g.name, err, resp.GetStatus(), tail(g.output.String(), 4000))
+				}
+				time.Sleep(200 * time.Millisecond)
+				continue
+			}
+			break
+		}
+	}
+}
+
+// startAuthorino starts Authorino's authorization server on free ports, and tells when it exits.
+func startAuthorino(t *testing.T, bin, kubeconfig string) (*grpcServer, <-chan error) {
 	addr := freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	port2 := func() string { _, p, _ := net.SplitHostPort(freeAddr(t)); return p }
 	cmd := exec.Command(bin, "server", "--ext-auth-grpc-port", port, "--ext-auth-http-port", port2(),
 		"--oidc-http-port", port2(), "--metrics-addr", freeAddr(t), "--health-probe-addr", freeAddr(t),
 		"--log-level", "error", "--watch-namespace", "default")
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(dir, "kubeconfig"))
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	s := &server{name: "Authorino ext_authz", cmd: cmd, output: &bytes.Buffer{}}
 	cmd.Stdout, cmd.Stderr = s.output, s.output
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("%s: %v", s.name, err)
 	}
+	exited, done := make(chan error, 1), make(chan struct{})
+	go func() { exited <- cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		<-done
 		if t.Failed() {
 			t.Logf("%s output:\n%s", s.name, tail(s.output.String(), 4000))
 		}
 	})
-	// Ready when a valid token is allowed: the AuthConfig is loaded and the JWKS fetched.
-	g := &grpcServer{s, "127.0.0.1:" + port, ""}
-	valid := p.tokens(t, 1)[0]
-	conn := g.dial(t, 1)[0]
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := conn.Check(t.Context(), checkRequest(valid))
-		if err == nil && allowed(resp) {
-			return g
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not allow a valid token after 60 s (%v %v):\n%s", s.name, err, resp.GetStatus(), tail(s.output.String(), 4000))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	return &grpcServer{server: s, addr: "127.0.0.1:" + port}, exited
 }

@@ -5,12 +5,20 @@ package peers_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,7 +36,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -65,35 +75,70 @@ bearer_token := t if {
 type grpcServer struct {
 	*server
 	addr, http string
+	creds      credentials.TransportCredentials // nil for h2c
 }
 
 // selfGRPC runs tokenkeeper's ext_authz: mode "tokenkeeper-grpc" as the manager serves it on
-// --ext-authz-h2c-bind-address (validation.GRPCListener: grpc-go's own transport, with /healthz
-// on a second port for readiness), or "tokenkeeper-grpc-shared" the way the TLS validation port
-// serves it (grpc-go behind net/http's HTTP/2 server, beside /validate), here over h2c.
+// --ext-authz-h2c-bind-address, "tokenkeeper-grpc-tls" as on --ext-authz-bind-address (both
+// validation.GRPCListener: grpc-go's own transport, with /healthz on a second port for
+// readiness), or "tokenkeeper-grpc-shared" the way the validation port serves it (grpc-go behind
+// net/http's HTTP/2 server, beside /validate, TLS).
 func selfGRPC(t *testing.T, name, mode, iss string) *grpcServer {
-	addr := freeAddr(t)
+	addr, httpAddr := freeAddr(t), freeAddr(t)
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), serveEnv+"="+mode, serveAddrEnv+"="+addr, serveIssuerEnv+"="+iss)
-	httpAddr := addr
-	if mode == "tokenkeeper-grpc" {
-		httpAddr = freeAddr(t)
-		cmd.Env = append(cmd.Env, serveHealthEnv+"="+httpAddr)
+	cmd.Env = append(os.Environ(), serveEnv+"="+mode, serveAddrEnv+"="+addr, serveIssuerEnv+"="+iss, serveHealthEnv+"="+httpAddr)
+	var creds credentials.TransportCredentials
+	if mode != "tokenkeeper-grpc" {
+		dir, pool := servingCert(t)
+		cmd.Env = append(cmd.Env, serveCertDirEnv+"="+dir)
+		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	}
-	return &grpcServer{start(t, name, cmd, "", 0, "http://"+httpAddr+"/healthz"), addr, httpAddr}
+	return &grpcServer{server: start(t, name, cmd, "", 0, "http://"+httpAddr+"/healthz"), addr: addr, http: httpAddr, creds: creds}
 }
 
-// serveHealthEnv is the HTTP address of mode tokenkeeper-grpc's /healthz.
-const serveHealthEnv = "TOKENKEEPER_PEERS_HEALTH_ADDR"
+const (
+	// serveHealthEnv is the HTTP address of the gRPC modes' /healthz (and pprof).
+	serveHealthEnv = "TOKENKEEPER_PEERS_HEALTH_ADDR"
+	// serveCertDirEnv holds the TLS modes' tls.crt and tls.key.
+	serveCertDirEnv = "TOKENKEEPER_PEERS_CERT_DIR"
+)
 
-// serveGRPC serves the Authorization service of srv as the manager's h2c port does on addr, and
-// mux (/healthz, pprof) over HTTP on serveHealthEnv's address.
-func serveGRPC(ctx context.Context, srv *validation.Server, addr string, mux http.Handler) error {
+// servingCert writes a self-signed ECDSA certificate for 127.0.0.1 as tls.crt and tls.key, and
+// returns its directory and a pool trusting it.
+func servingCert(t *testing.T) (string, *x509.CertPool) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tokenkeeper-bench"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "tls.crt"), string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	write(t, filepath.Join(dir, "tls.key"), string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})))
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return dir, pool
+}
+
+// serveGRPC serves the Authorization service of srv as the manager's ext_authz ports do on addr
+// (TLS with certDir's certificate, or h2c), and mux (/healthz, pprof) over HTTP on
+// serveHealthEnv's address.
+func serveGRPC(ctx context.Context, srv *validation.Server, addr, certDir string, mux http.Handler) error {
 	a, err := validation.NewExtAuthz(srv, "")
 	if err != nil {
 		return err
 	}
-	go func() { _ = (&validation.GRPCListener{Addr: addr, ExtAuthz: a}).Start(ctx) }()
+	go func() { _ = (&validation.GRPCListener{Addr: addr, CertDir: certDir, ExtAuthz: a}).Start(ctx) }()
 	return (&validation.Listener{Addr: os.Getenv(serveHealthEnv), Handler: mux}).Start(ctx)
 }
 
@@ -124,7 +169,7 @@ func opaExtAuthz(t *testing.T, bin string, p *idp) *grpcServer {
 			t.Logf("%s output:\n%s", s.name, tail(s.output.String(), 4000))
 		}
 	})
-	g := &grpcServer{s, addr, ""}
+	g := &grpcServer{server: s, addr: addr}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		c := g.dial(t, 1)
@@ -139,15 +184,28 @@ func opaExtAuthz(t *testing.T, bin string, p *idp) *grpcServer {
 	}
 }
 
-// dial opens n h2c connections to g, closed at the end of the test.
-func (g *grpcServer) dial(t *testing.T, n int) []authv3.AuthorizationClient {
-	var out []authv3.AuthorizationClient
+// connect opens n connections to g (h2c, or TLS with g.creds), closed at the end of the test.
+func (g *grpcServer) connect(t *testing.T, n int) []*grpc.ClientConn {
+	creds := g.creds
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
+	var out []*grpc.ClientConn
 	for range n {
-		conn, err := grpc.NewClient("passthrough:///"+g.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient("passthrough:///"+g.addr, grpc.WithTransportCredentials(creds))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = conn.Close() })
+		out = append(out, conn)
+	}
+	return out
+}
+
+// dial opens n connections to g as Authorization clients.
+func (g *grpcServer) dial(t *testing.T, n int) []authv3.AuthorizationClient {
+	var out []authv3.AuthorizationClient
+	for _, conn := range g.connect(t, n) {
 		out = append(out, authv3.NewAuthorizationClient(conn))
 	}
 	return out
@@ -218,10 +276,44 @@ func (p *idp) wrongTokens(t *testing.T) map[string]string {
 	}
 }
 
+// tokenSet is the tokens of one case, and the CheckRequests carrying them, encoded.
+type tokenSet struct {
+	tokens   []string
+	requests [][]byte
+}
+
 // result is one measurement: requests per second and the 99th percentile latency.
 type result struct {
 	rps float64
 	p99 time.Duration
+	// cpu is the server process's CPU time (user and system) per answered call: what a check
+	// costs the server, whatever the load generator beside it costs on the same cores.
+	cpu time.Duration
+}
+
+// cpuTime is the CPU time (user and system) process pid has used so far, from /proc (Linux,
+// clock ticks of 10 ms).
+func cpuTime(t *testing.T, pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// After "pid (comm) ": state is field 3, utime 14 and stime 15.
+	fields := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// measured runs do against the server process pid and adds its CPU time per call.
+func measured(t *testing.T, pid int, do func() result) result {
+	before := cpuTime(t, pid)
+	began := time.Now()
+	r := do()
+	if calls := r.rps * time.Since(began).Seconds(); calls > 0 {
+		r.cpu = time.Duration(float64(cpuTime(t, pid)-before) / calls)
+	}
+	return r
 }
 
 // recorder keeps the latencies of one run.
@@ -284,12 +376,14 @@ func loadHTTP(t *testing.T, s *server, clients int, d time.Duration, tokens []st
 	for err := range errs {
 		t.Fatal(err)
 	}
-	return result{float64(len(rec.all)) / elapsed.Seconds(), rec.p99()}
+	return result{rps: float64(len(rec.all)) / elapsed.Seconds(), p99: rec.p99()}
 }
 
 // loadGRPC is loadHTTP for ext_authz: Check calls from clients goroutines spread over conns
-// HTTP/2 connections (as Envoy's workers each keep one), every answer must allow.
-func loadGRPC(t *testing.T, g *grpcServer, conns []authv3.AuthorizationClient, clients int, d time.Duration, tokens []string, next *atomic.Uint64) result {
+// HTTP/2 connections (as Envoy's workers each keep one), every answer must allow. The calls carry
+// CheckRequests encoded before the run (requests), as ghz sends them from its file and as Envoy
+// builds them in C++: the generator's own protobuf encoding is not what is measured.
+func loadGRPC(t *testing.T, g *grpcServer, conns []*grpc.ClientConn, clients int, d time.Duration, requests [][]byte, next *atomic.Uint64) result {
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	defer cancel()
 	var rec recorder
@@ -302,15 +396,19 @@ func loadGRPC(t *testing.T, g *grpcServer, conns []authv3.AuthorizationClient, c
 			var local []time.Duration
 			defer func() { rec.add(local) }()
 			for ctx.Err() == nil {
-				req := checkRequest(tokens[next.Add(1)%uint64(len(tokens))])
+				req := encoded(requests[next.Add(1)%uint64(len(requests))])
+				resp := &authv3.CheckResponse{}
 				t0 := time.Now()
-				resp, err := c.Check(ctx, req)
+				err := c.Invoke(ctx, authv3.Authorization_Check_FullMethodName, req, resp, grpc.ForceCodecV2(preEncoded{}))
 				if err != nil {
 					if ctx.Err() != nil || status.Code(err) == codes.DeadlineExceeded {
 						return // the run ended during the call (gRPC's own timer can fire first)
 					}
 					errs <- fmt.Errorf("%s: %w", g.name, err)
 					return
+				}
+				if ctx.Err() != nil {
+					return // the run ended during the call: Authorino answers a cancelled call with a denial (Unavailable)
 				}
 				local = append(local, time.Since(t0))
 				if !allowed(resp) {
@@ -326,8 +424,45 @@ func loadGRPC(t *testing.T, g *grpcServer, conns []authv3.AuthorizationClient, c
 	for err := range errs {
 		t.Fatal(err)
 	}
-	return result{float64(len(rec.all)) / elapsed.Seconds(), rec.p99()}
+	return result{rps: float64(len(rec.all)) / elapsed.Seconds(), p99: rec.p99()}
 }
+
+// encodeRequests encodes the CheckRequest of each token, on every core.
+func encodeRequests(t *testing.T, tokens []string) [][]byte {
+	out := make([][]byte, len(tokens))
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(tokens); i += workers {
+				raw, err := proto.Marshal(checkRequest(tokens[i]))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				out[i] = raw
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// encoded is a message already in its wire form.
+type encoded []byte
+
+// preEncoded is the client's codec: requests go as they are, answers are decoded.
+type preEncoded struct{}
+
+func (preEncoded) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.(encoded))}, nil
+}
+
+func (preEncoded) Unmarshal(data mem.BufferSlice, v any) error {
+	return proto.Unmarshal(data.Materialize(), v.(proto.Message))
+}
+
+func (preEncoded) Name() string { return "proto" }
 
 // protoset writes the descriptors of envoy.service.auth.v3 and everything it imports, for ghz.
 func protoset(t *testing.T, dir string) string {
@@ -461,9 +596,10 @@ func TestGRPC(t *testing.T) {
 	}
 	p := newIDP(t)
 	began := time.Now()
-	distinct := p.tokens(t, envInt("BENCH_GRPC_TOKENS", 200000))
-	t.Logf("signed %d distinct RS256 tokens in %s", len(distinct), time.Since(began).Round(time.Second))
-	repeated := distinct[:1]
+	distinct := tokenSet{tokens: p.tokens(t, envInt("BENCH_GRPC_TOKENS", 200000))}
+	distinct.requests = encodeRequests(t, distinct.tokens)
+	t.Logf("signed and encoded %d distinct RS256 tokens in %s", len(distinct.tokens), time.Since(began).Round(time.Second))
+	repeated := tokenSet{distinct.tokens[:1], distinct.requests[:1]}
 	other := &idp{Server: p.Server}
 	other.key, _ = rsa.GenerateKey(rand.Reader, 2048)
 	forged := other.tokens(t, 1)[0]
@@ -474,65 +610,54 @@ func TestGRPC(t *testing.T) {
 
 	httpTK := self(t, "tokenkeeper", p.URL)
 	grpcTK := selfGRPC(t, "tokenkeeper gRPC", "tokenkeeper-grpc", p.URL)
+	tlsTK := selfGRPC(t, "tokenkeeper gRPC over TLS", "tokenkeeper-grpc-tls", p.URL)
 	sharedTK := selfGRPC(t, "tokenkeeper gRPC through net/http", "tokenkeeper-grpc-shared", p.URL)
 	opa := opaExtAuthz(t, opaBin, p)
 	authorino := authorinoExtAuthz(t, authorinoBin, authorinoCRD, p)
 	rejects(t, httpTK, forged)
-	for _, g := range []*grpcServer{grpcTK, sharedTK, opa, authorino} {
-		checkDecisions(t, g, distinct[:100], forged, p.wrongTokens(t))
+	for _, g := range []*grpcServer{grpcTK, tlsTK, sharedTK, opa, authorino} {
+		checkDecisions(t, g, distinct.tokens[:100], forged, p.wrongTokens(t))
 	}
-	tkConns, sharedConns, opaConns := grpcTK.dial(t, conns), sharedTK.dial(t, conns), opa.dial(t, conns)
-	authorinoConns := authorino.dial(t, conns)
+	tkConns, tlsConns, sharedConns := grpcTK.connect(t, conns), tlsTK.connect(t, conns), sharedTK.connect(t, conns)
+	opaConns, authorinoConns := opa.connect(t, conns), authorino.connect(t, conns)
 
 	type run struct {
 		name string
-		do   func(toks []string, pos *atomic.Uint64, d time.Duration) result
+		pid  int // the server's process
+		do   func(set tokenSet, pos *atomic.Uint64, d time.Duration) result
+	}
+	grpcGo := func(name string, g *grpcServer, cs []*grpc.ClientConn) run {
+		return run{name + " (grpc-go client)", g.cmd.Process.Pid, func(set tokenSet, pos *atomic.Uint64, d time.Duration) result {
+			return loadGRPC(t, g, cs, clients, d, set.requests, pos)
+		}}
+	}
+	ghz := func(name string, g *grpcServer) run {
+		return run{name + " (ghz)", g.cmd.Process.Pid, func(set tokenSet, pos *atomic.Uint64, d time.Duration) result {
+			return ghzRun(t, ghzBin, protosetFile, g, clients, conns, d, set.tokens, pos, perRun)
+		}}
 	}
 	runs := []run{
-		{"tokenkeeper HTTP /validate (Go net/http client)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
-			return loadHTTP(t, httpTK, clients, d, toks, pos)
+		{"tokenkeeper HTTP /validate (Go net/http client)", httpTK.cmd.Process.Pid, func(set tokenSet, pos *atomic.Uint64, d time.Duration) result {
+			return loadHTTP(t, httpTK, clients, d, set.tokens, pos)
 		}},
-		{"tokenkeeper gRPC Check (grpc-go client)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
-			return loadGRPC(t, grpcTK, tkConns, clients, d, toks, pos)
-		}},
-		{"tokenkeeper gRPC Check (ghz)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
-			return ghzRun(t, ghzBin, protosetFile, grpcTK, clients, conns, d, toks, pos, perRun)
-		}},
-		{"tokenkeeper gRPC through net/http, the TLS port's path (grpc-go client)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
-			return loadGRPC(t, sharedTK, sharedConns, clients, d, toks, pos)
-		}},
-		{"tokenkeeper gRPC through net/http, the TLS port's path (ghz)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
-			return ghzRun(t, ghzBin, protosetFile, sharedTK, clients, conns, d, toks, pos, perRun)
-		}},
-		{"OPA ext_authz (grpc-go client)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
-			return loadGRPC(t, opa, opaConns, clients, d, toks, pos)
-		}},
-		{"OPA ext_authz (ghz)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
-			return ghzRun(t, ghzBin, protosetFile, opa, clients, conns, d, toks, pos, perRun)
-		}},
-		{"Authorino ext_authz (grpc-go client)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
-			return loadGRPC(t, authorino, authorinoConns, clients, d, toks, pos)
-		}},
-		{"Authorino ext_authz (ghz)", func(toks []string, pos *atomic.Uint64, d time.Duration) result {
-			return ghzRun(t, ghzBin, protosetFile, authorino, clients, conns, d, toks, pos, perRun)
-		}},
+		grpcGo("tokenkeeper gRPC Check", grpcTK, tkConns),                                              // 1
+		ghz("tokenkeeper gRPC Check", grpcTK),                                                          // 2
+		grpcGo("tokenkeeper gRPC Check over TLS, the ext_authz port", tlsTK, tlsConns),                 // 3
+		grpcGo("tokenkeeper gRPC through net/http, the validation port's path", sharedTK, sharedConns), // 4
+		grpcGo("OPA ext_authz", opa, opaConns),                                                         // 5
+		ghz("OPA ext_authz", opa),                                                                      // 6
+		grpcGo("Authorino ext_authz", authorino, authorinoConns),                                       // 7
+		ghz("Authorino ext_authz", authorino),                                                          // 8
 	}
 	// results[case][run] holds one result per round.
 	results := map[string]map[string][]result{"repeated": {}, "distinct": {}}
 	// Each server walks the distinct tokens with its own position, kept across rounds and
 	// generators, so no token comes back to a server before all the others have.
-	servers := map[string]*atomic.Uint64{"tokenkeeper HTTP": {}, "tokenkeeper gRPC": {}, "tokenkeeper gRPC through net/http": {}, "OPA": {}, "Authorino": {}}
-	position := func(name string) *atomic.Uint64 { // the server whose name is the longest prefix
-		var best string
-		for prefix := range servers {
-			if strings.HasPrefix(name, prefix+" ") && len(prefix) > len(best) {
-				best = prefix
-			}
+	positions := map[int]*atomic.Uint64{}
+	for _, rn := range runs {
+		if positions[rn.pid] == nil {
+			positions[rn.pid] = &atomic.Uint64{}
 		}
-		if best == "" {
-			t.Fatalf("no position for %s", name)
-		}
-		return servers[best]
 	}
 	for r := range rounds {
 		order := slices.Clone(runs)
@@ -541,55 +666,67 @@ func TestGRPC(t *testing.T) {
 		}
 		for _, rn := range order {
 			for _, c := range []string{"repeated", "distinct"} {
-				toks, pos := distinct, position(rn.name)
+				set, pos := distinct, positions[rn.pid]
 				if c == "repeated" {
-					toks, pos = repeated, &atomic.Uint64{}
+					set, pos = repeated, &atomic.Uint64{}
 				}
-				rn.do(toks, pos, round/5) // warm up: connections, the repeated token cached
+				rn.do(set, pos, round/5) // warm up: connections, the repeated token cached
 				if profile := os.Getenv("BENCH_GRPC_CPU_PROFILE"); profile != "" && r == 0 && c == "repeated" && rn.name == runs[1].name {
 					go saveProfile(t, &server{url: "http://" + grpcTK.http + "/validate/bench/v"}, profile, round-time.Second)
 				}
-				results[c][rn.name] = append(results[c][rn.name], rn.do(toks, pos, round))
+				results[c][rn.name] = append(results[c][rn.name], measured(t, rn.pid, func() result { return rn.do(set, pos, round) }))
 			}
 		}
 		t.Logf("round %d of %d done", r+1, rounds)
 	}
 
-	med := func(c, name string) (float64, time.Duration) {
-		var rps, p99 []float64
+	med := func(c, name string) (float64, time.Duration, time.Duration) {
+		var rps, p99, cpu []float64
 		for _, x := range results[c][name] {
-			rps, p99 = append(rps, x.rps), append(p99, float64(x.p99))
+			rps, p99, cpu = append(rps, x.rps), append(p99, float64(x.p99)), append(cpu, float64(x.cpu))
 		}
-		return median(rps), time.Duration(median(p99))
+		return median(rps), time.Duration(median(p99)), time.Duration(median(cpu))
 	}
-	ratio := func(c, a, b string) float64 {
+	// ratio is the median of per-round ratios of a's req/s to b's; cpuRatio of b's server CPU
+	// per check to a's (a's checks per server CPU-second over b's).
+	ratio := func(c, a, b string, of func(x, y result) float64) float64 {
 		var rs []float64
 		for i := range results[c][a] {
-			rs = append(rs, results[c][a][i].rps/results[c][b][i].rps)
+			rs = append(rs, of(results[c][a][i], results[c][b][i]))
 		}
 		return median(rs)
 	}
+	rps := func(x, y result) float64 { return x.rps / y.rps }
+	cpu := func(x, y result) float64 { return float64(y.cpu) / float64(x.cpu) }
 	fmt.Printf("\n%d rounds of %s per server, generator and case, %d concurrent calls (gRPC over %d connections, HTTP over %d), "+
-		"%d distinct tokens, GOMAXPROCS %d\n\n", rounds, round, clients, conns, clients, len(distinct), runtime.GOMAXPROCS(0))
-	fmt.Println("| server (load generator) | repeated token: req/s | p99 | distinct tokens: req/s | p99 |")
-	fmt.Println("| --- | ---: | ---: | ---: | ---: |")
+		"%d distinct tokens, GOMAXPROCS %d; server CPU: the server process's CPU time per answered call\n\n",
+		rounds, round, clients, conns, clients, len(distinct.tokens), runtime.GOMAXPROCS(0))
+	fmt.Println("| server (load generator) | repeated token: req/s | p99 | server CPU | distinct tokens: req/s | p99 | server CPU |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, rn := range runs {
-		rr, rp := med("repeated", rn.name)
-		dr, dp := med("distinct", rn.name)
-		fmt.Printf("| %s | %.0f | %s | %.0f | %s |\n", rn.name, rr, rp.Round(10*time.Microsecond), dr, dp.Round(10*time.Microsecond))
+		rr, rp, rc := med("repeated", rn.name)
+		dr, dp, dc := med("distinct", rn.name)
+		fmt.Printf("| %s | %.0f | %s | %s | %.0f | %s | %s |\n", rn.name, rr, rp.Round(10*time.Microsecond), rc.Round(100*time.Nanosecond),
+			dr, dp.Round(10*time.Microsecond), dc.Round(100*time.Nanosecond))
 	}
-	fmt.Println("\n| ratio of req/s (median of per-round ratios) | repeated | distinct | target |")
+	fmt.Println("\n| ratio (median of per-round ratios) | repeated | distinct | target |")
 	fmt.Println("| --- | ---: | ---: | ---: |")
-	for _, row := range []struct{ label, a, b, target string }{
-		{"tokenkeeper gRPC / tokenkeeper HTTP (like Go generators)", runs[1].name, runs[0].name, "≥ 0.9"},
-		{"tokenkeeper gRPC (ghz) / tokenkeeper HTTP (Go net/http)", runs[2].name, runs[0].name, ""},
-		{"tokenkeeper gRPC / OPA ext_authz (ghz)", runs[2].name, runs[6].name, "≥ 2"},
-		{"tokenkeeper gRPC / OPA ext_authz (grpc-go client)", runs[1].name, runs[5].name, "≥ 2"},
-		{"tokenkeeper gRPC / Authorino ext_authz (ghz)", runs[2].name, runs[8].name, "≥ 2"},
-		{"tokenkeeper gRPC / Authorino ext_authz (grpc-go client)", runs[1].name, runs[7].name, "≥ 2"},
-		{"tokenkeeper gRPC through net/http / tokenkeeper HTTP (like Go generators)", runs[3].name, runs[0].name, ""},
-		{"tokenkeeper gRPC through net/http / OPA ext_authz (ghz)", runs[4].name, runs[6].name, ""},
+	for _, row := range []struct {
+		label, a, b, target string
+		of                  func(x, y result) float64
+	}{
+		{"req/s: tokenkeeper gRPC / tokenkeeper HTTP (like Go generators)", runs[1].name, runs[0].name, "≥ 0.9", rps},
+		{"checks per server CPU-second: tokenkeeper gRPC / tokenkeeper HTTP", runs[1].name, runs[0].name, "≥ 0.9", cpu},
+		{"req/s: tokenkeeper gRPC (ghz) / tokenkeeper HTTP (Go net/http)", runs[2].name, runs[0].name, "", rps},
+		{"req/s: tokenkeeper gRPC / OPA ext_authz (ghz)", runs[2].name, runs[6].name, "≥ 2", rps},
+		{"req/s: tokenkeeper gRPC / OPA ext_authz (grpc-go client)", runs[1].name, runs[5].name, "≥ 2", rps},
+		{"req/s: tokenkeeper gRPC / Authorino ext_authz (ghz)", runs[2].name, runs[8].name, "≥ 2", rps},
+		{"req/s: tokenkeeper gRPC / Authorino ext_authz (grpc-go client)", runs[1].name, runs[7].name, "≥ 2", rps},
+		{"checks per server CPU-second: tokenkeeper gRPC / Authorino", runs[1].name, runs[7].name, "", cpu},
+		{"checks per server CPU-second: tokenkeeper gRPC / OPA", runs[1].name, runs[5].name, "", cpu},
+		{"req/s: the TLS ext_authz port / the validation port's gRPC", runs[3].name, runs[4].name, "", rps},
+		{"req/s: the validation port's gRPC (net/http) / tokenkeeper HTTP", runs[4].name, runs[0].name, "", rps},
 	} {
-		fmt.Printf("| %s | %.2f | %.2f | %s |\n", row.label, ratio("repeated", row.a, row.b), ratio("distinct", row.a, row.b), row.target)
+		fmt.Printf("| %s | %.2f | %.2f | %s |\n", row.label, ratio("repeated", row.a, row.b, row.of), ratio("distinct", row.a, row.b, row.of), row.target)
 	}
 }

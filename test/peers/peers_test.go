@@ -51,7 +51,7 @@ const (
 	audience = "bench"
 	kid      = "bench-rsa"
 	// serveEnv makes the test binary a server process instead of running tests: "tokenkeeper",
-	// "tokenkeeper-grpc", "tokenkeeper-grpc-shared" or "bare", listening on serveAddrEnv and trusting serveIssuerEnv.
+	// "tokenkeeper-grpc", "tokenkeeper-grpc-tls", "tokenkeeper-grpc-shared" or "bare", listening on serveAddrEnv and trusting serveIssuerEnv.
 	serveEnv       = "TOKENKEEPER_PEERS_SERVE"
 	serveAddrEnv   = "TOKENKEEPER_PEERS_ADDR"
 	serveIssuerEnv = "TOKENKEEPER_PEERS_ISSUER"
@@ -84,7 +84,7 @@ func serve(mode, addr, iss string) error {
 			w.WriteHeader(http.StatusOK)
 		})
 		return (&validation.Listener{Addr: addr, Handler: bare}).Start(ctx)
-	case "tokenkeeper", "tokenkeeper-grpc", "tokenkeeper-grpc-shared":
+	case "tokenkeeper", "tokenkeeper-grpc", "tokenkeeper-grpc-tls", "tokenkeeper-grpc-shared":
 		keys := validation.NewKeySet(iss+"/jwks", &http.Client{Timeout: 10 * time.Second}, clock.RealClock{})
 		if err := keys.Refresh(ctx); err != nil {
 			return err
@@ -99,19 +99,21 @@ func serve(mode, addr, iss string) error {
 		mux.Handle("/metrics", promhttp.HandlerFor(ctrlmetrics.Registry, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		l := &validation.Listener{Addr: addr, Handler: mux}
-		if mode == "tokenkeeper-grpc" {
-			// ext_authz as the manager serves it with --ext-authz-h2c-bind-address: grpc-go's own
-			// HTTP/2 transport (grpc_test.go).
-			return serveGRPC(ctx, srv, addr, mux)
-		}
-		if mode == "tokenkeeper-grpc-shared" {
-			// ext_authz the way the TLS validation port serves it: the gRPC service beside the
-			// HTTP endpoints behind net/http's HTTP/2 server, here in plaintext (grpc_test.go).
+		switch mode {
+		case "tokenkeeper-grpc", "tokenkeeper-grpc-tls":
+			// ext_authz as the manager serves it with --ext-authz-h2c-bind-address or
+			// --ext-authz-bind-address: grpc-go's own HTTP/2 transport (grpc_test.go).
+			return serveGRPC(ctx, srv, addr, os.Getenv(serveCertDirEnv), mux)
+		case "tokenkeeper-grpc-shared":
+			// ext_authz the way the validation port serves it: the gRPC service beside the HTTP
+			// endpoints behind net/http's HTTP/2 server, over TLS (grpc_test.go); /healthz also
+			// in plain HTTP on a second port.
 			a, err := validation.NewExtAuthz(srv, "")
 			if err != nil {
 				return err
 			}
-			l.Handler, l.H2C = validation.GRPCHandler(a.GRPCServer(), mux), true
+			go func() { _ = (&validation.Listener{Addr: os.Getenv(serveHealthEnv), Handler: mux}).Start(ctx) }()
+			l.Handler, l.CertDir = validation.GRPCHandler(a.GRPCServer(), mux), os.Getenv(serveCertDirEnv)
 		}
 		return l.Start(ctx)
 	}
