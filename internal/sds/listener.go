@@ -2,7 +2,6 @@ package sds
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -18,11 +17,11 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/tokenkeeper/tokenkeeper/api/v1alpha1"
+	"github.com/tokenkeeper/tokenkeeper/internal/servingcert"
 )
 
 const (
@@ -113,13 +112,12 @@ func (l *Listener) Start(ctx context.Context) error {
 	}
 	opts := ServerOptions()
 	if !l.Plaintext {
-		w, err := certwatcher.New(l.CertDir+"/tls.crt", l.CertDir+"/tls.key")
+		cfg, err := servingcert.TLSConfig(ctx, l.CertDir)
 		if err != nil {
 			_ = ln.Close()
-			return fmt.Errorf("reading the SDS certificate: %w", err)
+			return fmt.Errorf("SDS: %w", err)
 		}
-		go func() { _ = w.Start(ctx) }()
-		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: w.GetCertificate})))
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg)))
 	}
 	g := grpc.NewServer(opts...)
 	secretv3.RegisterSecretDiscoveryServiceServer(g, l.Server)

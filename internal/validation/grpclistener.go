@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/servingcert"
 )
 
 // GRPCListener serves the ext_authz Authorization service alone on grpc-go's own transport: over
@@ -85,7 +87,7 @@ func (l *GRPCListener) serve(ctx context.Context, ln net.Listener) error {
 	}
 	transport, creds := "h2c", insecure.NewCredentials()
 	if l.CertDir != "" {
-		cfg, err := servingTLS(ctx, l.CertDir)
+		cfg, err := servingcert.TLSConfig(ctx, l.CertDir)
 		if err != nil {
 			_ = ln.Close()
 			return fmt.Errorf("ext_authz over TLS: %w", err)

@@ -21,6 +21,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/servingcert"
 )
 
 // maxReviewSize caps a TokenReview request body.
@@ -262,7 +264,7 @@ func (l *Listener) serve(ctx context.Context, ln net.Listener) error {
 			errc <- srv.Serve(ln)
 			return
 		}
-		cfg, err := servingTLS(ctx, l.CertDir)
+		cfg, err := servingcert.TLSConfig(ctx, l.CertDir)
 		if err != nil {
 			errc <- err
 			return
