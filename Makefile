@@ -15,8 +15,8 @@ PROMTOOL_VERSION ?= v0.316.0
 # The validators `make bench-peers` measures tokenkeeper against (built from Go modules).
 OATHKEEPER_VERSION ?= v0.40.9
 OAUTH2_PROXY_VERSION ?= v7.6.0
-# `make bench-grpc`: ghz, the gRPC load generator, and a gRPC ext_authz peer, OPA's Rego engine
-# behind Envoy's Check (test/peers/opaextauthz; the OPA-Envoy plugin's module is not served).
+# `make bench-grpc`: ghz, the gRPC load generator, and the gRPC ext_authz peers: OPA's Rego engine
+# behind Envoy's Check (test/peers/opaextauthz; the OPA-Envoy plugin's module is not served)
 GHZ_VERSION ?= v0.93.0
 OPA_VERSION ?= v1.22.4
 # and Kuadrant Authorino, the second gRPC ext_authz peer (its AuthConfig CRD is copied from its module).
@@ -125,7 +125,7 @@ bench-peers: $(OATHKEEPER) $(OAUTH2_PROXY) ## Only validation against Ory Oathke
 		go test -tags bench -count=1 -timeout=1h -run TestPeers -v ./test/peers/ | grep -v '^=== RUN'
 
 .PHONY: bench-grpc
-bench-grpc: envtest-assets $(GHZ) $(OPA_EXT_AUTHZ) $(AUTHORINO) ## Only ext_authz over gRPC against the HTTP path, Authorino and OPA (test/peers, ghz; about 17 min on 2 cores): BENCH_GRPC_ROUNDS, BENCH_GRPC_ROUND, BENCH_GRPC_TOKENS, BENCH_GRPC_CLIENTS, BENCH_GRPC_CONNECTIONS.
+bench-grpc: envtest-assets $(GHZ) $(OPA_EXT_AUTHZ) $(AUTHORINO) ## Only ext_authz over gRPC against the HTTP path, Authorino and OPA (test/peers, ghz; about 13 min on 2 cores, plus the peers' first build): BENCH_GRPC_ROUNDS, BENCH_GRPC_ROUND, BENCH_GRPC_TOKENS, BENCH_GRPC_CLIENTS, BENCH_GRPC_CONNECTIONS.
 	BENCH_GHZ="$(GHZ)" BENCH_OPA_EXT_AUTHZ="$(OPA_EXT_AUTHZ)" BENCH_AUTHORINO="$(AUTHORINO)" BENCH_AUTHORINO_CRD="$(AUTHORINO).crd.yaml" \
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" \
 		go test -tags bench -count=1 -timeout=1h -run TestGRPC -v ./test/peers/ | grep -v '^=== RUN'
