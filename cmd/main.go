@@ -279,6 +279,12 @@ func main() {
 		log.Error(errors.New("the audience of SDS clients' ServiceAccount tokens may not be empty"), "reading --sds-audience")
 		os.Exit(1)
 	}
+	if certDir == "" && (extAuthzTLS != "" || sdsAddr != "") {
+		// Both ports promise TLS: without a certificate directory the ext_authz port would serve
+		// plaintext and SDS would look for tls.crt in the working directory once running.
+		log.Error(errors.New("the TLS ext_authz and SDS ports need the serving certificate"), "reading --webhook-cert-dir")
+		os.Exit(1)
+	}
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))

@@ -47,6 +47,14 @@ func TestManagerConfigErrors(t *testing.T) {
 			reason: "SDS without an audience would accept any ServiceAccount token the API server knows",
 			args:   []string{"--sds-bind-address=127.0.0.1:0", "--sds-audience="}, code: 1, says: "reading --sds-audience",
 		},
+		"TLSPortWithoutCertificate": {
+			reason: "the TLS ext_authz port without a certificate directory would serve plaintext h2c",
+			args:   []string{"--ext-authz-bind-address=127.0.0.1:0", "--webhook-cert-dir="}, code: 1, says: "reading --webhook-cert-dir",
+		},
+		"SDSWithoutCertificate": {
+			reason: "SDS would fail only once running, looking for tls.crt in the working directory",
+			args:   []string{"--sds-bind-address=127.0.0.1:0", "--webhook-cert-dir="}, code: 1, says: "reading --webhook-cert-dir",
+		},
 		"BadWebhooksMode": {
 			reason: "an error found after connecting to the API server is one line too",
 			args:   []string{"--webhooks=maybe"}, code: 1, says: `--webhooks=\"maybe\": want auto, on or off`,
