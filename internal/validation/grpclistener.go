@@ -182,7 +182,11 @@ func (c *grpcConns) tracked() int { return int(c.open.Load()) }
 func (c *grpcConns) Close() error   { return c.guard.Close() }
 func (c *grpcConns) Addr() net.Addr { return c.guard.Addr() }
 
-// intercept marks the call's connection busy for the call.
+// intercept marks the call's connection busy while the handler runs: "in flight" is the
+// handler's time, not the request's arrival or the response's write around it (a unary Check
+// request is one small frame, read before the handler starts). A connection given up in that
+// window costs its client that one call (Envoy answers it by its failure mode); it happens only
+// with the client or the listener at its connection limit.
 func (c *grpcConns) intercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if p, ok := peer.FromContext(ctx); ok {
 		if info, ok := p.AuthInfo.(connInfo); ok {
@@ -194,7 +198,8 @@ func (c *grpcConns) intercept(ctx context.Context, req any, _ *grpc.UnaryServerI
 }
 
 // connCreds are the listener's transport credentials (TLS, or none for h2c) handing grpc-go each
-// connection's grpcConn with its AuthInfo.
+// connection's grpcConn with its AuthInfo. connInfo hides the TLS AuthInfo's type from grpc-go
+// (channelz shows no TLS details for these connections); nothing here reads them.
 type connCreds struct {
 	credentials.TransportCredentials
 }
