@@ -31,6 +31,7 @@ OAUTH2_PROXY ?= $(BIN)/oauth2-proxy-$(OAUTH2_PROXY_VERSION)
 GHZ ?= $(BIN)/ghz-$(GHZ_VERSION)
 OPA_EXT_AUTHZ ?= $(BIN)/opa-ext-authz-$(OPA_VERSION)
 AUTHORINO ?= $(BIN)/authorino-$(AUTHORINO_VERSION)
+AUTHORINO_CRD ?= $(BIN)/authorino-$(AUTHORINO_VERSION).crd.yaml
 
 # go test flags; FUZZTIME bounds each fuzz target in `make test` (longer in `make fuzz`). It is a
 # count, not a duration: a duration is a wall-clock deadline that Go 1.26's coordinator can report
@@ -113,7 +114,7 @@ helm-lint: $(HELM) ## Lint the Helm chart and render it with every option.
 	$(HELM) template tokenkeeper charts/tokenkeeper -n tokenkeeper-system >/dev/null
 
 .PHONY: bench
-bench: envtest-assets $(OATHKEEPER) $(OAUTH2_PROXY) $(GHZ) $(OPA_EXT_AUTHZ) $(AUTHORINO) ## Benchmark token validation (medians of 5 runs), against Oathkeeper and oauth2-proxy, ext_authz over gRPC, then the manager at scale (test/scale, about 50 min).
+bench: envtest-assets $(OATHKEEPER) $(OAUTH2_PROXY) $(GHZ) $(OPA_EXT_AUTHZ) $(AUTHORINO) $(AUTHORINO_CRD) ## Benchmark token validation (medians of 5 runs), against Oathkeeper and oauth2-proxy, ext_authz over gRPC, then the manager at scale (test/scale, about 50 min).
 	hack/bench.sh
 	$(MAKE) --no-print-directory bench-peers
 	$(MAKE) --no-print-directory bench-grpc
@@ -125,8 +126,8 @@ bench-peers: $(OATHKEEPER) $(OAUTH2_PROXY) ## Only validation against Ory Oathke
 		go test -tags bench -count=1 -timeout=1h -run TestPeers -v ./test/peers/ | grep -v '^=== RUN'
 
 .PHONY: bench-grpc
-bench-grpc: envtest-assets $(GHZ) $(OPA_EXT_AUTHZ) $(AUTHORINO) ## Only ext_authz over gRPC against the HTTP path, Authorino and OPA (test/peers, ghz; about 13 min on 2 cores, plus the peers' first build): BENCH_GRPC_ROUNDS, BENCH_GRPC_ROUND, BENCH_GRPC_TOKENS, BENCH_GRPC_CLIENTS, BENCH_GRPC_CONNECTIONS.
-	BENCH_GHZ="$(GHZ)" BENCH_OPA_EXT_AUTHZ="$(OPA_EXT_AUTHZ)" BENCH_AUTHORINO="$(AUTHORINO)" BENCH_AUTHORINO_CRD="$(AUTHORINO).crd.yaml" \
+bench-grpc: envtest-assets $(GHZ) $(OPA_EXT_AUTHZ) $(AUTHORINO) $(AUTHORINO_CRD) ## Only ext_authz over gRPC against the HTTP path, Authorino and OPA (test/peers, ghz; about 13 min on 2 cores, plus the peers' first build): BENCH_GRPC_ROUNDS, BENCH_GRPC_ROUND, BENCH_GRPC_TOKENS, BENCH_GRPC_CLIENTS, BENCH_GRPC_CONNECTIONS.
+	BENCH_GHZ="$(GHZ)" BENCH_OPA_EXT_AUTHZ="$(OPA_EXT_AUTHZ)" BENCH_AUTHORINO="$(AUTHORINO)" BENCH_AUTHORINO_CRD="$(AUTHORINO_CRD)" \
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" \
 		go test -tags bench -count=1 -timeout=1h -run TestGRPC -v ./test/peers/ | grep -v '^=== RUN'
 
@@ -257,8 +258,12 @@ $(OPA_EXT_AUTHZ): test/peers/opaextauthz/main.go
 
 $(AUTHORINO):
 	hack/build-module.sh github.com/kuadrant/authorino $(AUTHORINO_VERSION) github.com/kuadrant/authorino $@
-	cp "$$(cd $(BIN)/.build/$(notdir $@) && go list -m -f '{{.Dir}}' github.com/kuadrant/authorino)/install/crd/authorino.kuadrant.io_authconfigs.yaml" $@.crd.yaml
-	chmod u+w $@.crd.yaml
+
+# Authorino's AuthConfig CRD, from the same module version (the benchmark installs it in envtest).
+$(AUTHORINO_CRD):
+	mkdir -p $(BIN)
+	cp "$$(go mod download -json github.com/kuadrant/authorino@$(AUTHORINO_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p')/install/crd/authorino.kuadrant.io_authconfigs.yaml" $@
+	chmod u+w $@
 
 $(GOLANGCI_LINT):
 	GOBIN=$(BIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)

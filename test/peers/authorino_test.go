@@ -3,7 +3,7 @@
 package peers_test
 
 import (
-	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -87,7 +87,9 @@ func authorinoExtAuthz(t *testing.T, bin, crd string, p *idp) *grpcServer {
 		conn := g.dial(t, 1)[0]
 		deadline := time.Now().Add(60 * time.Second)
 		for {
-			resp, err := conn.Check(t.Context(), checkRequest(valid))
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+			resp, err := conn.Check(ctx, checkRequest(valid))
+			cancel()
 			if err == nil && allowed(resp) {
 				return g // the AuthConfig is loaded and the JWKS fetched
 			}
@@ -119,7 +121,7 @@ func startAuthorino(t *testing.T, bin, kubeconfig string) (*grpcServer, <-chan e
 		"--oidc-http-port", port2(), "--metrics-addr", freeAddr(t), "--health-probe-addr", freeAddr(t),
 		"--log-level", "error", "--watch-namespace", "default")
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
-	s := &server{name: "Authorino ext_authz", cmd: cmd, output: &bytes.Buffer{}}
+	s := &server{name: "Authorino ext_authz", cmd: cmd, output: &outputBuffer{}}
 	cmd.Stdout, cmd.Stderr = s.output, s.output
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("%s: %v", s.name, err)

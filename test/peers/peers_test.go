@@ -188,7 +188,26 @@ type server struct {
 	url    string
 	ok     int
 	cmd    *exec.Cmd
-	output *bytes.Buffer
+	output *outputBuffer
+}
+
+// outputBuffer keeps a process's output: exec's copying goroutines write it while the test may
+// read it (a readiness failure, a retry), so both go through one lock.
+type outputBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *outputBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *outputBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func freeAddr(t *testing.T) string {
@@ -202,7 +221,7 @@ func freeAddr(t *testing.T) string {
 
 // start runs cmd and waits until ready answers.
 func start(t *testing.T, name string, cmd *exec.Cmd, url string, ok int, ready string) *server {
-	s := &server{name: name, url: url, ok: ok, cmd: cmd, output: &bytes.Buffer{}}
+	s := &server{name: name, url: url, ok: ok, cmd: cmd, output: &outputBuffer{}}
 	cmd.Stdout, cmd.Stderr = s.output, s.output
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("%s: %v", name, err)
