@@ -29,8 +29,8 @@ func TestRotationCost(t *testing.T) {
 	// No-op reconciles: six Credentials with 1-h tokens, settled, then each annotated.
 	f.create(ctx, t, "idle", 6, 4)
 	waitAllReady(ctx, t, c, 6)
-	quiet(t, env, ti)
-	before, reconciles := apiRequests(t, env.Config), m.reconciles(t)
+	before, _ := quiet(t, env, ti)
+	reconciles := m.reconciles(t)
 	var idle v1alpha1.CredentialList
 	if err := c.List(ctx, &idle); err != nil {
 		t.Fatal(err)
@@ -46,8 +46,8 @@ func TestRotationCost(t *testing.T) {
 		n := m.reconciles(t)
 		return n >= reconciles+6, fmt.Sprintf("%.0f reconciles", n-reconciles)
 	})
-	quiet(t, env, ti)
-	d := apiRequests(t, env.Config).minus(before)
+	after, _ := quiet(t, env, ti)
+	d := after.minus(before)
 	t.Logf("6 no-op reconciles: %v", d)
 	if w := d.managerWrites() - d["writes credentials"]; w != 0 { // the test's own annotations are "writes credentials"
 		t.Errorf("6 no-op reconciles made %.0f writes, want 0: %v", w, d)
@@ -61,8 +61,10 @@ func TestRotationCost(t *testing.T) {
 	// window is counted whole.
 	f.create(ctx, t, "rot", 8, 4)
 	waitAllReady(ctx, t, c, 14)
-	quiet(t, env, ti)
-	before, reconciles, calls := apiRequests(t, env.Config), m.reconciles(t), ti.calls()
+	// The window opens on quiet's own reading: read one after another, the API server's counts
+	// and the issuer's could straddle a rotation's issuer call and count its writes without it.
+	before, calls := quiet(t, env, ti)
+	reconciles = m.reconciles(t)
 	testenv.WaitFor(t, 60*time.Second, "two rotations of each Credential", func() (bool, string) {
 		return ti.calls() >= calls+16, fmt.Sprintf("%d issuer calls", ti.calls()-calls)
 	})
@@ -77,9 +79,9 @@ func TestRotationCost(t *testing.T) {
 		}
 		return n == 8, fmt.Sprintf("%d of 8", n)
 	})
-	quiet(t, env, ti)
-	d = apiRequests(t, env.Config).minus(before)
-	rotations := float64(ti.calls() - calls)
+	after, end := quiet(t, env, ti)
+	d = after.minus(before)
+	rotations := float64(end - calls)
 	recs := m.reconciles(t) - reconciles
 	t.Logf("%.0f rotations: %.0f reconciles, %v", rotations, recs, d)
 	if w := d.managerWrites() / rotations; w > 3 {
@@ -115,15 +117,22 @@ func waitAllReady(ctx context.Context, t *testing.T, c client.Client, n int) {
 // quiet waits until the manager has made no write and the issuer has seen no request for two
 // seconds, so that no rotation straddles the moment a count starts or ends (an issuer call
 // counted before it whose writes land after).
-func quiet(t *testing.T, env *testenv.Env, ti *tokenIssuer) {
+// quiet waits for 2 s without a manager write or an issuer call and returns the API server's
+// counts and the issuer's calls as its last look saw them. The counts are read before the calls:
+// an issuer call between the two readings makes that look not quiet, so in what quiet returns
+// every counted call's writes are counted too, and no write is counted without its call.
+func quiet(t *testing.T, env *testenv.Env, ti *tokenIssuer) (apiCounts, int) {
 	t.Helper()
-	last, calls, since := apiRequests(t, env.Config).managerWrites(), ti.calls(), time.Now()
+	counts := apiRequests(t, env.Config)
+	last, calls, since := counts.managerWrites(), ti.calls(), time.Now()
 	// Eight Credentials rotating every 10 s leave a 2-s gap now and then; on a machine busy with
 	// other suites it can take a while.
 	testenv.WaitFor(t, 90*time.Second, "no writes and no issuer call for 2 s", func() (bool, string) {
-		if w, c := apiRequests(t, env.Config).managerWrites(), ti.calls(); w != last || c != calls {
+		counts = apiRequests(t, env.Config)
+		if w, c := counts.managerWrites(), ti.calls(); w != last || c != calls {
 			last, calls, since = w, c, time.Now()
 		}
 		return time.Since(since) >= 2*time.Second, fmt.Sprintf("%.0f writes, %d issuer calls so far", last, calls)
 	})
+	return counts, calls
 }
