@@ -5,20 +5,13 @@ package peers_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -45,6 +38,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/descriptorpb"
 
+	"github.com/tokenkeeper/tokenkeeper/internal/servingcert/servingcerttest"
 	"github.com/tokenkeeper/tokenkeeper/internal/validation"
 )
 
@@ -88,7 +82,7 @@ func selfGRPC(t *testing.T, name, mode, iss string) *grpcServer {
 	cmd.Env = append(os.Environ(), serveEnv+"="+mode, serveAddrEnv+"="+addr, serveIssuerEnv+"="+iss, serveHealthEnv+"="+httpAddr)
 	var creds credentials.TransportCredentials
 	if mode != "tokenkeeper-grpc" {
-		dir, pool := servingCert(t)
+		dir, pool := servingcerttest.Write(t)
 		cmd.Env = append(cmd.Env, serveCertDirEnv+"="+dir)
 		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	}
@@ -101,33 +95,6 @@ const (
 	// serveCertDirEnv holds the TLS modes' tls.crt and tls.key.
 	serveCertDirEnv = "TOKENKEEPER_PEERS_CERT_DIR"
 )
-
-// servingCert writes a self-signed ECDSA certificate for 127.0.0.1 as tls.crt and tls.key, and
-// returns its directory and a pool trusting it.
-func servingCert(t *testing.T) (string, *x509.CertPool) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tokenkeeper-bench"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	write(t, filepath.Join(dir, "tls.crt"), string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
-	write(t, filepath.Join(dir, "tls.key"), string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})))
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return dir, pool
-}
 
 // serveGRPC serves the Authorization service of srv as the manager's ext_authz ports do on addr
 // (TLS with certDir's certificate, or h2c), and mux (/healthz, pprof) over HTTP on
