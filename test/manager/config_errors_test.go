@@ -7,18 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/tokenkeeper/tokenkeeper/internal/testenv"
 )
 
 // A mistake in the manager's configuration is one line on stderr that names it, and an exit
 // code: no usage text, no stack trace, no goroutine dump.
 func TestManagerConfigErrors(t *testing.T) {
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	env := controlPlane(t)
 	dir := t.TempDir()
 	bin, kcPath := env.ManagerBinary(t, dir)
 	cases := map[string]struct {

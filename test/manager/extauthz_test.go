@@ -35,11 +35,7 @@ import (
 // token a Credential keeps, with the identity header, and denies a forged one with 401; the TLS
 // ext_authz port refuses a plaintext client.
 func TestManagerServesExtAuthz(t *testing.T) {
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	env := controlPlane(t)
 	ctx := t.Context()
 	c := env.Client
 	dir := t.TempDir()

@@ -151,11 +151,7 @@ func clusterIssuerReady(t *testing.T, env *testenv.Env, name string) {
 }
 
 func TestManagerBinary(t *testing.T) {
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	env := controlPlane(t)
 	ctx := t.Context()
 	c := env.Client
 	dir := t.TempDir()
@@ -199,11 +195,7 @@ func TestManagerBinary(t *testing.T) {
 // admission webhooks are off, keeps its Lease and certificate in the kubeconfig's namespace,
 // serves validation with a certificate for localhost and 127.0.0.1, and reconciles.
 func TestManagerOutsideCluster(t *testing.T) {
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	env := controlPlane(t)
 	ctx := t.Context()
 	c := env.Client
 	dir := t.TempDir()

@@ -31,11 +31,7 @@ const chartMemoryLimit = 512 << 20
 // the bound, holds none of them, and stays far under the chart's memory limit. (v0.2 went from
 // 228 to 546 MB with these, and stayed at 488 MB after they were deleted.)
 func TestTenantsCannotExhaustMemory(t *testing.T) {
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	env := controlPlane(t)
 	c, ctx, dir := env.Client, t.Context(), t.TempDir()
 	bin, kcPath := env.ManagerBinary(t, dir)
 	p := start(t, bin, kcPath, filepath.Join(dir, "certs"), os.Environ(), "--webhook-bind-address=127.0.0.1", "--webhooks=off")

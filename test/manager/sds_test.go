@@ -34,11 +34,7 @@ import (
 // self-managed certificate) to the ServiceAccount the Credential lists, and pushes the token the
 // controller writes at a renewal on the open stream.
 func TestManagerServesSDS(t *testing.T) {
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	env := controlPlane(t)
 	ctx := t.Context()
 	c := env.Client
 	dir := t.TempDir()
