@@ -42,12 +42,12 @@ func TestManagerConfigErrors(t *testing.T) {
 			args:   []string{"--sds-bind-address=127.0.0.1:0", "--sds-audience="}, code: 1, says: "reading --sds-audience",
 		},
 		"TLSPortWithoutCertificate": {
-			reason: "the TLS ext_authz port without a certificate directory would serve plaintext h2c",
-			args:   []string{"--ext-authz-bind-address=127.0.0.1:0", "--webhook-cert-dir="}, code: 1, says: "reading --webhook-cert-dir",
+			reason: "with certificates provided from outside (no self-managed one to fail first), the TLS ext_authz port would serve plaintext h2c",
+			args:   []string{"--ext-authz-bind-address=127.0.0.1:0", "--webhook-cert-mode=external", "--webhook-cert-dir="}, code: 1, says: "reading --webhook-cert-dir",
 		},
 		"SDSWithoutCertificate": {
 			reason: "SDS would fail only once running, looking for tls.crt in the working directory",
-			args:   []string{"--sds-bind-address=127.0.0.1:0", "--webhook-cert-dir="}, code: 1, says: "reading --webhook-cert-dir",
+			args:   []string{"--sds-bind-address=127.0.0.1:0", "--webhook-cert-mode=external", "--webhook-cert-dir="}, code: 1, says: "reading --webhook-cert-dir",
 		},
 		"BadWebhooksMode": {
 			reason: "an error found after connecting to the API server is one line too",

@@ -104,22 +104,21 @@ func serveGRPC(ctx context.Context, srv *validation.Server, addr, certDir string
 	if err != nil {
 		return err
 	}
+	return firstError(ctx, &validation.GRPCListener{Addr: addr, CertDir: certDir, ExtAuthz: a},
+		&validation.Listener{Addr: os.Getenv(serveHealthEnv), Handler: mux})
+}
+
+// firstError runs the listeners until ctx ends or one of them stops: whichever stops first (a
+// port taken, a certificate unreadable) ends the serving process with its error, and the others
+// with it.
+func firstError(ctx context.Context, listeners ...interface{ Start(context.Context) error }) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	grpcErr := make(chan error, 1)
-	go func() { grpcErr <- (&validation.GRPCListener{Addr: addr, CertDir: certDir, ExtAuthz: a}).Start(ctx) }()
-	httpErr := make(chan error, 1)
-	go func() { httpErr <- (&validation.Listener{Addr: os.Getenv(serveHealthEnv), Handler: mux}).Start(ctx) }()
-	// Whichever stops first (a port taken, a certificate unreadable) ends the process with its error.
-	select {
-	case err := <-grpcErr:
-		if err != nil {
-			return fmt.Errorf("ext_authz: %w", err)
-		}
-		return nil
-	case err := <-httpErr:
-		return err
+	errs := make(chan error, len(listeners))
+	for _, l := range listeners {
+		go func() { errs <- l.Start(ctx) }()
 	}
+	return <-errs
 }
 
 // opaExtAuthz runs OPA's Rego engine behind ext_authz (test/peers/opaextauthz) with opaPolicy and

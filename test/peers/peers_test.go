@@ -112,8 +112,8 @@ func serve(mode, addr, iss string) error {
 			if err != nil {
 				return err
 			}
-			go func() { _ = (&validation.Listener{Addr: os.Getenv(serveHealthEnv), Handler: mux}).Start(ctx) }()
 			l.Handler, l.CertDir = validation.GRPCHandler(a.GRPCServer(), mux), os.Getenv(serveCertDirEnv)
+			return firstError(ctx, l, &validation.Listener{Addr: os.Getenv(serveHealthEnv), Handler: mux})
 		}
 		return l.Start(ctx)
 	}

@@ -114,13 +114,12 @@ func waitAllReady(ctx context.Context, t *testing.T, c client.Client, n int) {
 	})
 }
 
-// quiet waits until the manager has made no write and the issuer has seen no request for two
-// seconds, so that no rotation straddles the moment a count starts or ends (an issuer call
-// counted before it whose writes land after).
 // quiet waits for 2 s without a manager write or an issuer call and returns the API server's
-// counts and the issuer's calls as its last look saw them. The counts are read before the calls:
-// an issuer call between the two readings makes that look not quiet, so in what quiet returns
-// every counted call's writes are counted too, and no write is counted without its call.
+// counts and the issuer's calls as its last look saw them, so that no rotation straddles the
+// moment a count starts or ends. The counts are read before the calls: an issuer call between
+// the two readings makes that look not quiet. So, provided a rotation's writes follow its issuer
+// call within 2 s (milliseconds here), every call counted has its writes counted too, and no
+// write is counted without its call.
 func quiet(t *testing.T, env *testenv.Env, ti *tokenIssuer) (apiCounts, int) {
 	t.Helper()
 	counts := apiRequests(t, env.Config)
