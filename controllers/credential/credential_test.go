@@ -276,6 +276,47 @@ func TestIssuerOutageKeepsLastToken(t *testing.T) {
 	})
 }
 
+// A renewal that succeeded after a failure but whose status patch was lost (it started from a
+// cached copy older than the failure's status, so its optimistic lock conflicted) left status
+// naming the failure and the token before: the next pass believes the state Secret, which has the
+// new token, instead of waiting out the old failure's backoff (TestRenewWaitFailure in
+// internal/cli met this once in six runs).
+func TestLostStatusOfSuccessAfterFailure(t *testing.T) {
+	t.Parallel()
+	f := setup(t, issuertest.Seed001, nil)
+	f.waitReady(30 * time.Second)
+	logins := f.srv.Calls(issuertest.OpLogin)
+	// The status the conflicting pass left: the failure before its success, the token before its.
+	must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		c := f.cred()
+		now := metav1.Now()
+		c.Status.FailedAttempts, c.Status.LastFailureReason = 1, string(v1alpha1.ReasonIssuerUnavailable)
+		c.Status.LastFailureTime, c.Status.NextRetryTime = &now, &metav1.Time{Time: now.Add(time.Hour)}
+		c.Status.TokenFingerprint = "0123456789abcdef"
+		meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: string(v1alpha1.ConditionIssuing), Status: metav1.ConditionFalse,
+			Reason: string(v1alpha1.ReasonIssuerUnavailable), Message: "waiting to retry"})
+		return env.Client.Status().Update(t.Context(), c)
+	}))
+	must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error { // a pass: an annotation, as a GitOps tool might add
+		c := f.cred()
+		if c.Annotations == nil {
+			c.Annotations = map[string]string{}
+		}
+		c.Annotations["example.com/touched"] = "yes"
+		return env.Client.Update(t.Context(), c)
+	}))
+	waitFor(t, 15*time.Second, "status without the superseded failure", func() (bool, string) {
+		c := f.cred()
+		is := meta.FindStatusCondition(c.Status.Conditions, string(v1alpha1.ConditionIssuing))
+		return c.Status.FailedAttempts == 0 && c.Status.NextRetryTime == nil && c.Status.TokenFingerprint != "0123456789abcdef" &&
+				is != nil && is.Reason == string(v1alpha1.ReasonIdle),
+			fmt.Sprintf("failedAttempts %d, nextRetryTime %v, fingerprint %s, Issuing %v", c.Status.FailedAttempts, c.Status.NextRetryTime, c.Status.TokenFingerprint, is)
+	})
+	if n := f.srv.Calls(issuertest.OpLogin) - logins; n != 0 {
+		t.Errorf("%d logins: the token in the state Secret is fresh, want none", n)
+	}
+}
+
 // 4. A wrong password: Ready=False with the issuer's reason, no hot loop, and success within
 // seconds of the input Secret being fixed.
 func TestWrongPasswordThenFixed(t *testing.T) {

@@ -21,6 +21,7 @@ func (r *Reconciler) recover(ctx context.Context, cred *v1alpha1.Credential, e *
 		r.revokeNow(ctx, cred, e, t)
 		st.orphaned = nil
 	}
+	clearSupersededFailure(cred, st)
 	changed := false
 	if p := st.pending; p != nil {
 		r.interrupted(cred, e, st, p)
@@ -85,4 +86,21 @@ func (r *Reconciler) adopt(ctx context.Context, cred *v1alpha1.Credential, e *en
 	}
 	st.inputsVersion = e.InputsVersion
 	return true
+}
+
+// clearSupersededFailure forgets a failure in status that a later token in the state Secret
+// superseded: the renewal after the failure succeeded and was committed, but its status patch was
+// lost (it started from a cached copy older than the failure's status and conflicted, or the
+// manager stopped first). The state Secret, written first, has the last word: without this the
+// Credential would wait out the old failure's backoff with a fresh token, Issuing=False with a
+// reason that is over. A token the issuer's probe rejected is no success.
+func clearSupersededFailure(cred *v1alpha1.Credential, st *state) {
+	s := &cred.Status
+	if s.FailedAttempts == 0 || st.token == nil || st.token.Fingerprint() == s.TokenFingerprint || st.rejected == st.token.Fingerprint() {
+		return
+	}
+	s.FailedAttempts, s.LastFailureReason, s.LastFailureTime, s.NextRetryTime = 0, "", nil, nil
+	if s.LastRotationTime == nil || s.LastRotationTime.Before(&metav1.Time{Time: st.token.IssuedAt}) {
+		s.LastRotationTime = &metav1.Time{Time: st.token.IssuedAt}
+	}
 }
